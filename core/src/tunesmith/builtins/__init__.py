@@ -1,0 +1,1 @@
+"""The core's own plugins (see registry.DEFAULT_PLUGINS)."""

@@ -1,0 +1,1 @@
+"""Built-in datasets, registered like any plugin's."""

@@ -1,0 +1,1 @@
+"""Built-in quantizers, registered like any plugin's."""

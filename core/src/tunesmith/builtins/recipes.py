@@ -1,0 +1,1 @@
+"""Built-in recipes, registered like any plugin's."""

@@ -1,0 +1,1 @@
+"""Built-in tokenizers, registered like any plugin's."""
