@@ -1,0 +1,279 @@
+"""The ``tunesmith`` command.
+
+Every subcommand is short: it parses arguments, calls the library and prints.
+User errors (:class:`tunesmith.TunesmithError`) print one line and exit non-zero;
+``--debug`` or ``TUNESMITH_DEBUG=1`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from tunesmith import __version__
+from tunesmith.errors import TunesmithError
+from tunesmith.registry import KINDS, get_registry
+
+# torchrun's options that `tunesmith run` passes through (name -> takes a value).
+TORCHRUN_OPTIONS = {
+    "nnodes": True,
+    "nproc-per-node": True,
+    "node-rank": True,
+    "master-addr": True,
+    "master-port": True,
+    "rdzv-backend": True,
+    "rdzv-endpoint": True,
+    "rdzv-id": True,
+    "rdzv-conf": True,
+    "max-restarts": True,
+    "standalone": False,
+}
+
+
+def _debug() -> bool:
+    return os.environ.get("TUNESMITH_DEBUG", "") not in ("", "0")
+
+
+class _Group(click.Group):
+    """Turns user errors into one line (and exit code) instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except TunesmithError as exc:
+            if _debug():
+                raise
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tunesmith")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+def cli(debug: bool) -> None:
+    """Fine-tune, evaluate, quantize and run LLMs.
+
+    \b
+    Examples:
+      tunesmith ls
+      tunesmith run full_finetune_single_device --config llama3_2/1B_full_single_device \\
+          checkpointer.checkpoint_dir=/models/Llama-3.2-1B-Instruct
+      tunesmith demo
+    """
+    if debug:
+        os.environ["TUNESMITH_DEBUG"] = "1"
+
+
+# ------------------------------------------------------------------ plugins ---
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.option("--all", "show_builtins", is_flag=True, help="Include the core's built-in plugins.")
+def plugins(as_json: bool, show_builtins: bool) -> None:
+    """List installed plugins, what each registered, and load errors.
+
+    \b
+    Examples:
+      tunesmith plugins
+      tunesmith plugins --all --json
+      TUNESMITH_LOAD_PLUGINS=llama tunesmith plugins
+    """
+    registry = get_registry()
+    shown = [p for p in registry.plugins.values() if show_builtins or not p.builtin]
+    if as_json:
+        payload = {
+            "plugins": [p.to_dict() for p in shown],
+            "conflicts": [c.message() for c in registry.conflicts.values()],
+        }
+        click.echo(json.dumps(payload, indent=2))
+        return
+    if not shown:
+        click.echo("No plugins installed. Try: pip install tunesmith-llama tunesmith-lora")
+    for info in shown:
+        click.echo(f"{info.name} ({info.distribution} {info.version})")
+        if info.error:
+            click.echo(f"  ERROR: {info.error}")
+            continue
+        click.echo(f"  hooks: {', '.join(info.hooks) or '-'}")
+        for kind in KINDS:
+            names = info.components.get(kind)
+            if names:
+                click.echo(f"  {kind}: {', '.join(sorted(names))}")
+    for conflict in registry.conflicts.values():
+        click.echo(f"CONFLICT: {conflict.message()}")
+
+
+# -------------------------------------------------------------- ls, cp, val ---
+
+
+@cli.command(name="ls")
+@click.option("--all", "show_all", is_flag=True, help="Also list every other registered component.")
+def ls_(show_all: bool) -> None:
+    """List recipes and the configs shipped for each.
+
+    \b
+    Examples:
+      tunesmith ls
+      tunesmith ls --all
+    """
+    registry = get_registry()
+    by_recipe: dict[str, list[str]] = {}
+    for config in registry.values("configs"):
+        by_recipe.setdefault(config.recipe, []).append(config.name)
+    width = max([len(n) for n in registry.names("recipes")] + [6])
+    click.echo(f"{'RECIPE':<{width}}  CONFIG")
+    for recipe in registry.values("recipes"):
+        configs = by_recipe.get(recipe.name) or ["-"]
+        for i, name in enumerate(configs):
+            click.echo(f"{recipe.name if i == 0 else '':<{width}}  {name}")
+    if show_all:
+        for kind in KINDS:
+            if kind in ("recipes", "configs"):
+                continue
+            click.echo(f"\n{kind}: {', '.join(registry.names(kind)) or '-'}")
+
+
+@cli.command()
+@click.argument("source")
+@click.argument("destination", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite an existing destination file.")
+def cp(source: str, destination: Path, force: bool) -> None:
+    """Copy a shipped config (or a recipe's file) to DESTINATION to edit it.
+
+    \b
+    Examples:
+      tunesmith cp llama3_2/1B_lora_single_device ./my_lora.yaml
+      tunesmith cp llama3_2/1B_full_single_device configs/
+    """
+    from tunesmith.config import find_config
+
+    registry = get_registry()
+    if source in registry.tables["recipes"] and source not in registry.tables["configs"]:
+        import inspect
+
+        path = Path(inspect.getfile(registry.get("recipes", source).run))
+    else:
+        path, _ = find_config(source)
+    if destination.is_dir():
+        destination = destination / path.name
+    if destination.suffix == "" and path.suffix:
+        destination = destination.with_suffix(path.suffix)
+    if destination.exists() and not force:
+        raise TunesmithError(f"{destination} already exists: choose another name or pass --force")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, destination)
+    click.echo(f"Copied {source} to {destination}")
+
+
+def _load(recipe_name: str | None, config: str, overrides: tuple[str, ...]):
+    """The recipe and its fully resolved config."""
+    from tunesmith.config import find_config, load_config
+
+    registry = get_registry()
+    _, shipped_for = find_config(config)
+    name = recipe_name or shipped_for
+    if name is None:
+        raise TunesmithError(
+            f"{config} is a file, so name its recipe: tunesmith validate {config} --recipe <name>"
+        )
+    recipe = registry.get("recipes", name)
+    return recipe, load_config(config, overrides, defaults=recipe.defaults)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("config")
+@click.argument("overrides", nargs=-1, type=click.UNPROCESSED)
+@click.option("--recipe", help="Recipe to validate against (default: the config's own).")
+def validate(config: str, overrides: tuple[str, ...], recipe: str | None) -> None:
+    """Check a config: keys, types, components and their arguments.
+
+    \b
+    Examples:
+      tunesmith validate llama3_2/1B_lora_single_device
+      tunesmith validate my.yaml --recipe lora_finetune_single_device batch_size=8
+    """
+    from tunesmith.config import validate as check
+
+    recipe_record, cfg = _load(recipe, config, overrides)
+    check(cfg, recipe_record)
+    click.echo(f"Config is valid for recipe {recipe_record.name}.")
+
+
+# ---------------------------------------------------------------------- run ---
+
+
+def _split_torchrun(args: list[str]) -> tuple[list[str], list[str]]:
+    """Separate torchrun's flags from the recipe's overrides."""
+    torchrun: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name, eq, _ = arg.removeprefix("--").partition("=")
+        name = name.replace("_", "-")
+        if arg.startswith("--") and name in TORCHRUN_OPTIONS:
+            torchrun.append(arg if eq else f"--{name}")
+            if TORCHRUN_OPTIONS[name] and not eq:
+                if i + 1 >= len(args):
+                    raise TunesmithError(f"--{name} needs a value, e.g. --{name} 2")
+                torchrun.append(args[i + 1])
+                i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return torchrun, rest
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("recipe")
+@click.option("--config", "-c", "config", help="Shipped config name or YAML path.")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def run(recipe: str, config: str | None, args: tuple[str, ...]) -> None:
+    """Run RECIPE with a config and key=value overrides.
+
+    torchrun's flags (--nproc-per-node, --nnodes, --rdzv-*, --standalone, ...)
+    launch the recipe on several processes through torchrun.
+
+    \b
+    Examples:
+      tunesmith run full_finetune_single_device --config llama3_2/1B_full_single_device \\
+          checkpointer.checkpoint_dir=/models/Llama-3.2-1B-Instruct
+      tunesmith run lora_finetune_single_device --config my.yaml batch_size=2 ~compile
+      tunesmith run full_finetune_distributed --nproc-per-node 2 \\
+          --config llama3_2/1B_full_distributed
+    """
+    from tunesmith.config import load_config, validate as check
+
+    torchrun, overrides = _split_torchrun(list(args))
+    registry = get_registry()
+    record = registry.get("recipes", recipe)
+    if config is None:
+        shipped = [c.name for c in registry.values("configs") if c.recipe == recipe]
+        raise TunesmithError(
+            f"recipe {recipe} needs --config" + (f"; e.g. --config {shipped[0]}" if shipped else "")
+        )
+    if torchrun:
+        if not record.distributed:
+            raise TunesmithError(f"recipe {recipe} runs on one device: drop {' '.join(torchrun)}")
+        command = [sys.executable, "-m", "torch.distributed.run", *torchrun,
+                   "-m", "tunesmith", "run", recipe, "--config", config, *overrides]
+        raise SystemExit(subprocess.call(command))
+    cfg = load_config(config, overrides, defaults=record.defaults)
+    check(cfg, record)
+    record.run(cfg)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="tunesmith")
+
+
+if __name__ == "__main__":
+    main()
