@@ -1,1 +1,51 @@
-"""Built-in recipes, registered like any plugin's."""
+"""The core's recipes and their torchtune-named aliases, registered like any plugin's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tunesmith import Config, Recipe, hookimpl
+from tunesmith.recipes import (
+    FINETUNE_KEYS,
+    FINETUNE_REQUIRED_KEYS,
+    GENERATE_KEYS,
+    run_finetune,
+    run_generate,
+)
+
+_CONFIGS = Path(__file__).resolve().parent.parent / "recipes" / "configs"
+
+
+def _finetune(name: str, description: str, *, distributed: bool) -> Recipe:
+    return Recipe(
+        name=name,
+        run=run_finetune,
+        keys=FINETUNE_KEYS,
+        required=FINETUNE_REQUIRED_KEYS,
+        distributed=distributed,
+        description=description,
+    )
+
+
+@hookimpl
+def register_recipes(register):
+    register(_finetune("finetune", "Full or PEFT fine-tuning, one device or FSDP2", distributed=True))
+    register(_finetune("full_finetune_single_device", "Full fine-tuning on one device", distributed=False))
+    register(_finetune("full_finetune_distributed", "Full fine-tuning with FSDP2 via torchrun", distributed=True))
+    register(
+        Recipe(
+            name="generate",
+            run=run_generate,
+            keys=GENERATE_KEYS,
+            required=frozenset({"checkpointer"}),
+            description="Generate text from a checkpoint (optionally with a PEFT adapter)",
+        )
+    )
+    register(
+        Config(
+            name="generation",
+            recipe="generate",
+            path=_CONFIGS / "generation.yaml",
+            description="Chat with any checkpoint",
+        )
+    )

@@ -1,0 +1,382 @@
+"""The one fine-tuning recipe: full or PEFT, one device or many (FSDP2).
+
+``full_finetune_single_device``, ``lora_finetune_distributed`` and friends are
+registered aliases of :func:`run` with defaults, not copies. A run reads a Hugging
+Face (or Meta) checkpoint, trains, and writes ``output_dir/epoch_N/`` in HF format
+(plus a PEFT adapter for PEFT runs), logs to ``output_dir/logs/`` and keeps
+``output_dir/recipe_state/`` so ``resume_from_checkpoint=true`` continues exactly
+where it stopped.
+
+Loss normalisation: each micro-batch's *summed* token loss is back-propagated and
+the accumulated gradients are divided by the number of target tokens of the
+whole step (over every rank), so gradient accumulation equals one large batch.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from tunesmith import training
+from tunesmith.checkpoint import Checkpointer, load_model_weights
+from tunesmith.config import instantiate
+from tunesmith.data import CROSS_ENTROPY_IGNORE_IDX, PackedDataset, packed_collate, padded_collate
+from tunesmith.errors import ConfigError
+from tunesmith.recipes import FINETUNE_KEYS, FINETUNE_REQUIRED_KEYS
+from tunesmith.recipes._sampler import EpochSampler
+from tunesmith.recipes._strategy import Strategy, get_strategy
+
+__all__ = ["FINETUNE_KEYS", "FINETUNE_REQUIRED_KEYS", "run"]
+
+
+
+@dataclass
+class _Position:
+    """Where training is; saved in the recipe state for an exact resume."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+
+
+@dataclass
+class _Run:
+    cfg: DictConfig
+    strategy: Strategy
+    dtype: torch.dtype
+    checkpointer: Checkpointer
+    model: nn.Module
+    peft: Any
+    tokenizer: Any
+    loader: DataLoader
+    sampler: EpochSampler
+    val_loader: DataLoader | None
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    loss_fn: nn.Module
+    logger: Any
+    steps_per_epoch: int
+    position: _Position = field(default_factory=_Position)
+
+
+# ------------------------------------------------------------------- setup ---
+
+
+def _build_model(cfg: DictConfig, checkpointer: Checkpointer, device: torch.device, dtype: torch.dtype):
+    node = cfg.get("model")
+    with training.set_default_dtype(dtype), device:
+        if node is None or node.get("_component_") == "auto":
+            model = checkpointer.build_model()
+        else:
+            model = instantiate(node, key="model")
+    load_model_weights(model, checkpointer.load_state_dict())
+    return model
+
+
+def _build_tokenizer(cfg: DictConfig, checkpointer: Checkpointer):
+    node = cfg.get("tokenizer")
+    if node is None or node.get("_component_") == "auto":
+        from tunesmith.tokenizers import auto_tokenizer
+
+        max_seq_len = node.get("max_seq_len") if node is not None else None
+        return auto_tokenizer(
+            checkpointer.checkpoint_dir, family=checkpointer.adapter.family, max_seq_len=max_seq_len
+        )
+    return instantiate(node, key="tokenizer")
+
+
+def _build_loader(cfg, node_key, tokenizer, strategy, *, shuffle):
+    dataset = instantiate(cfg[node_key], tokenizer, key=node_key)
+    if len(dataset) == 0:
+        raise ConfigError(f"'{node_key}' produced no samples: check its source, split and filters")
+    sampler = EpochSampler(
+        len(dataset),
+        shuffle=shuffle,
+        seed=int(cfg.seed or 0),
+        rank=strategy.rank,
+        world_size=strategy.world_size,
+    )
+    if isinstance(dataset, PackedDataset):
+        collate = packed_collate
+    else:
+        pad_id = tokenizer.pad_id
+
+        def collate(batch):
+            return padded_collate(batch, pad_id=pad_id, ignore_idx=CROSS_ENTROPY_IGNORE_IDX)
+
+    loader = DataLoader(
+        dataset,
+        batch_size=int(cfg.batch_size),
+        sampler=sampler,
+        collate_fn=collate,
+        drop_last=True,
+        num_workers=int(cfg.get("num_workers") or 0),
+    )
+    return loader, sampler
+
+
+def _build_scheduler(cfg: DictConfig, optimizer, total_steps: int):
+    node = cfg.get("lr_scheduler")
+    if node is None:
+        return None
+    from tunesmith.config import resolve_component
+
+    target = resolve_component(node._component_, key="lr_scheduler")
+    accepts_total = "num_training_steps" in inspect.signature(target).parameters
+    extra = {"num_training_steps": total_steps} if accepts_total else {}
+    return instantiate(node, optimizer, key="lr_scheduler", **extra)
+
+
+def _setup(cfg: DictConfig) -> _Run:
+    device = training.resolve_device(cfg.get("device", "auto"))
+    strategy = get_strategy(device)
+    device = strategy.device
+    dtype = training.resolve_dtype(cfg.get("dtype", "auto"), device)
+    cfg.seed = training.set_seed(cfg.get("seed"))
+
+    ckpt_cfg = cfg.checkpointer
+    checkpointer = Checkpointer(
+        ckpt_cfg.checkpoint_dir,
+        ckpt_cfg.get("output_dir", cfg.output_dir),
+        checkpoint_files=ckpt_cfg.get("checkpoint_files"),
+        model_type=ckpt_cfg.get("model_type"),
+    )
+    model = _build_model(cfg, checkpointer, device, dtype)
+    peft = instantiate(cfg.get("peft"), key="peft")
+    if peft is not None:
+        peft.apply(model)
+    layers = list(model.layers)
+    if cfg.get("enable_activation_checkpointing"):
+        training.apply_activation_checkpointing(model, layer_types=(type(layers[0]),))
+    if cfg.get("compile"):
+        for layer in layers:
+            layer.compile()
+    model = strategy.prepare(model, layers)
+
+    tokenizer = _build_tokenizer(cfg, checkpointer)
+    loader, sampler = _build_loader(cfg, "dataset", tokenizer, strategy, shuffle=cfg.get("shuffle", True))
+    val_loader = None
+    if cfg.get("validation_dataset") is not None:
+        val_loader, _ = _build_loader(cfg, "validation_dataset", tokenizer, strategy, shuffle=False)
+
+    accumulation = int(cfg.get("gradient_accumulation_steps", 1))
+    steps_per_epoch = len(loader) // accumulation
+    if cfg.get("max_steps_per_epoch"):
+        steps_per_epoch = min(steps_per_epoch, int(cfg.max_steps_per_epoch))
+    if steps_per_epoch == 0:
+        raise ConfigError(
+            f"the dataset gives {len(loader)} batch(es) per epoch, fewer than one optimizer step "
+            f"(batch_size={cfg.batch_size} × gradient_accumulation_steps={accumulation}): "
+            "lower one of them or use more data"
+        )
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = instantiate(cfg.optimizer, params, key="optimizer")
+    scheduler = _build_scheduler(cfg, optimizer, steps_per_epoch * int(cfg.epochs))
+    loss_fn = instantiate(cfg.get("loss"), key="loss") or training.ChunkedCrossEntropyLoss()
+    logger = (instantiate(cfg.get("metric_logger"), key="metric_logger") if strategy.is_main else None)
+    return _Run(
+        cfg, strategy, dtype, checkpointer, model, peft, tokenizer, loader, sampler, val_loader,
+        optimizer, scheduler, loss_fn, logger or training.StdoutLogger(), steps_per_epoch,
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------ state, saving ---
+
+
+def _trainable_state(run: _Run) -> dict[str, torch.Tensor]:
+    full = run.strategy.full_state_dict(run.model)
+    if run.peft is None:
+        return full
+    names = set(run.peft.trainable_params(run.model))
+    return {k: v for k, v in full.items() if k in names}
+
+
+def _save_state(run: _Run) -> None:
+    """Everything a resumed run needs; written atomically by the checkpointer."""
+    state = {
+        "model": _trainable_state(run),
+        "optimizer": run.strategy.optimizer_state_dict(run.model, run.optimizer),
+        "scheduler": run.scheduler.state_dict() if run.scheduler else None,
+        "rng": training.rng_state(),
+        "position": vars(run.position).copy(),
+        "seed": run.cfg.seed,
+        "peft": OmegaConf.to_container(run.cfg.peft) if run.cfg.get("peft") else None,
+    }
+    if run.strategy.is_main:
+        run.checkpointer.save_training_state(state)
+    run.strategy.barrier()
+
+
+def _restore_state(run: _Run) -> None:
+    state = run.checkpointer.load_training_state()
+    if state.get("seed") != run.cfg.seed:
+        raise ConfigError(
+            f"the interrupted run used seed {state.get('seed')}, this one {run.cfg.seed}: "
+            f"resume with seed={state.get('seed')} to get the same data order"
+        )
+    run.strategy.load_model_state_dict(run.model, state["model"], strict=run.peft is None)
+    run.strategy.load_optimizer_state_dict(run.model, run.optimizer, state["optimizer"])
+    if run.scheduler and state["scheduler"]:
+        run.scheduler.load_state_dict(state["scheduler"])
+    training.set_rng_state(state["rng"])
+    run.position = _Position(**state["position"])
+
+
+def _save_epoch(run: _Run, epoch: int) -> Path | None:
+    full = run.strategy.full_state_dict(run.model)
+    if run.peft is not None:
+        weights = None if run.cfg.get("save_adapter_weights_only") else run.peft.merged_state_dict(run.model, full)
+    else:
+        weights = full
+    path = None
+    if run.strategy.is_main:
+        def write_adapter(directory: Path) -> None:
+            run.peft.save_adapter(
+                run.model,
+                directory,
+                adapter=run.checkpointer.adapter,
+                base_model_name_or_path=str(run.checkpointer.checkpoint_dir),
+                state_dict=full,
+            )
+
+        extra = write_adapter if run.peft is not None else None
+        path = run.checkpointer.save_epoch(epoch, weights, extra=extra)
+    run.strategy.barrier()
+    return path
+
+
+# -------------------------------------------------------------------- loop ---
+
+
+def _forward_loss(run: _Run, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    device = run.strategy.device
+    tokens = batch["tokens"].to(device)
+    labels = training.shift_labels(batch["labels"].to(device))
+    extra = {k: batch[k].to(device) for k in ("mask", "input_pos") if k in batch}
+    with training.activation_offloading(bool(run.cfg.get("enable_activation_offloading"))):
+        logits = run.model(tokens, **extra)
+    return run.loss_fn(logits, labels)
+
+
+@torch.no_grad()
+def _validate(run: _Run) -> float:
+    run.model.eval()
+    total, count = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.int64)
+    max_steps = run.cfg.get("max_val_steps")
+    for i, batch in enumerate(run.val_loader):
+        if max_steps and i >= max_steps:
+            break
+        loss_sum, num_tokens = _forward_loss(run, batch)
+        total += loss_sum.double().cpu()
+        count += num_tokens.cpu()
+    run.model.train()
+    total, count = run.strategy.all_sum(total), run.strategy.all_sum(count)
+    return (total / count.clamp(min=1)).item()
+
+
+def _train_step(run: _Run, batches) -> tuple[float, int]:
+    """One optimizer step over ``gradient_accumulation_steps`` micro-batches."""
+    loss_total = torch.zeros((), dtype=torch.float64)
+    tokens_total = torch.zeros((), dtype=torch.int64)
+    for batch in batches:
+        loss_sum, num_tokens = _forward_loss(run, batch)
+        loss_sum.backward()
+        loss_total += loss_sum.detach().double().cpu()
+        tokens_total += num_tokens.cpu()
+    loss_total = run.strategy.all_sum(loss_total)
+    tokens_total = run.strategy.all_sum(tokens_total)
+    params = [p for p in run.model.parameters() if p.requires_grad]
+    training.scale_grads(params, 1.0 / tokens_total.clamp(min=1).item())
+    if run.cfg.get("clip_grad_norm") is not None:
+        nn.utils.clip_grad_norm_(params, float(run.cfg.clip_grad_norm))
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    if run.scheduler is not None:
+        run.scheduler.step()
+    return (loss_total / tokens_total.clamp(min=1)).item(), int(tokens_total.item())
+
+
+def _micro_batches(iterator, count: int):
+    return [next(iterator) for _ in range(count)]
+
+
+def _train(run: _Run) -> None:
+    cfg, pos = run.cfg, run.position
+    accumulation = int(cfg.get("gradient_accumulation_steps", 1))
+    log_every = int(cfg.get("log_every_n_steps", 1))
+    save_every = cfg.get("save_every_n_steps")
+    run_val_every = cfg.get("run_val_every_n_steps")
+    run.model.train()
+    for epoch in range(pos.epoch, int(cfg.epochs)):
+        pos.epoch = epoch
+        run.sampler.set_position(epoch, pos.step_in_epoch * accumulation * int(cfg.batch_size))
+        batches = iter(run.loader)
+        bar = tqdm(
+            total=run.steps_per_epoch, initial=pos.step_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            disable=not run.strategy.is_main, dynamic_ncols=True,
+        )  # fmt: skip
+        started = time.perf_counter()
+        window_tokens = 0
+        while pos.step_in_epoch < run.steps_per_epoch:
+            loss, num_tokens = _train_step(run, _micro_batches(batches, accumulation))
+            pos.step_in_epoch += 1
+            pos.global_step += 1
+            window_tokens += num_tokens
+            if not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"loss became {loss} at step {pos.global_step}: lower the learning rate "
+                    "or enable clip_grad_norm"
+                )
+            lr = run.optimizer.param_groups[0]["lr"]
+            elapsed = time.perf_counter() - started
+            tokens_per_s = window_tokens / max(elapsed, 1e-9)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:.0f}")
+            if pos.global_step % log_every == 0:
+                metrics = {"loss": loss, "lr": lr, "tokens_per_second": tokens_per_s, "epoch": epoch}
+                if cfg.get("log_peak_memory_stats"):
+                    metrics.update(training.memory_stats(run.strategy.device))
+                run.logger.log_dict(metrics, step=pos.global_step)
+                started, window_tokens = time.perf_counter(), 0
+            if run.val_loader is not None and run_val_every and pos.global_step % run_val_every == 0:
+                run.logger.log_dict({"val_loss": _validate(run)}, step=pos.global_step)
+            if save_every and pos.global_step % save_every == 0 and pos.step_in_epoch < run.steps_per_epoch:
+                _save_state(run)
+        bar.close()
+        if run.val_loader is not None and not run_val_every:
+            run.logger.log_dict({"val_loss": _validate(run)}, step=pos.global_step)
+        pos.step_in_epoch = 0
+        pos.epoch = epoch + 1
+        path = _save_epoch(run, epoch)
+        _save_state(run)
+        if run.strategy.is_main:
+            print(f"Saved epoch {epoch} to {path}")
+
+
+def run(cfg: DictConfig) -> None:
+    """Fine-tune as ``cfg`` says (see the module docstring and the shipped configs)."""
+    cfg = cfg.copy()
+    run_state = _setup(cfg)
+    trainable, total = training.count_parameters(run_state.model)
+    if run_state.strategy.is_main:
+        print(f"Training {trainable:,} of {total:,} parameters "
+              f"({100 * trainable / max(total, 1):.2f}%) on {run_state.strategy.device} "
+              f"in {str(run_state.dtype).removeprefix('torch.')}")
+        run_state.logger.log_config(OmegaConf.to_container(cfg, resolve=True))
+    if cfg.get("resume_from_checkpoint"):
+        _restore_state(run_state)
+    try:
+        _train(run_state)
+    finally:
+        run_state.logger.close()
+        run_state.strategy.close()
