@@ -1,0 +1,31 @@
+# Two entry points: `make demo` (the main job, end to end) and `make test`.
+# Both create .venv on first use: torch's CPU wheel first, then everything else,
+# so no install ever pulls a CUDA build of torch.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PACKAGES := -e ./core[quantize] -e ./plugins/llama -e ./plugins/lora
+STAMP := $(VENV)/.tunesmith-installed
+
+.PHONY: demo test install lint clean
+
+demo: $(STAMP)
+	$(BIN)/tunesmith demo
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml core/pyproject.toml plugins/*/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q $(PACKAGES) -e ".[dev]"
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check core plugins tests benchmarks
+
+clean:
+	rm -rf $(VENV) output
