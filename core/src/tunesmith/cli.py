@@ -156,9 +156,12 @@ def cp(source: str, destination: Path, force: bool) -> None:
 
     registry = get_registry()
     if source in registry.tables["recipes"] and source not in registry.tables["configs"]:
+        import importlib.util
         import inspect
 
-        path = Path(inspect.getfile(registry.get("recipes", source).run))
+        run = registry.get("recipes", source).run
+        module = getattr(run, "recipe_module", None)
+        path = Path(importlib.util.find_spec(module).origin if module else inspect.getfile(run))
     else:
         path, _ = find_config(source)
     if destination.is_dir():
@@ -268,6 +271,65 @@ def run(recipe: str, config: str | None, args: tuple[str, ...]) -> None:
     cfg = load_config(config, overrides, defaults=record.defaults)
     check(cfg, record)
     record.run(cfg)
+
+
+# ------------------------------------------------------------- checkpoints ---
+
+
+@cli.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("destination", type=click.Path(path_type=Path))
+@click.option("--max-shard-size", default="5GB", show_default=True, help="Largest weight file.")
+def convert(source: Path, destination: Path, max_shard_size: str) -> None:
+    """Convert a Meta or HF checkpoint to HF safetensors in DESTINATION.
+
+    \b
+    Examples:
+      tunesmith convert /models/Llama-3.2-1B/original /models/Llama-3.2-1B-hf
+      tunesmith convert /models/big-model /models/big-model-2GB --max-shard-size 2GB
+    """
+    from tunesmith._pretrained import convert_checkpoint
+
+    convert_checkpoint(source, destination, max_shard_size=max_shard_size)
+    click.echo(f"Wrote a Hugging Face checkpoint to {destination}")
+
+
+@cli.command(name="merge-adapter")
+@click.argument("base", type=click.Path(path_type=Path))
+@click.argument("adapter", type=click.Path(path_type=Path))
+@click.argument("destination", type=click.Path(path_type=Path))
+@click.option("--max-shard-size", default="5GB", show_default=True, help="Largest weight file.")
+def merge_adapter(base: Path, adapter: Path, destination: Path, max_shard_size: str) -> None:
+    """Merge a PEFT adapter into its base model and write an HF checkpoint.
+
+    \b
+    Examples:
+      tunesmith merge-adapter /models/Llama-3.2-3B-Instruct /tmp/lora-3b/epoch_0 /tmp/merged
+    """
+    from tunesmith._pretrained import merge_adapter as merge
+
+    merge(base, adapter, destination, max_shard_size=max_shard_size)
+    click.echo(f"Wrote the merged Hugging Face checkpoint to {destination}")
+
+
+@cli.command()
+@click.option("--output-dir", default="output/demo", show_default=True, type=click.Path(path_type=Path))
+@click.option("--epochs", type=int, help="Override the demo config's number of epochs.")
+def demo(output_dir: Path, epochs: int | None) -> None:
+    """Fine-tune a tiny Llama on the bundled sample, then ask it questions.
+
+    Runs offline on a CPU in a few minutes: writes a tiny random checkpoint and
+    tokenizer, fine-tunes it with full_finetune_single_device and the
+    demo/tiny_full_single_device config, and generates from the result.
+
+    \b
+    Examples:
+      tunesmith demo
+      tunesmith demo --output-dir /tmp/demo --epochs 2
+    """
+    from tunesmith.recipes.demo import run_demo
+
+    run_demo(output_dir, epochs=epochs)
 
 
 def main() -> None:

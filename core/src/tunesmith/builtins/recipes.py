@@ -43,6 +43,14 @@ def register_recipes(register):
     )
     register(
         Config(
+            name="demo/tiny_full_single_device",
+            recipe="full_finetune_single_device",
+            path=_CONFIGS / "demo" / "tiny_full_single_device.yaml",
+            description="The quick-start job run by `tunesmith demo`",
+        )
+    )
+    register(
+        Config(
             name="generation",
             recipe="generate",
             path=_CONFIGS / "generation.yaml",
