@@ -1,0 +1,152 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from tunesmith.errors import ConfigError
+from tunesmith.training import ChunkedCrossEntropyLoss, scale_grads, shift_labels
+
+
+def _batch(b=3, s=37, v=50, ignore_frac=0.3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(b, s, v, generator=g, dtype=torch.float64).float() * 3
+    labels = torch.randint(0, v, (b, s), generator=g)
+    labels[torch.rand(b, s, generator=g) < ignore_frac] = -100
+    return logits, labels
+
+
+@pytest.mark.parametrize("chunks", [1, 3, 8, 100])
+def test_matches_cross_entropy_sum_and_grad(chunks):
+    logits, labels = _batch()
+    ref_in = logits.clone().requires_grad_()
+    ref = F.cross_entropy(ref_in.view(-1, 50), labels.view(-1), ignore_index=-100, reduction="sum")
+    ref.backward()
+
+    x = logits.clone().requires_grad_()
+    loss_sum, n = ChunkedCrossEntropyLoss(num_output_chunks=chunks)(x, labels)
+    loss_sum.backward()
+
+    assert loss_sum.dtype == torch.float32 and loss_sum.dim() == 0
+    assert n.dtype == torch.int64 and n.dim() == 0
+    assert n.item() == int((labels != -100).sum())
+    assert torch.allclose(loss_sum, ref, rtol=1e-6, atol=1e-6)
+    assert torch.allclose(x.grad, ref_in.grad, rtol=1e-6, atol=1e-6)
+    assert (x.grad[labels == -100] == 0).all()
+
+
+def test_bf16_logits_computed_in_fp32():
+    logits, labels = _batch(s=16)
+    x = logits.to(torch.bfloat16).requires_grad_()
+    loss_sum, _ = ChunkedCrossEntropyLoss(num_output_chunks=4)(x, labels)
+    ref = F.cross_entropy(x.detach().float().view(-1, 50), labels.view(-1), reduction="sum")
+    assert loss_sum.dtype == torch.float32
+    assert torch.allclose(loss_sum, ref, rtol=1e-6)
+    loss_sum.backward()
+    assert x.grad.dtype == torch.bfloat16
+
+    ref_in = x.detach().float().requires_grad_()
+    F.cross_entropy(ref_in.view(-1, 50), labels.view(-1), reduction="sum").backward()
+    assert torch.allclose(x.grad.float(), ref_in.grad, atol=1e-2)
+
+
+def test_grad_output_scale_is_applied():
+    logits, labels = _batch(s=8)
+    x = logits.clone().requires_grad_()
+    loss_sum, n = ChunkedCrossEntropyLoss(num_output_chunks=2)(x, labels)
+    (loss_sum / n * 3).backward()
+    ref_in = logits.clone().requires_grad_()
+    (F.cross_entropy(ref_in.view(-1, 50), labels.view(-1)) * 3).backward()
+    assert torch.allclose(x.grad, ref_in.grad, atol=1e-6)
+
+
+def test_all_ignored_gives_zero_loss_and_tokens():
+    logits, labels = _batch(s=5)
+    labels.fill_(-100)
+    x = logits.clone().requires_grad_()
+    loss_sum, n = ChunkedCrossEntropyLoss()(x, labels)
+    loss_sum.backward()
+    assert loss_sum.item() == 0.0 and n.item() == 0
+    assert (x.grad == 0).all()
+
+
+def test_custom_ignore_index_and_no_grad():
+    logits, labels = _batch(s=6, ignore_frac=0.0)
+    labels[:, :2] = 7
+    with torch.no_grad():
+        loss_sum, n = ChunkedCrossEntropyLoss(ignore_index=7)(logits, labels)
+    mask = labels != 7
+    ref = F.cross_entropy(logits[mask], labels[mask], reduction="sum")
+    assert n.item() == int(mask.sum())
+    assert torch.allclose(loss_sum, ref, rtol=1e-6)
+
+
+def test_bad_arguments():
+    with pytest.raises(ConfigError, match="num_output_chunks must be a positive integer"):
+        ChunkedCrossEntropyLoss(num_output_chunks=0)
+    with pytest.raises(ValueError, match=r"expected logits \[b, s, v\] and labels \[b, s\]"):
+        ChunkedCrossEntropyLoss()(torch.zeros(2, 3, 4), torch.zeros(2, 4, dtype=torch.long))
+
+
+def test_shift_labels():
+    labels = torch.tensor([[1, 2, 3, 4], [5, -100, 6, 7]])
+    assert shift_labels(labels).tolist() == [[2, 3, 4, -100], [-100, 6, 7, -100]]
+    assert shift_labels(labels, ignore_index=0)[:, -1].tolist() == [0, 0]
+    assert labels.tolist()[0] == [1, 2, 3, 4]  # input untouched
+
+
+def test_scale_grads_skips_missing_grads():
+    a = torch.nn.Parameter(torch.ones(3))
+    b = torch.nn.Parameter(torch.ones(2))
+    a.grad = torch.full((3,), 4.0)
+    scale_grads([a, b], torch.tensor(0.25))
+    assert a.grad.tolist() == [1.0, 1.0, 1.0] and b.grad is None
+    model = torch.nn.Linear(2, 1)
+    model.weight.grad = torch.ones(1, 2)
+    scale_grads(model, 3.0)
+    assert model.weight.grad.tolist() == [[3.0, 3.0]]
+
+
+class _TinyLM(torch.nn.Module):
+    def __init__(self, vocab=20, dim=8):
+        super().__init__()
+        self.emb = torch.nn.Embedding(vocab, dim)
+        self.proj = torch.nn.Linear(dim, dim)
+        self.out = torch.nn.Linear(dim, vocab)
+
+    def forward(self, tokens):
+        return self.out(torch.tanh(self.proj(self.emb(tokens))))
+
+
+def test_token_normalised_accumulation_equals_one_big_batch():
+    """Uneven micro-batches, summed losses, grads scaled by 1/total tokens == big-batch mean."""
+    torch.manual_seed(0)
+    model = _TinyLM()
+    ref_model = _TinyLM()
+    ref_model.load_state_dict(model.state_dict())
+
+    g = torch.Generator().manual_seed(1)
+    tokens = torch.randint(0, 20, (4, 12), generator=g)
+    labels = tokens.clone()
+    # Very different numbers of real tokens per micro-batch (padding / masked prompts).
+    labels[0, 3:] = -100
+    labels[1, :] = labels[1, :]
+    labels[2, 1:] = -100
+    labels[3, 8:] = -100
+    labels = shift_labels(labels)
+
+    # Reference: one batch, mean over all counted tokens.
+    logits = ref_model(tokens)
+    ref_loss = F.cross_entropy(logits.reshape(-1, 20), labels.reshape(-1), ignore_index=-100)
+    ref_loss.backward()
+
+    loss_fn = ChunkedCrossEntropyLoss(num_output_chunks=3)
+    total_loss = torch.zeros(())
+    total_tokens = torch.zeros((), dtype=torch.long)
+    for idx in ([0], [1, 2], [3]):  # micro-batches of different sizes
+        loss_sum, n = loss_fn(model(tokens[idx]), labels[idx])
+        loss_sum.backward()
+        total_loss += loss_sum.detach()
+        total_tokens += n
+    scale_grads(model.parameters(), 1.0 / total_tokens.clamp(min=1))
+
+    assert (total_loss / total_tokens).item() == pytest.approx(ref_loss.item(), rel=1e-6)
+    for (name, p), q in zip(model.named_parameters(), ref_model.parameters(), strict=True):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-5, atol=1e-7), name
