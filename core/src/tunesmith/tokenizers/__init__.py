@@ -1,0 +1,29 @@
+"""Tokenizers: the generic Hugging Face ``tokenizer.json`` one, ``auto`` selection, and the
+helpers every family's tokenizer shares (chat templates, loss masks, truncation).
+
+Families ship their own tokenizers in their plugins (``llama3_tokenizer``...) and
+register them with ``register_tokenizers``; all implement
+:class:`tunesmith.data.ModelTokenizer`.
+"""
+
+from tunesmith.tokenizers._auto import auto_tokenizer, find_tokenizer
+from tunesmith.tokenizers._chat_template import ChatTemplate
+from tunesmith.tokenizers._hf import HFTokenizer, hf_tokenizer
+from tunesmith.tokenizers._utils import (
+    common_prefix_len,
+    join_chunks,
+    mask_from_offsets,
+    truncate,
+)
+
+__all__ = [
+    "ChatTemplate",
+    "HFTokenizer",
+    "auto_tokenizer",
+    "common_prefix_len",
+    "find_tokenizer",
+    "hf_tokenizer",
+    "join_chunks",
+    "mask_from_offsets",
+    "truncate",
+]
