@@ -296,7 +296,8 @@ def _train_step(run: _Run, batches) -> tuple[float, int]:
     loss_total = run.strategy.all_sum(loss_total)
     tokens_total = run.strategy.all_sum(tokens_total)
     params = [p for p in run.model.parameters() if p.requires_grad]
-    training.scale_grads(params, 1.0 / tokens_total.clamp(min=1).item())
+    # FSDP averages gradients over ranks; scaling by world_size restores the sum.
+    training.scale_grads(params, run.strategy.world_size / tokens_total.clamp(min=1).item())
     if run.cfg.get("clip_grad_norm") is not None:
         nn.utils.clip_grad_norm_(params, float(run.cfg.clip_grad_norm))
     run.optimizer.step()
