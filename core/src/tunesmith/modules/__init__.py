@@ -1,0 +1,31 @@
+"""Transformer building blocks every model family composes.
+
+A family's builder injects its parts: projections into :class:`MultiHeadAttention`,
+attention and MLP into :class:`TransformerSelfAttentionLayer`, layers into
+:class:`TransformerDecoder`. State-dict keys are the same for every family
+(``layers.{i}.attn.q_proj.weight``, ``layers.{i}.mlp.w1.weight``, ...), so
+checkpoint adapters and PEFT methods need no per-family code.
+"""
+
+from tunesmith.modules._attention import MultiHeadAttention
+from tunesmith.modules._feed_forward import FeedForward
+from tunesmith.modules._kv_cache import KVCache
+from tunesmith.modules._norm import RMSNorm
+from tunesmith.modules._rope import RotaryPositionalEmbeddings, rope_inverse_frequencies
+from tunesmith.modules._transformer import (
+    TiedLinear,
+    TransformerDecoder,
+    TransformerSelfAttentionLayer,
+)
+
+__all__ = [
+    "FeedForward",
+    "KVCache",
+    "MultiHeadAttention",
+    "RMSNorm",
+    "RotaryPositionalEmbeddings",
+    "TiedLinear",
+    "TransformerDecoder",
+    "TransformerSelfAttentionLayer",
+    "rope_inverse_frequencies",
+]

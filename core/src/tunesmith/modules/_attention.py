@@ -1,0 +1,177 @@
+"""Multi-head attention with grouped-query heads, RoPE and an optional KV cache."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tunesmith.modules._kv_cache import KVCache
+
+__all__ = ["MultiHeadAttention"]
+
+
+class MultiHeadAttention(nn.Module):
+    """Causal self-attention built from injected projections.
+
+    ``num_kv_heads < num_heads`` gives grouped-query attention (each key/value head
+    serves ``num_heads // num_kv_heads`` query heads); ``num_kv_heads == 1`` is
+    multi-query attention. The projections are plain ``nn.Linear`` modules under the
+    names ``q_proj``, ``k_proj``, ``v_proj``, ``output_proj``, which is what PEFT
+    methods wrap.
+
+    Args:
+        embed_dim: Model width.
+        num_heads: Query heads.
+        num_kv_heads: Key/value heads; divides ``num_heads``.
+        head_dim: Per-head dimension.
+        q_proj: ``embed_dim -> num_heads * head_dim``.
+        k_proj: ``embed_dim -> num_kv_heads * head_dim``.
+        v_proj: ``embed_dim -> num_kv_heads * head_dim``.
+        output_proj: ``num_heads * head_dim -> embed_dim``.
+        pos_embeddings: Applied to queries and keys as ``f(x (b, s, h, d), input_pos (b, s))``;
+            ``None`` for no positional encoding.
+        q_norm: Per-head norm of queries before RoPE (Qwen 3, Gemma 3), or ``None``.
+        k_norm: Per-head norm of keys before RoPE, or ``None``.
+        sliding_window: Attend only to the last ``sliding_window`` tokens (Mistral,
+            Gemma 2), or ``None`` for the whole context.
+        softcap: Soft-cap attention logits as ``softcap * tanh(logits / softcap)``
+            (Gemma 2), or ``None``. Uses an explicit matmul instead of SDPA.
+        scale: Logit scale; default ``head_dim ** -0.5``.
+        attn_dropout: Dropout on attention weights while training.
+    """
+
+    def __init__(
+        self,
+        *,
+        embed_dim: int,
+        num_heads: int,
+        num_kv_heads: int,
+        head_dim: int,
+        q_proj: nn.Module,
+        k_proj: nn.Module,
+        v_proj: nn.Module,
+        output_proj: nn.Module,
+        pos_embeddings: nn.Module | None = None,
+        q_norm: nn.Module | None = None,
+        k_norm: nn.Module | None = None,
+        sliding_window: int | None = None,
+        softcap: float | None = None,
+        scale: float | None = None,
+        attn_dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if num_heads % num_kv_heads:
+            raise ValueError(
+                f"num_heads ({num_heads}) must be a multiple of num_kv_heads ({num_kv_heads})"
+            )
+        self.embed_dim = embed_dim
+        self.num_heads = num_heads
+        self.num_kv_heads = num_kv_heads
+        self.head_dim = head_dim
+        self.q_proj, self.k_proj, self.v_proj = q_proj, k_proj, v_proj
+        self.output_proj = output_proj
+        self.pos_embeddings = pos_embeddings
+        self.q_norm, self.k_norm = q_norm, k_norm
+        self.sliding_window = sliding_window
+        self.softcap = softcap
+        self.scale = scale if scale is not None else head_dim**-0.5
+        self.attn_dropout = attn_dropout
+        self.kv_cache: KVCache | None = None
+
+    def setup_cache(self, batch_size: int, dtype: torch.dtype, max_seq_len: int) -> None:
+        """Allocate a :class:`KVCache` on the device of the projections."""
+        device = next(self.q_proj.parameters()).device
+        self.kv_cache = KVCache(
+            batch_size, self.num_kv_heads, max_seq_len, self.head_dim, dtype, device
+        )
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        mask: torch.Tensor | None = None,
+        input_pos: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Attend.
+
+        Args:
+            x: ``(b, s, embed_dim)``.
+            mask: ``(b, s, kv_len)`` bool, True where a query may attend a key
+                (``kv_len`` is ``s`` without a cache, the cache length with one);
+                ``None`` without a cache means causal.
+            input_pos: ``(b, s)`` rotary positions; default ``0 .. s-1``.
+
+        Returns:
+            ``(b, s, embed_dim)``.
+        """
+        b, s, _ = x.shape
+        if input_pos is None:
+            input_pos = torch.arange(s, device=x.device).expand(b, s)
+        q = self.q_proj(x).view(b, s, self.num_heads, self.head_dim)  # (b, s, h, d)
+        k = self.k_proj(x).view(b, s, self.num_kv_heads, self.head_dim)  # (b, s, h_kv, d)
+        v = self.v_proj(x).view(b, s, self.num_kv_heads, self.head_dim)  # (b, s, h_kv, d)
+        if self.q_norm is not None:
+            q = self.q_norm(q)
+        if self.k_norm is not None:
+            k = self.k_norm(k)
+        if self.pos_embeddings is not None:
+            q, k = self.pos_embeddings(q, input_pos), self.pos_embeddings(k, input_pos)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (b, h, s, d), (b, h_kv, s, d)
+
+        first_slot = 0
+        if self.kv_cache is not None:
+            first_slot = self.kv_cache.size
+            k, v = self.kv_cache.update(k, v)  # (b, h_kv, cache_len, d)
+        if self.sliding_window is not None:
+            mask = self._window(mask, first_slot, s, k.shape[2], x.device)
+
+        group = self.num_heads // self.num_kv_heads
+        if group > 1:
+            k = k.repeat_interleave(group, dim=1)  # (b, h, kv_len, d)
+            v = v.repeat_interleave(group, dim=1)  # (b, h, kv_len, d)
+        attn_mask = mask[:, None] if mask is not None else None  # (b, 1, s, kv_len)
+        dropout = self.attn_dropout if self.training else 0.0
+        if self.softcap is None:
+            out = F.scaled_dot_product_attention(
+                q,
+                k,
+                v,
+                attn_mask=attn_mask,
+                dropout_p=dropout,
+                is_causal=mask is None,
+                scale=self.scale,
+            )  # (b, h, s, d)
+        else:
+            out = self._capped_attention(q, k, v, attn_mask, dropout)  # (b, h, s, d)
+        out = out.transpose(1, 2).reshape(b, s, self.num_heads * self.head_dim)  # (b, s, h * d)
+        return self.output_proj(out)
+
+    def _window(
+        self, mask: torch.Tensor | None, first_slot: int, s: int, kv_len: int, device: torch.device
+    ) -> torch.Tensor:
+        # Query i sits in slot first_slot + i; keys further back than the window are hidden.
+        q_slot = torch.arange(first_slot, first_slot + s, device=device)[:, None]  # (s, 1)
+        k_slot = torch.arange(kv_len, device=device)[None, :]  # (1, kv_len)
+        window = (q_slot - k_slot < self.sliding_window)[None]  # (1, s, kv_len)
+        if mask is None:  # no cache: causal
+            mask = (k_slot <= q_slot)[None]
+        return mask & window
+
+    def _capped_attention(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        attn_mask: torch.Tensor | None,
+        dropout: float,
+    ) -> torch.Tensor:
+        scores = (q @ k.transpose(-2, -1)) * self.scale  # (b, h, s, kv_len)
+        scores = self.softcap * torch.tanh(scores / self.softcap)
+        if attn_mask is None:
+            s, kv_len = scores.shape[-2:]
+            attn_mask = torch.ones(s, kv_len, dtype=torch.bool, device=q.device).tril(kv_len - s)
+        scores = scores.masked_fill(~attn_mask, float("-inf"))
+        weights = F.softmax(scores.float(), dim=-1).to(q.dtype)
+        weights = F.dropout(weights, p=dropout, training=dropout > 0)
+        return weights @ v  # (b, h, s, d)

@@ -1,0 +1,155 @@
+"""Numerical parity with transformers' LlamaForCausalLM on tiny random checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tunesmith.testing import tiny_llama_config, write_tiny_llama_checkpoint
+
+transformers = pytest.importorskip("transformers")
+
+VARIANTS = ["llama2", "llama3_1", "llama3_2"]
+ATOL = 1e-5
+
+
+def _hf_model(directory):
+    return transformers.LlamaForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
+
+
+def _tokens(batch=2, seq=24, vocab=512, seed=1):
+    return torch.randint(0, vocab, (batch, seq), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_logits_match_transformers(tmp_path, load_native, variant):
+    directory = write_tiny_llama_checkpoint(tmp_path, variant=variant, seed=3)
+    ours, theirs = load_native(directory), _hf_model(directory)
+    tokens = _tokens()
+    with torch.no_grad():
+        expected = theirs(tokens).logits
+        actual = ours(tokens)
+    assert actual.shape == (2, 24, 512)
+    # Random weights with std 0.02 give small logits; make sure they are not trivial.
+    assert expected.std() > 0.05
+    torch.testing.assert_close(actual, expected, atol=ATOL, rtol=0)
+
+
+def test_transformers_checkpoint_loads_into_ours(tmp_path, load_native):
+    config = transformers.LlamaConfig(**tiny_llama_config("llama3_1"))
+    torch.manual_seed(0)
+    theirs = transformers.LlamaForCausalLM(config).eval()
+    with torch.no_grad():  # HF initialises norms to ones: randomise so they matter
+        for name, param in theirs.named_parameters():
+            if "norm" in name:
+                param.uniform_(0.5, 1.5)
+    theirs.save_pretrained(tmp_path)
+    ours = load_native(tmp_path)
+    tokens = _tokens(seed=2)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(tokens), theirs(tokens).logits, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_weight_key_maps_both_ways(variant, llama_registry):
+    adapter = llama_registry.get("checkpoint_adapters", "llama")
+    config_dict = tiny_llama_config(variant, attention_bias=variant == "llama2")
+    ours = adapter.build_from_hf_config(config_dict)
+    with torch.device("meta"):
+        theirs = transformers.LlamaForCausalLM(transformers.LlamaConfig(**config_dict))
+    hf_keys = set(theirs.state_dict())
+    if config_dict["tie_word_embeddings"]:
+        hf_keys.discard("lm_head.weight")  # the same tensor as the embeddings; not saved
+    from tunesmith.checkpoint import remap_keys
+
+    native = dict.fromkeys(ours.state_dict())
+    assert set(remap_keys(native, adapter.native_to_hf)) == hf_keys
+    assert set(remap_keys(dict.fromkeys(hf_keys), adapter.hf_to_native)) == set(native)
+    if variant == "llama2":
+        assert "layers.0.attn.q_proj.bias" in native
+    assert ("output.weight" in native) is not config_dict["tie_word_embeddings"]
+
+
+def test_hf_module_names(llama_registry):
+    adapter = llama_registry.get("checkpoint_adapters", "llama")
+    names = {
+        n: adapter.hf_module_name(n) for n in ("q_proj", "output_proj", "w1", "w2", "w3", "output")
+    }
+    assert names == {
+        "q_proj": "q_proj",
+        "output_proj": "o_proj",
+        "w1": "gate_proj",
+        "w2": "down_proj",
+        "w3": "up_proj",
+        "output": "lm_head",
+    }
+
+
+@pytest.mark.parametrize("variant", ["llama2", "llama3_2"])
+def test_kv_cache_decoding_matches_full_forward(tmp_path, load_native, variant):
+    model = load_native(write_tiny_llama_checkpoint(tmp_path, variant=variant))
+    tokens = _tokens(batch=2, seq=12)
+    with torch.no_grad():
+        full = model(tokens)
+        model.setup_caches(batch_size=2, dtype=torch.float32, max_seq_len=16)
+        assert model.caches_are_enabled()
+        steps = [model(tokens[:, :8])]  # prefill
+        steps += [model(tokens[:, i : i + 1]) for i in range(8, 12)]  # one token at a time
+        torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=ATOL, rtol=0)
+
+        model.reset_caches()  # the same again after a reset
+        torch.testing.assert_close(model(tokens[:, :5]), full[:, :5], atol=ATOL, rtol=0)
+        with pytest.raises(RuntimeError, match="KV cache is full"):
+            model(torch.zeros(2, 12, dtype=torch.long))
+        model.remove_caches()
+        assert not model.caches_are_enabled()
+
+
+def test_left_padded_batch_matches_single_rows(tmp_path, load_native):
+    """Rows of different lengths, left-padded, with per-row positions and a padding mask."""
+    model = load_native(write_tiny_llama_checkpoint(tmp_path, variant="llama3_1"))
+    lengths, total, new = [9, 5, 7], 9, 3
+    prompts = [_tokens(batch=1, seq=n, seed=10 + i)[0] for i, n in enumerate(lengths)]
+    continuation = _tokens(batch=3, seq=new, seed=20)
+    pad = 0
+    tokens = torch.full((3, total), pad)
+    real = torch.zeros(3, total + new, dtype=torch.bool)  # slot holds a real token
+    for row, prompt in enumerate(prompts):
+        tokens[row, total - len(prompt) :] = prompt
+        real[row, total - len(prompt) :] = True
+    positions = (real.cumsum(-1) - 1).clamp(min=0)  # (b, total + new): each row counts from 0
+    cache_len = total + new
+    causal = torch.ones(cache_len, cache_len, dtype=torch.bool).tril()
+    mask = causal[None] & real[:, None, :]  # (b, cache_len, cache_len)
+
+    with torch.no_grad():
+        model.setup_caches(3, torch.float32, max_seq_len=cache_len)
+        logits = [model(tokens, mask=mask[:, :total], input_pos=positions[:, :total])[:, -1:]]
+        for i in range(new):
+            slot = total + i
+            step = model(
+                continuation[:, i : i + 1],
+                mask=mask[:, slot : slot + 1],
+                input_pos=positions[:, slot : slot + 1],
+            )
+            logits.append(step)
+        batched = torch.cat(logits, dim=1)[:, :new]  # logits predicting each continuation token
+        model.remove_caches()
+        for row, prompt in enumerate(prompts):
+            alone = model(torch.cat([prompt, continuation[row]])[None])[0]
+            expected = alone[len(prompt) - 1 : len(prompt) - 1 + new]
+            torch.testing.assert_close(batched[row], expected, atol=ATOL, rtol=0)
+
+
+def test_packed_mask_matches_separate_sequences(tmp_path, load_native):
+    """A block-causal mask and restarted positions make packed documents independent."""
+    model = load_native(write_tiny_llama_checkpoint(tmp_path, variant="llama2"))
+    a, b = _tokens(batch=1, seq=6, seed=4), _tokens(batch=1, seq=4, seed=5)
+    packed = torch.cat([a, b], dim=1)
+    causal = torch.ones(10, 10, dtype=torch.bool).tril()
+    block = torch.zeros(10, 10, dtype=torch.bool)
+    block[:6, :6], block[6:, 6:] = True, True
+    positions = torch.cat([torch.arange(6), torch.arange(4)])[None]
+    with torch.no_grad():
+        out = model(packed, mask=(causal & block)[None], input_pos=positions)
+        torch.testing.assert_close(out[:, :6], model(a), atol=ATOL, rtol=0)
+        torch.testing.assert_close(out[:, 6:], model(b), atol=ATOL, rtol=0)

@@ -1,0 +1,79 @@
+"""MultiHeadAttention options other families rely on, against explicit formulas."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from tunesmith.modules import MultiHeadAttention, RMSNorm, RotaryPositionalEmbeddings
+
+
+def _attention(num_heads=4, num_kv_heads=2, head_dim=8, dim=16, **kwargs):
+    torch.manual_seed(0)
+    return MultiHeadAttention(
+        embed_dim=dim,
+        num_heads=num_heads,
+        num_kv_heads=num_kv_heads,
+        head_dim=head_dim,
+        q_proj=nn.Linear(dim, num_heads * head_dim, bias=False),
+        k_proj=nn.Linear(dim, num_kv_heads * head_dim, bias=False),
+        v_proj=nn.Linear(dim, num_kv_heads * head_dim, bias=False),
+        output_proj=nn.Linear(num_heads * head_dim, dim, bias=False),
+        **kwargs,
+    ).eval()
+
+
+def _reference(attn, x, allowed, softcap=None):
+    """Textbook attention with an explicit (s, s) boolean mask, heads looped."""
+    b, s, _ = x.shape
+    d = attn.head_dim
+    q = attn.q_proj(x).view(b, s, attn.num_heads, d)
+    k = attn.k_proj(x).view(b, s, attn.num_kv_heads, d)
+    v = attn.v_proj(x).view(b, s, attn.num_kv_heads, d)
+    pos = torch.arange(s).expand(b, s)
+    if attn.q_norm is not None:
+        q, k = attn.q_norm(q), attn.k_norm(k)
+    if attn.pos_embeddings is not None:
+        q, k = attn.pos_embeddings(q, pos), attn.pos_embeddings(k, pos)
+    group = attn.num_heads // attn.num_kv_heads
+    heads = []
+    for h in range(attn.num_heads):
+        scores = q[:, :, h] @ k[:, :, h // group].transpose(1, 2) * attn.scale  # (b, s, s)
+        if softcap is not None:
+            scores = softcap * torch.tanh(scores / softcap)
+        scores = scores.masked_fill(~allowed, float("-inf"))
+        heads.append(scores.softmax(-1) @ v[:, :, h // group])
+    return attn.output_proj(torch.cat(heads, dim=-1))
+
+
+def test_grouped_query_attention_is_causal():
+    attn = _attention(pos_embeddings=RotaryPositionalEmbeddings(8))
+    x = torch.randn(2, 6, 16)
+    causal = torch.ones(6, 6, dtype=torch.bool).tril()
+    torch.testing.assert_close(attn(x), _reference(attn, x, causal))
+
+
+def test_sliding_window():
+    attn = _attention(sliding_window=3)
+    x = torch.randn(1, 8, 16)
+    i, j = torch.arange(8)[:, None], torch.arange(8)[None, :]
+    torch.testing.assert_close(attn(x), _reference(attn, x, (j <= i) & (i - j < 3)))
+
+
+def test_softcap_path():
+    attn = _attention(softcap=0.5)
+    x = torch.randn(2, 5, 16) * 4
+    causal = torch.ones(5, 5, dtype=torch.bool).tril()
+    torch.testing.assert_close(attn(x), _reference(attn, x, causal, softcap=0.5))
+    # With a huge cap, soft-capping is the identity: same as the SDPA path.
+    big, plain = _attention(softcap=1e6), _attention()
+    torch.testing.assert_close(big(x), plain(x))
+
+
+def test_qk_norm_and_multi_query():
+    attn = _attention(num_kv_heads=1, q_norm=RMSNorm(8), k_norm=RMSNorm(8))
+    with torch.no_grad():
+        attn.q_norm.weight.uniform_(0.5, 1.5)
+    x = torch.randn(2, 4, 16)
+    causal = torch.ones(4, 4, dtype=torch.bool).tril()
+    torch.testing.assert_close(attn(x), _reference(attn, x, causal))
+    assert set(attn.state_dict()) >= {"q_norm.weight", "k_norm.weight"}
