@@ -1,5 +1,43 @@
-"""Reading and writing HF safetensors and Meta checkpoints; the output layout."""
+"""Reading and writing checkpoints: Hugging Face safetensors (sharded, with an index)
+and Meta ``consolidated.*.pth``, the ``output_dir/epoch_N`` layout, training state
+and atomic writes.
 
+A recipe uses :class:`Checkpointer`; the functions below it are the building blocks,
+usable on their own (``tunesmith convert`` is :func:`convert_checkpoint`).
+"""
+
+from tunesmith.checkpoint._checkpointer import Checkpointer, detect_format, find_adapter
+from tunesmith.checkpoint._convert import convert_checkpoint
+from tunesmith.checkpoint._dtypes import config_dtype, resolve_dtype
+from tunesmith.checkpoint._files import atomic_directory, atomic_write, copy_support_files
+from tunesmith.checkpoint._hf import (
+    find_hf_weight_files,
+    load_hf_state_dict,
+    parse_size,
+    read_hf_config,
+    save_hf_state_dict,
+)
 from tunesmith.checkpoint._keys import remap_keys
+from tunesmith.checkpoint._meta import load_meta_checkpoint
+from tunesmith.checkpoint._weights import LoadResult, load_model_weights
 
-__all__ = ["remap_keys"]
+__all__ = [
+    "Checkpointer",
+    "LoadResult",
+    "atomic_directory",
+    "atomic_write",
+    "config_dtype",
+    "convert_checkpoint",
+    "copy_support_files",
+    "detect_format",
+    "find_adapter",
+    "find_hf_weight_files",
+    "load_hf_state_dict",
+    "load_meta_checkpoint",
+    "load_model_weights",
+    "parse_size",
+    "read_hf_config",
+    "remap_keys",
+    "resolve_dtype",
+    "save_hf_state_dict",
+]

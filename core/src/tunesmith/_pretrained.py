@@ -1,0 +1,184 @@
+"""``tunesmith.load_pretrained``: a checkpoint directory -> (model, tokenizer), ready to run."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tunesmith.checkpoint import (
+    Checkpointer,
+    atomic_directory,
+    config_dtype,
+    convert_checkpoint,
+    load_model_weights,
+    resolve_dtype,
+    save_hf_state_dict,
+)
+from tunesmith.errors import CheckpointError, NotFoundError, TunesmithError
+
+__all__ = ["convert_checkpoint", "load_pretrained", "merge_adapter", "resolve_device"]
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` or ``"auto"`` -> CUDA when present, else CPU; anything else as given."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _default_dtype(device: torch.device, config: dict[str, Any]) -> torch.dtype:
+    # CPUs compute bf16 ~100x slower than fp32; accelerators run the checkpoint's dtype.
+    if device.type == "cpu":
+        return torch.float32
+    dtype = config_dtype(config) or torch.bfloat16
+    if dtype == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return dtype
+
+
+@contextmanager
+def _building(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
+    # Build straight on the target device in the target dtype: no fp32 CPU copy of a
+    # large model on the way.
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with device:
+            yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def _peft_transform(directory: Path) -> Any:
+    """A PEFT transform able to load the adapter in ``directory``."""
+    if not (directory / "adapter_config.json").is_file():
+        raise CheckpointError(
+            f"no adapter_config.json in {directory}: expected a PEFT adapter directory "
+            "(adapter_config.json + adapter_model.safetensors), e.g. output_dir/epoch_N of "
+            "a LoRA run"
+        )
+    from tunesmith.registry import get_registry
+
+    try:
+        method = get_registry().get("peft_methods", "lora")
+    except NotFoundError:
+        raise TunesmithError(
+            f"loading the PEFT adapter in {directory} needs a PEFT method plugin, and none "
+            "is installed: pip install tunesmith-lora"
+        ) from None
+    # load_adapter takes the layers, rank, alpha and DoRA setting from the directory's
+    # adapter_config.json; the builder only insists that some layer is named.
+    return method.builder(lora_attn_modules=["q_proj"])
+
+
+def _load_model(ckpt: Checkpointer, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    with _building(device, dtype):
+        model = ckpt.build_model()
+    load_model_weights(model, ckpt.load_state_dict())
+    return model
+
+
+def load_pretrained(
+    checkpoint_dir: str | os.PathLike,
+    *,
+    dtype: torch.dtype | str | None = None,
+    device: str | torch.device | None = None,
+    adapter: str | os.PathLike | None = None,
+    max_seq_len: int | None = None,
+) -> tuple[torch.nn.Module, Any]:
+    """Load a model and its tokenizer from a checkpoint directory, ready for inference.
+
+    The architecture comes from the checkpoint (``config.json`` or ``params.json``)
+    through the installed family plugin; the tokenizer from the tokenizer files in
+    the same directory.
+
+    Args:
+        checkpoint_dir: A Hugging Face model directory or a Meta checkpoint
+            (an ``output_dir/epoch_N`` of a tunesmith run works too).
+        dtype: ``torch.bfloat16`` or ``"bf16"``, ``"fp32"``, ``"float16"``, ...; ``None``
+            uses the checkpoint's dtype on a GPU and fp32 on the CPU.
+        device: ``"cuda"``, ``"cpu"``, ``"cuda:1"``...; ``None`` or ``"auto"``: CUDA when
+            present.
+        adapter: A PEFT adapter directory (``adapter_config.json`` +
+            ``adapter_model.safetensors``) to apply on top (needs ``tunesmith-lora``).
+        max_seq_len: Truncation length for the tokenizer.
+
+    Returns:
+        ``(model, tokenizer)``, the model in eval mode.
+
+    Raises:
+        CheckpointError: the directory is not a checkpoint, no plugin reads its family,
+            or its weights do not match the architecture.
+        TunesmithError: ``adapter`` is given but no PEFT plugin is installed.
+
+    Example:
+        >>> model, tokenizer = tunesmith.load_pretrained("models/Llama-3.2-1B-Instruct")
+        >>> logits = model(torch.tensor([tokenizer.encode("Hello")]))
+    """
+    ckpt = Checkpointer(checkpoint_dir)
+    target = resolve_device(device)
+    target_dtype = (
+        resolve_dtype(dtype) if dtype is not None else _default_dtype(target, ckpt.hf_config)
+    )
+    transform = _peft_transform(Path(adapter).expanduser()) if adapter is not None else None
+    model = _load_model(ckpt, target, target_dtype)
+    if transform is not None:
+        transform.load_adapter(model, Path(adapter).expanduser(), adapter=ckpt.adapter)
+    model.to(device=target, dtype=target_dtype)
+    model.eval()
+
+    from tunesmith.tokenizers import auto_tokenizer
+
+    tokenizer = auto_tokenizer(
+        ckpt.checkpoint_dir, family=ckpt.adapter.family, max_seq_len=max_seq_len
+    )
+    return model, tokenizer
+
+
+def merge_adapter(
+    base_dir: str | os.PathLike,
+    adapter_dir: str | os.PathLike,
+    dst_dir: str | os.PathLike,
+    *,
+    max_shard_size: int | str = "5GB",
+    dtype: torch.dtype | str | None = None,
+) -> Path:
+    """Merge a PEFT adapter into its base model and write a Hugging Face model directory.
+
+    The merge runs on the CPU in fp32; the weights are written in ``dtype``, by default
+    the base checkpoint's. ``dst_dir`` holds the base's support files (config.json,
+    tokenizer, ...) and appears complete or not at all.
+
+    Args:
+        base_dir: The base model the adapter was trained on.
+        adapter_dir: The PEFT adapter directory (``adapter_config.json`` +
+            ``adapter_model.safetensors``).
+        dst_dir: The directory to write.
+        max_shard_size: Bytes per weight file (``"5GB"``, ``"500MB"`` or an int).
+        dtype: The dtype to store; ``None``: the base checkpoint's ``config.json`` dtype.
+
+    Returns:
+        ``dst_dir``.
+
+    Raises:
+        CheckpointError: a directory is not what it should be, or the adapter does not
+            fit the base model.
+        TunesmithError: no PEFT plugin is installed.
+    """
+    ckpt = Checkpointer(base_dir)
+    adapter_path = Path(adapter_dir).expanduser()
+    transform = _peft_transform(adapter_path)
+    model = _load_model(ckpt, torch.device("cpu"), torch.float32)
+    transform.load_adapter(model, adapter_path, adapter=ckpt.adapter)
+    hf_state = ckpt.to_hf(transform.merged_state_dict(model))
+    store = resolve_dtype(dtype) if dtype is not None else config_dtype(ckpt.hf_config)
+    dst = Path(dst_dir).expanduser()
+    with atomic_directory(dst) as tmp:
+        save_hf_state_dict(hf_state, tmp, max_shard_size=max_shard_size, dtype=store)
+        ckpt.write_support_files(tmp)
+    return dst

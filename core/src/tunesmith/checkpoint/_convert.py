@@ -1,0 +1,58 @@
+"""Converting any supported checkpoint into a Hugging Face model directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from tunesmith.checkpoint._checkpointer import Checkpointer, detect_format
+from tunesmith.checkpoint._files import atomic_directory, copy_support_files
+from tunesmith.checkpoint._hf import load_hf_state_dict, save_hf_state_dict
+
+__all__ = ["convert_checkpoint"]
+
+
+def convert_checkpoint(
+    src_dir: str | os.PathLike,
+    dst_dir: str | os.PathLike,
+    *,
+    max_shard_size: int | str = "5GB",
+    dtype: torch.dtype | str | None = None,
+    model_type: str | None = None,
+) -> Path:
+    """Write a Meta or Hugging Face checkpoint as a Hugging Face model directory.
+
+    A Meta checkpoint is renamed through its family's adapter and gets a
+    ``config.json``; a Hugging Face one is re-sharded (and cast, with ``dtype``). The
+    support files (tokenizer, ...) are copied; ``dst_dir`` appears complete or not at
+    all, replacing an existing one.
+
+    Args:
+        src_dir: The checkpoint to convert.
+        dst_dir: The Hugging Face directory to write.
+        max_shard_size: Bytes per weight file (``"5GB"``, ``"500MB"`` or an int).
+        dtype: Cast floating-point weights (``"bf16"``); ``None`` keeps them.
+        model_type: The family, for Meta checkpoints several installed families read.
+
+    Returns:
+        ``dst_dir``.
+
+    Raises:
+        CheckpointError: the source is not a readable checkpoint.
+    """
+    src, fmt = detect_format(src_dir)
+    dst = Path(dst_dir).expanduser()
+    with atomic_directory(dst) as tmp:
+        if fmt == "hf":
+            # Same names in and out: no adapter needed, so any HF model converts.
+            state = load_hf_state_dict(src)
+            save_hf_state_dict(state, tmp, max_shard_size=max_shard_size, dtype=dtype)
+            copy_support_files(src, tmp, exclude=[dst])
+        else:
+            ckpt = Checkpointer(src, model_type=model_type)
+            state = ckpt.to_hf(ckpt.load_state_dict())
+            save_hf_state_dict(state, tmp, max_shard_size=max_shard_size, dtype=dtype)
+            ckpt.write_support_files(tmp)
+    return dst
