@@ -1,0 +1,113 @@
+"""Every shipped YAML is registered, consistent with its name, and validates."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import tunesmith
+import yaml
+from tunesmith.registry import reset_registry
+from tunesmith_llama.plugin import CONFIG_DIR
+
+YAMLS = sorted(CONFIG_DIR.rglob("*.yaml"))
+NAMES = [f"{p.parent.relative_to(CONFIG_DIR)}/{p.stem}" for p in YAMLS]
+FAMILIES = {
+    "llama2": ["7B", "13B", "70B"],
+    "code_llama2": ["7B", "13B", "70B"],
+    "llama3": ["8B", "70B"],
+    "llama3_1": ["8B", "70B", "405B"],
+    "llama3_2": ["1B", "3B"],
+}
+KINDS = {
+    "full_single_device": "full_finetune_single_device",
+    "full_distributed": "full_finetune_distributed",
+    "lora_single_device": "lora_finetune_single_device",
+    "lora_distributed": "lora_finetune_distributed",
+    "qlora_single_device": "qlora_finetune_single_device",
+}
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    # The LoRA recipes and methods come from tunesmith-lora, when installed.
+    monkeypatch.setenv("TUNESMITH_LOAD_PLUGINS", "llama,lora")
+    reset_registry()
+    return tunesmith.get_registry()
+
+
+def test_every_size_ships_every_kind():
+    expected = {
+        f"{family}/{size}_{kind}"
+        for family, sizes in FAMILIES.items()
+        for size in sizes
+        for kind in KINDS
+    }
+    assert set(NAMES) == expected
+    assert len(NAMES) == 65
+
+
+def test_every_yaml_is_registered(registry):
+    registered = {
+        c.name: c for c in registry.values("configs") if c.origin.distribution == "tunesmith-llama"
+    }
+    assert set(registered) == set(NAMES)
+    for name, path in zip(NAMES, YAMLS, strict=True):
+        config = registered[name]
+        assert config.path == path
+        assert config.recipe == _kind(name)
+
+
+def _kind(name: str) -> str:
+    return KINDS[name.split("/")[1].split("_", 1)[1]]
+
+
+@pytest.mark.parametrize("name, path", list(zip(NAMES, YAMLS, strict=True)), ids=NAMES)
+def test_config_content(registry, name, path):
+    text = path.read_text()
+    cfg = yaml.safe_load(text)
+    recipe = _kind(name)
+    family, rest = name.split("/")
+    size, kind = rest.split("_", 1)
+
+    # The opening comment is the exact command.
+    assert text.startswith("# ")
+    command = f"tunesmith run {recipe}" + (" --nproc-per-node 8" if "distributed" in kind else "")
+    assert f"{command} --config {name} \\" in text
+    assert f"checkpointer.checkpoint_dir={cfg['checkpointer']['checkpoint_dir']}" in text
+
+    model = registry.get("models", cfg["model"]["_component_"])
+    assert model.family == "llama"
+    assert model.name == f"{family}_{size.lower()}"
+    llama2 = family in ("llama2", "code_llama2")
+    assert cfg["tokenizer"]["_component_"] == ("llama2_tokenizer" if llama2 else "llama3_tokenizer")
+    tokenizer_file = "tokenizer.model" if llama2 else "original/tokenizer.model"
+    assert cfg["tokenizer"]["path"] == "${checkpointer.checkpoint_dir}/" + tokenizer_file
+    assert cfg["output_dir"] == f"/tmp/tunesmith/{family}_{size}/{kind}"
+    assert cfg["checkpointer"]["output_dir"] == "${output_dir}"
+
+    method = kind.split("_")[0]
+    if method == "full":
+        assert "peft" not in cfg and "save_adapter_weights_only" not in cfg
+        assert cfg["optimizer"]["lr"] == 2e-5
+    else:
+        assert cfg["peft"]["_component_"] == method
+        assert cfg["peft"]["lora_attn_modules"] == ["q_proj", "v_proj", "output_proj"]
+        assert cfg["optimizer"]["lr"] == 3e-4
+    assert isinstance(cfg["optimizer"]["lr"], float)  # plain YAML reads 3e-4 as a string
+    if "distributed" in kind or (method == "full" and size not in ("1B", "3B")):
+        assert cfg["enable_activation_checkpointing"] is True
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_config_validates_against_its_recipe(registry, name):
+    from tunesmith.config import load_config, validate
+
+    if importlib.util.find_spec("tunesmith_lora") is None and "lora" in name:
+        pytest.skip("tunesmith-lora is not installed")
+    config = registry.get("configs", name)
+    recipe = registry.get("recipes", config.recipe)
+    cfg = load_config(name, defaults=recipe.defaults)
+    validate(cfg, recipe)
+    assert Path(cfg.tokenizer.path).name == "tokenizer.model"  # interpolation resolved
