@@ -71,7 +71,6 @@ KINDS: dict[str, type] = {
     "quantizers": Quantizer,
     "datasets": Dataset,
 }
-_KIND_OF = {record: kind for kind, record in KINDS.items()}
 
 #: Hook name -> the record types its ``register`` callback accepts.
 HOOKS: dict[str, tuple[type, ...]] = {
@@ -141,6 +140,8 @@ class Registry:
             NotFoundError: nothing has that name; the message lists close matches.
             PluginError: two plugins registered that name.
         """
+        if kind not in self.tables:
+            raise KeyError(f"no table {kind!r}: choose one of {', '.join(KINDS)}")
         if (kind, name) in self.conflicts:
             raise PluginError(self.conflicts[kind, name].message())
         try:
@@ -176,7 +177,8 @@ class Registry:
                 f"plugin '{info.name}' passed {type(component).__name__} to {hook}'s register: "
                 f"expected {expected}"
             )
-        kind = _KIND_OF[type(component)]
+        # isinstance, not type(): a plugin may register a subclass of a record.
+        kind = next(k for k, record in KINDS.items() if isinstance(component, record))
         origin = Origin(info.name, info.distribution, info.version)
         component = replace(component, origin=origin)
         name = component.name
@@ -237,11 +239,26 @@ class _Loader:
 
     def add(self, info: PluginInfo, load: Any) -> None:
         """Import a plugin (``load()`` returns its module or object) and register it."""
+        first = self.registry.plugins.get(info.name)
+        if first is not None:
+            # Keep the first one's record; pluggy would refuse the second name anyway.
+            self.registry.plugins[f"{info.name} ({info.distribution})"] = info
+            return self._fail(
+                info,
+                f"plugin name '{info.name}' is already taken by {first.distribution} "
+                f"{first.version}: uninstall one of them",
+            )
         self.registry.plugins[info.name] = info
         try:
             plugin = load()
         except Exception as exc:  # a broken plugin must not break the others
             return self._fail(info, f"failed to import: {_short_error(exc)}", exc)
+        try:
+            hash(plugin)  # pluggy keeps plugins in sets: an unhashable one breaks every call
+        except TypeError:
+            return self._fail(
+                info, "the plugin object is not hashable: point the entry point at a module"
+            )
         api = getattr(plugin, "TUNESMITH_PLUGIN_API", hookspecs.PLUGIN_API_VERSION)
         if api != hookspecs.PLUGIN_API_VERSION:
             return self._fail(

@@ -8,8 +8,10 @@ exist in two tables without ambiguity.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -73,6 +75,12 @@ def resolve_component(name: str, *, key: str | None = None) -> Callable[..., Any
         found = [(k, c) for k, c in registry.find(name) if k in _BUILDER_KINDS]
         if len(found) == 1:
             return found[0][1].builder
+        if len(found) > 1 and not kind:
+            tables = " and ".join(k for k, _ in found)
+            raise NotFoundError(
+                f"component '{name}'{f' (under {key!r})' if key else ''} is registered in both "
+                f"{tables}: put it under the config key of the one you mean (e.g. 'model')"
+            )
         if kind:
             registry.get(kind, name)  # raises with suggestions from the right table
         choices = [n for k in _BUILDER_KINDS for n in registry.tables[k]]
@@ -83,9 +91,13 @@ def resolve_component(name: str, *, key: str | None = None) -> Callable[..., Any
         )
     target = _import_dotted(name)
     if target is None or not callable(target):
+        module_name, _, attr = name.rpartition(".")
+        public = [a for a in dir(sys.modules.get(module_name)) if not a.startswith("_")]
+        close = difflib.get_close_matches(attr, public, n=3, cutoff=0.6)
+        hint = did_you_mean(name, [f"{module_name}.{a}" for a in close])
         raise NotFoundError(
-            f"cannot import '{name}' named by _component_{f' under {key!r}' if key else ''}: "
-            "check the spelling of the dotted path, or use a registered name"
+            f"cannot import '{name}' named by _component_{f' under {key!r}' if key else ''}"
+            f"{hint}: check the spelling of the dotted path, or use a registered name"
         )
     return target
 
@@ -95,7 +107,12 @@ def _to_python(node: Any) -> Any:
         try:
             return OmegaConf.to_container(node, resolve=True)
         except OmegaConfBaseException as exc:
-            raise ConfigError(f"cannot resolve {exc.full_key or 'config'}: {exc.msg}") from None
+            # OmegaConf appends "full_key: ... object_type=..." lines: keep the first.
+            reason = str(exc.msg).splitlines()[0]
+            raise ConfigError(
+                f"cannot resolve '{exc.full_key or 'config'}': {reason}: fix the ${{...}} "
+                "reference"
+            ) from None
     return node
 
 

@@ -19,6 +19,17 @@ __all__ = ["apply_overrides", "find_config", "load_config", "parse_value"]
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """YAML 1.1 reads ``lr: 2e-5`` as a string; configs (torchtune's too) mean a float."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[+-]?(\d[\d_]*\.?[\d_]*|\.\d[\d_]*)[eE][+-]?\d+$"),
+    list("+-.0123456789"),
+)
+
+
 def find_config(name_or_path: str | Path) -> tuple[Path, str | None]:
     """Resolve a config argument to ``(path, recipe)``.
 
@@ -45,7 +56,7 @@ def load_config(
     """Load a YAML config, lay it over ``defaults`` and apply command-line overrides."""
     path, _ = find_config(name_or_path)
     try:
-        loaded = yaml.safe_load(path.read_text()) or {}
+        loaded = yaml.load(path.read_text(), Loader=_YamlLoader) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -136,5 +147,6 @@ def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
         try:
             _apply_one(cfg, override)
         except OmegaConfBaseException as exc:
-            raise ConfigError(f"cannot apply override '{override}': {exc.msg}") from None
+            reason = str(exc.msg).splitlines()[0]  # drop OmegaConf's full_key/object_type lines
+            raise ConfigError(f"cannot apply override '{override}': {reason}") from None
     return cfg

@@ -56,8 +56,10 @@ def _type_problem(key: str, value: Any, types: tuple[type, ...]) -> str | None:
 
 def _annotation_types(target: Callable[..., Any], name: str) -> tuple[type, ...] | None:
     """The plain types a parameter accepts, when its annotation says so simply."""
+    # A class's own annotations are its attributes; its arguments are __init__'s.
+    annotated = target.__init__ if isinstance(target, type) else target
     try:
-        hints = typing.get_type_hints(target)
+        hints = typing.get_type_hints(annotated)
     except Exception:  # unresolvable annotations: skip the check
         return None
     hint = hints.get(name)
@@ -112,7 +114,10 @@ def validate(cfg: DictConfig, recipe: Recipe | None = None) -> None:
     try:
         data = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as exc:
-        raise ConfigError(f"cannot resolve '{exc.full_key}': {exc.msg}") from None
+        reason = str(exc.msg).splitlines()[0]  # drop OmegaConf's full_key/object_type lines
+        raise ConfigError(
+            f"cannot resolve '{exc.full_key}': {reason}: fix the ${{...}} reference"
+        ) from None
     assert isinstance(data, dict)
     if recipe is not None and recipe.keys is not None:
         for key in data:
