@@ -142,9 +142,9 @@ def ls_(show_all: bool) -> None:
 
 @cli.command()
 @click.argument("source")
-@click.argument("destination", type=click.Path(path_type=Path))
+@click.argument("destination", type=click.Path())
 @click.option("--force", is_flag=True, help="Overwrite an existing destination file.")
-def cp(source: str, destination: Path, force: bool) -> None:
+def cp(source: str, destination: str, force: bool) -> None:
     """Copy a shipped config (or a recipe's file) to DESTINATION to edit it.
 
     \b
@@ -164,15 +164,17 @@ def cp(source: str, destination: Path, force: bool) -> None:
         path = Path(importlib.util.find_spec(module).origin if module else inspect.getfile(run))
     else:
         path, _ = find_config(source)
-    if destination.is_dir():
-        destination = destination / path.name
-    if destination.suffix == "" and path.suffix:
-        destination = destination.with_suffix(path.suffix)
-    if destination.exists() and not force:
-        raise TunesmithError(f"{destination} already exists: choose another name or pass --force")
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, destination)
-    click.echo(f"Copied {source} to {destination}")
+    # A trailing slash names a folder even before it exists (Path() would drop it).
+    target = Path(destination)
+    if target.is_dir() or destination.endswith(("/", os.sep)):
+        target = target / path.name
+    if target.suffix == "" and path.suffix:
+        target = target.with_suffix(path.suffix)
+    if target.exists() and not force:
+        raise TunesmithError(f"{target} already exists: choose another name or pass --force")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, target)
+    click.echo(f"Copied {source} to {target}")
 
 
 def _load(recipe_name: str | None, config: str, overrides: tuple[str, ...]):
@@ -237,8 +239,9 @@ def _split_torchrun(args: list[str]) -> tuple[list[str], list[str]]:
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("recipe")
 @click.option("--config", "-c", "config", help="Shipped config name or YAML path.")
+@click.option("--chat", is_flag=True, help="Chat interactively (generate: prompt.interactive=true).")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def run(recipe: str, config: str | None, args: tuple[str, ...]) -> None:
+def run(recipe: str, config: str | None, args: tuple[str, ...], chat: bool) -> None:
     """Run RECIPE with a config and key=value overrides.
 
     torchrun's flags (--nproc-per-node, --nnodes, --rdzv-*, --standalone, ...)
@@ -251,10 +254,14 @@ def run(recipe: str, config: str | None, args: tuple[str, ...]) -> None:
       tunesmith run lora_finetune_single_device --config my.yaml batch_size=2 ~compile
       tunesmith run full_finetune_distributed --nproc-per-node 2 \\
           --config llama3_2/1B_full_distributed
+      tunesmith run generate --config generation checkpointer.checkpoint_dir=out/epoch_0 --chat
     """
-    from tunesmith.config import load_config, validate as check
+    from tunesmith.config import load_config
+    from tunesmith.config import validate as check
 
     torchrun, overrides = _split_torchrun(list(args))
+    if chat:
+        overrides.append("prompt.interactive=true")
     registry = get_registry()
     record = registry.get("recipes", recipe)
     if config is None:
@@ -262,14 +269,14 @@ def run(recipe: str, config: str | None, args: tuple[str, ...]) -> None:
         raise TunesmithError(
             f"recipe {recipe} needs --config" + (f"; e.g. --config {shipped[0]}" if shipped else "")
         )
+    if torchrun and not record.distributed:
+        raise TunesmithError(f"recipe {recipe} runs on one device: drop {' '.join(torchrun)}")
+    cfg = load_config(config, overrides, defaults=record.defaults)
+    check(cfg, record)  # once here, rather than once per torchrun process
     if torchrun:
-        if not record.distributed:
-            raise TunesmithError(f"recipe {recipe} runs on one device: drop {' '.join(torchrun)}")
         command = [sys.executable, "-m", "torch.distributed.run", *torchrun,
                    "-m", "tunesmith", "run", recipe, "--config", config, *overrides]
         raise SystemExit(subprocess.call(command))
-    cfg = load_config(config, overrides, defaults=record.defaults)
-    check(cfg, record)
     record.run(cfg)
 
 
