@@ -37,6 +37,15 @@ class ModelTokenizer(Protocol):
     ``tokenize_messages`` returns ``(tokens, mask)`` where ``mask[i]`` is ``True``
     for tokens excluded from the loss; with ``add_generation_prompt=True`` it ends
     with the header that asks the model for an assistant turn, and is not truncated.
+
+    Mask rules of the shipped tokenizers (``tunesmith.tokenizers`` and the family
+    plugins'): a message's tokens (its header, content and end-of-turn token) take its
+    ``masked`` flag, except the role header written before an assistant turn (what
+    ``add_generation_prompt`` appends: the model never has to predict it), which is
+    always masked, as is a leading ``bos``. Otherwise ``tokenize_messages`` truncates
+    to ``max_seq_len``, keeping a final end token (eos/eot) in the last position.
+    ``encode(text, add_bos=True)`` adds ``bos`` only where the model uses one.
+    Helpers shared by implementations live in :mod:`tunesmith.tokenizers`.
     """
 
     max_seq_len: int | None

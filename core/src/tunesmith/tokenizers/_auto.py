@@ -14,7 +14,9 @@ __all__ = ["auto_tokenizer", "find_tokenizer"]
 def _family_from_config(directory: Path, registry: Any) -> str | None:
     """The family whose checkpoint adapter reads ``config.json``'s ``model_type``."""
     try:
-        model_type = json.loads((directory / "config.json").read_text(encoding="utf-8"))["model_type"]
+        model_type = json.loads((directory / "config.json").read_text(encoding="utf-8"))[
+            "model_type"
+        ]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     for adapter in registry.values("checkpoint_adapters"):
@@ -53,9 +55,10 @@ def find_tokenizer(checkpoint_dir: str | Path, *, family: str | None = None) -> 
     registry = get_registry()
     if family is None:
         family = _family_from_config(directory, registry)
-    records = [
-        r for r in registry.values("tokenizers") if r.files and r.family in (None, family)
-    ]
+    records = sorted(
+        (r for r in registry.values("tokenizers") if r.files and r.family in (None, family)),
+        key=lambda r: (-r.priority, r.name),
+    )
     matches = []
     for record in records:
         found = next((directory / f for f in record.files if (directory / f).is_file()), None)
@@ -70,7 +73,6 @@ def find_tokenizer(checkpoint_dir: str | Path, *, family: str | None = None) -> 
             + f": looked for {looked}. Copy the model's tokenizer files there, or name one: "
             f"tokenizer: {{_component_: {names}, path: <tokenizer file>}}"
         )
-    matches.sort(key=lambda m: (-m[0].priority, m[0].name))
     return matches[0]
 
 

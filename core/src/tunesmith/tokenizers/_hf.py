@@ -126,7 +126,7 @@ class HFTokenizer:
             eos_id = gen_eos[0]
         if eos_id is None:
             raise CheckpointError(
-                f"{directory} defines no eos_token: add \"eos_token\" to its "
+                f'{directory} defines no eos_token: add "eos_token" to its '
                 "tokenizer_config.json (or eos_token_id to generation_config.json)"
             )
         self._eos_id = eos_id
@@ -252,7 +252,10 @@ class HFTokenizer:
         if last is not None and not last.eot and not add_generation_prompt:
             text, char_mask = self._cut_after_content(last, text, char_mask)
         encoding = self._tok.encode(text, add_special_tokens=False)
-        return list(encoding.ids), mask_from_offsets(encoding.offsets, char_mask)
+        tokens, mask = list(encoding.ids), mask_from_offsets(encoding.offsets, char_mask)
+        if tokens and tokens[0] == self._bos_id:
+            mask[0] = True  # never a label, whatever the first message's flag
+        return tokens, mask
 
     def _message_end(self, dicts: list[dict[str, str]], i: int, text: str, start: int) -> int:
         """Where message ``i`` ends in ``text``: how far a render of ``dicts[:i + 1]``
