@@ -158,7 +158,8 @@ class TransformerDecoder(nn.Module):
                     b, s, -1
                 )  # (b, s, cache_len)
         if input_pos is None:
-            input_pos = torch.arange(first, first + s, device=tokens.device).expand(b, s)  # (b, s)
+            input_pos = torch.arange(first, first + s, device=tokens.device)
+        input_pos = input_pos.expand(b, s)  # (b, s); a shared (s,) row is broadcast
         if mask is not None:
             # A query always sees itself, so a row of padding never has an all-False
             # mask (softmax over nothing is NaN, and NaN leaks through the cache).
