@@ -22,9 +22,11 @@ class FakeTokenizer:
 
         [bos] + for each message: [header(role)] + bytes(content) + ([eos] if eot)
 
-    A message's header, content and end token share its ``masked`` flag; ``bos``
-    is always masked. Without ``add_generation_prompt`` the result is truncated
-    to ``max_seq_len``.
+    Masks follow the rules documented on :class:`~tunesmith.data.ModelTokenizer`: a
+    message's header, content and end token share its ``masked`` flag, except that
+    ``bos`` and the header of an assistant turn are always masked. Without
+    ``add_generation_prompt`` the result is truncated to ``max_seq_len``, keeping a
+    final ``eos`` in the last position.
 
     Args:
         max_seq_len: Longest sequence ``tokenize_messages`` returns, or ``None``.
@@ -84,14 +86,15 @@ class FakeTokenizer:
     ) -> tuple[list[int], list[bool]]:
         tokens, mask = [self.BOS], [True]
         for message in messages:
-            ids = [self.HEADERS[message.role]] + self.encode(
-                message.content, add_bos=False, add_eos=message.eot
-            )
-            tokens += ids
-            mask += [message.masked] * len(ids)
+            body = self.encode(message.content, add_bos=False, add_eos=message.eot)
+            tokens += [self.HEADERS[message.role], *body]
+            mask += [message.masked or message.role == "assistant"] + [message.masked] * len(body)
         if add_generation_prompt:
             tokens.append(self.HEADERS["assistant"])
             mask.append(True)
-        elif self.max_seq_len is not None:
+        elif self.max_seq_len is not None and len(tokens) > self.max_seq_len:
+            last = tokens[-1], mask[-1]
             tokens, mask = tokens[: self.max_seq_len], mask[: self.max_seq_len]
+            if last[0] == self.EOS:
+                tokens[-1], mask[-1] = last
         return tokens, mask

@@ -1,0 +1,76 @@
+"""Batching samples into tensors.
+
+Labels come out aligned with tokens (``labels[i]`` is the label *of* ``tokens[i]``),
+not shifted: the recipe shifts them when it computes the next-token loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from tunesmith.data._messages import CROSS_ENTROPY_IGNORE_IDX
+from tunesmith.data._packed import create_block_causal_mask
+
+__all__ = ["packed_collate", "padded_collate"]
+
+
+def padded_collate(
+    batch: Sequence[Mapping[str, Any]],
+    *,
+    pad_id: int = 0,
+    ignore_idx: int = CROSS_ENTROPY_IGNORE_IDX,
+    pad_to_multiple_of: int | None = None,
+) -> dict[str, torch.Tensor]:
+    """Right-pad samples to the batch's longest one.
+
+    Packed samples (those with ``input_pos``) are handed to :func:`packed_collate`,
+    so a recipe can use this one function whatever the dataset.
+
+    Args:
+        batch: Samples ``{"tokens": list[int], "labels": list[int]}``.
+        pad_id: Token id for padding (use ``tokenizer.pad_id``).
+        ignore_idx: Label for padding, ignored by the loss.
+        pad_to_multiple_of: Round the padded length up to a multiple of this
+            (steadier shapes for ``torch.compile``).
+
+    Returns:
+        ``{"tokens": LongTensor [b, s], "labels": LongTensor [b, s]}``, labels not shifted.
+    """
+    if not batch:
+        raise ValueError("cannot collate an empty batch")
+    if "input_pos" in batch[0]:
+        return packed_collate(batch)
+    lengths = [len(sample["tokens"]) for sample in batch]
+    for sample, length in zip(batch, lengths, strict=True):
+        if len(sample["labels"]) != length:
+            raise ValueError(f"a sample has {length} tokens but {len(sample['labels'])} labels")
+    width = max(lengths)
+    if pad_to_multiple_of:
+        width = -(-width // pad_to_multiple_of) * pad_to_multiple_of
+    tokens = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), ignore_idx, dtype=torch.long)
+    for row, (sample, length) in enumerate(zip(batch, lengths, strict=True)):
+        tokens[row, :length] = torch.as_tensor(sample["tokens"], dtype=torch.long)
+        labels[row, :length] = torch.as_tensor(sample["labels"], dtype=torch.long)
+    return {"tokens": tokens, "labels": labels}
+
+
+def packed_collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+    """Stack packs from :class:`PackedDataset` and build their block-causal mask.
+
+    Returns:
+        ``{"tokens", "labels", "input_pos"}`` as LongTensors ``[b, s]`` (labels not
+        shifted) and ``"mask"``, a BoolTensor ``[b, s, s]`` (``True`` = may attend),
+        ready for ``model(tokens, mask=mask, input_pos=input_pos)``.
+    """
+    if not batch:
+        raise ValueError("cannot collate an empty batch")
+    out = {
+        key: torch.stack([torch.as_tensor(sample[key], dtype=torch.long) for sample in batch])
+        for key in ("tokens", "labels", "input_pos")
+    }
+    out["mask"] = create_block_causal_mask([sample["seq_lens"] for sample in batch])
+    return out
