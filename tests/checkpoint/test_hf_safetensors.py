@@ -289,6 +289,13 @@ def test_find_no_weights_lists_the_directory(tmp_path):
     assert "README.md, config.json" in message
 
 
+def test_adapter_only_directory(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    save_file({"a": torch.zeros(1)}, str(tmp_path / "adapter_model.safetensors"))
+    with pytest.raises(CheckpointError, match="holds a PEFT adapter .*tunesmith merge-adapter"):
+        find_hf_weight_files(tmp_path)
+
+
 def test_missing_directory(tmp_path):
     with pytest.raises(
         CheckpointError,

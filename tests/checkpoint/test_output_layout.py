@@ -33,6 +33,7 @@ def test_copy_support_files(tmp_path):
         "pytorch_model.bin.index.json": "{}",
         "original/consolidated.00.pth": "",
         "training.pt": "",
+        "adapter_config.json": "{}",  # a LoRA run's epoch dir used as the source
         ".gitattributes": "",
         ".cache/huggingface/download/x.lock": "",
     }

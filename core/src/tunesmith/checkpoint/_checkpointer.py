@@ -61,7 +61,7 @@ def detect_format(
         f"{path} is not a checkpoint directory{hint}: it holds {describe_dir(path)}; expected "
         "a Hugging Face model (config.json + model*.safetensors) or a Meta checkpoint "
         "(consolidated.00.pth + params.json) — point checkpointer.checkpoint_dir at one "
-        "(`tunesmith download <hf-repo> --output-dir DIR` fetches one)"
+        "(`tunesmith download <hf-repo>` fetches one)"
     )
 
 

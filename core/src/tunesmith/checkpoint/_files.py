@@ -97,8 +97,13 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     shutil.rmtree(old, ignore_errors=True)
 
 
+#: A PEFT adapter's config travels with its weights, never on its own: transformers
+#: would read a lone adapter_config.json as "this directory is an adapter".
+_ADAPTER_FILES = ("adapter_config.json",)
+
+
 def _is_weight_file(name: str) -> bool:
-    return name.endswith(WEIGHT_SUFFIXES) or name.endswith(".index.json")
+    return name.endswith(WEIGHT_SUFFIXES) or name.endswith(".index.json") or name in _ADAPTER_FILES
 
 
 def copy_support_files(
@@ -114,8 +119,8 @@ def copy_support_files(
     (``tokenizer.json``, ``tokenizer_config.json``, ``special_tokens_map.json``,
     ``tokenizer.model``, ``original/tokenizer.model``), chat templates, README,
     LICENSE and so on, keeping sub-directories. Skipped: weights (``*.safetensors``,
-    ``*.bin``, ``*.pth``, ``*.pt``, ...), their ``*.index.json`` files and hidden
-    files and directories (``.cache``, ``.git``).
+    ``*.bin``, ``*.pth``, ``*.pt``, ...), their ``*.index.json`` files, a PEFT
+    ``adapter_config.json`` and hidden files and directories (``.cache``, ``.git``).
 
     Args:
         src_dir: The checkpoint directory.

@@ -48,7 +48,7 @@ def require_dir(directory: str | os.PathLike, what: str = "checkpoint directory"
         reason = "is a file, not a directory" if path.exists() else "does not exist"
         raise CheckpointError(
             f"{what} {path} {reason}: point checkpointer.checkpoint_dir at a downloaded "
-            "model directory (`tunesmith download <hf-repo> --output-dir DIR` fetches one)"
+            "model directory (`tunesmith download <hf-repo>` fetches one)"
         )
     return path
 
@@ -176,6 +176,12 @@ def find_hf_weight_files(
     )
     if not found:
         found = sorted(path.glob("pytorch_model*.bin"))
+    if not found and (path / "adapter_model.safetensors").is_file():
+        raise CheckpointError(
+            f"{path} holds a PEFT adapter (adapter_model.safetensors), not full weights: "
+            "load its base model with the adapter on top (load_pretrained(base_dir, "
+            "adapter=...)), or merge them first with `tunesmith merge-adapter`"
+        )
     if not found:
         raise CheckpointError(
             f"no weights in {path}: expected model.safetensors, or "
