@@ -1,6 +1,6 @@
 """A tiny fake model family, so checkpoint tests need no real family plugin.
 
-Imported by the tests in this directory (pytest puts it on sys.path)."""
+Imported by the tests in this directory."""
 
 from __future__ import annotations
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from ckpt_fakes import FakePlugin
 from tunesmith.registry import load_registry, reset_registry
+
+from .ckpt_fakes import FakePlugin
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import os
 
 import pytest
 import torch
-from ckpt_fakes import CONFIG, write_fake_hf, write_fake_meta
 from tunesmith import CheckpointError
 from tunesmith.checkpoint import (
     Checkpointer,
@@ -16,6 +15,8 @@ from tunesmith.checkpoint import (
     load_model_weights,
     save_hf_state_dict,
 )
+
+from .ckpt_fakes import CONFIG, write_fake_hf, write_fake_meta
 
 
 def _equal(a, b):
@@ -238,9 +239,10 @@ def test_meta_with_explicit_files(tmp_path, fake_registry):
 
 
 def test_meta_needs_model_type_when_ambiguous(tmp_path):
-    from ckpt_fakes import FAKE_ADAPTER, FakePlugin
     from tunesmith import hookimpl
     from tunesmith.registry import load_registry, reset_registry
+
+    from .ckpt_fakes import FAKE_ADAPTER, FakePlugin
 
     class Other:
         @hookimpl

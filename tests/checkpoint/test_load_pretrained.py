@@ -6,8 +6,9 @@ import pytest
 import torch
 import tunesmith
 import tunesmith.tokenizers
-from ckpt_fakes import write_fake_hf
 from tunesmith import CheckpointError, TunesmithError
+
+from .ckpt_fakes import write_fake_hf
 
 
 @pytest.fixture

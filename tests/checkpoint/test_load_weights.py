@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ckpt_fakes import CONFIG, build_from_hf_config
 from tunesmith import CheckpointError
 from tunesmith.checkpoint import load_model_weights
+
+from .ckpt_fakes import CONFIG, build_from_hf_config
 
 
 def _weights(model):
