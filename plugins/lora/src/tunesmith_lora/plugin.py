@@ -1,0 +1,76 @@
+"""The tunesmith-lora plugin: the ``lora``, ``dora`` and ``qlora`` PEFT methods and the
+torchtune-named LoRA recipe aliases of the core ``finetune`` recipe."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tunesmith import PeftMethod, Recipe, hookimpl
+
+TUNESMITH_PLUGIN_API = 1
+
+# (name, peft method, distributed, description)
+_ALIASES = (
+    ("lora_finetune_single_device", "lora", False, "LoRA fine-tuning on one device"),
+    ("lora_finetune_distributed", "lora", True, "LoRA fine-tuning on many devices (FSDP2)"),
+    ("qlora_finetune_single_device", "qlora", False, "QLoRA (NF4 base) fine-tuning on one device"),
+)
+
+
+def _lazy(builder: str) -> Callable[..., Any]:
+    """A builder that imports torch and the transform only when a config uses it."""
+
+    def build(**config: Any) -> Any:
+        from tunesmith_lora import _transform
+
+        return getattr(_transform, builder)(**config)
+
+    build.__name__ = builder
+    build.__qualname__ = builder
+    return build
+
+
+@hookimpl
+def register_peft_methods(register: Callable[[PeftMethod], None]) -> None:
+    register(
+        PeftMethod(
+            name="lora",
+            builder=_lazy("build_lora"),
+            description="LoRA adapters on the layers peft.lora_attn_modules names",
+        )
+    )
+    register(
+        PeftMethod(
+            name="dora",
+            builder=_lazy("build_dora"),
+            description="DoRA: LoRA with a learned per-row magnitude (use_dora: true)",
+        )
+    )
+    register(
+        PeftMethod(
+            name="qlora",
+            builder=_lazy("build_qlora"),
+            description="QLoRA: LoRA over NF4-quantized frozen weights (quantize_base: true)",
+        )
+    )
+
+
+@hookimpl
+def register_recipes(register: Callable[[Recipe], None]) -> None:
+    # tunesmith.recipes is cheap to import: run_finetune loads the recipe (and torch)
+    # only when a job runs.
+    from tunesmith.recipes import FINETUNE_KEYS, FINETUNE_REQUIRED_KEYS, run_finetune
+
+    for name, method, distributed, description in _ALIASES:
+        register(
+            Recipe(
+                name=name,
+                run=run_finetune,
+                keys=FINETUNE_KEYS,
+                required=FINETUNE_REQUIRED_KEYS,
+                defaults={"peft": {"_component_": method}},
+                distributed=distributed,
+                description=f"{description} (the finetune recipe with peft: {method})",
+            )
+        )
