@@ -75,3 +75,21 @@ def test_hf_tokenizer_files_load_in_transformers(tmp_path):
     assert tok.pad_token == "<|finetune_right_pad_id|>"
     assert len(tok) == 520
     assert tok.convert_ids_to_tokens(tok.encode("Hi"))[0] == "<|begin_of_text|>"
+
+
+def test_writers_train_on_a_given_corpus(tmp_path):
+    import sentencepiece as spm
+    from tunesmith.tokenizers import HFTokenizer
+
+    corpus = "\n".join(f"zorblax quimbly {i} zorblax" for i in range(50))
+    tok = HFTokenizer(write_hf_tokenizer(tmp_path / "hf", vocab_size=300, corpus=corpus))
+    assert len(tok.encode("zorblax", add_bos=False, add_eos=False)) == 1
+    assert len(HFTokenizer(write_hf_tokenizer(tmp_path / "default")).encode("zorblax")) > 3
+    sp = spm.SentencePieceProcessor(
+        model_file=str(write_sentencepiece_model(tmp_path / "sp", vocab_size=50, corpus=corpus))
+    )
+    assert sp.encode("zorblax", out_type=str) == ["▁zorblax"]
+    ranks = write_tiktoken_ranks(tmp_path / "tt.model", vocab_size=300, corpus=corpus)
+    assert base64.b64encode(b"zorblax").decode() in {
+        line.split()[0] for line in ranks.read_text().splitlines()
+    }

@@ -99,6 +99,7 @@ def write_sentencepiece_model(
     vocab_size: int = 300,
     byte_fallback: bool = False,
     filename: str = "tokenizer.model",
+    corpus: str | None = None,
 ) -> Path:
     """Train a Llama-2-style BPE sentencepiece model and write it.
 
@@ -111,6 +112,7 @@ def write_sentencepiece_model(
         byte_fallback: Encode unseen characters as ``<0x..>`` byte pieces (as Llama 2
             does) instead of ``<unk>``; needs ``vocab_size >= 350`` for this corpus.
         filename: The file name.
+        corpus: Training text, one sentence per line; default :data:`TOKENIZER_CORPUS`.
 
     Returns:
         The path of the written model.
@@ -121,7 +123,7 @@ def write_sentencepiece_model(
     path.parent.mkdir(parents=True, exist_ok=True)
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(TOKENIZER_CORPUS.splitlines()),
+        sentence_iterator=iter((corpus or TOKENIZER_CORPUS).splitlines()),
         model_writer=model,
         vocab_size=vocab_size,
         model_type="bpe",
@@ -144,7 +146,7 @@ def write_sentencepiece_model(
     return path
 
 
-def _train_byte_level_bpe(vocab_size: int):
+def _train_byte_level_bpe(vocab_size: int, corpus: str | None):
     """A byte-level BPE with Llama 3's pre-tokenization, trained on the corpus."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -162,7 +164,7 @@ def _train_byte_level_bpe(vocab_size: int):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(TOKENIZER_CORPUS.splitlines(keepends=True), trainer)
+    tokenizer.train_from_iterator((corpus or TOKENIZER_CORPUS).splitlines(keepends=True), trainer)
     return tokenizer
 
 
@@ -183,7 +185,9 @@ def _byte_decoder() -> dict[str, int]:
     return chars
 
 
-def write_tiktoken_ranks(path: str | Path, *, vocab_size: int = 512) -> Path:
+def write_tiktoken_ranks(
+    path: str | Path, *, vocab_size: int = 512, corpus: str | None = None
+) -> Path:
     """Write a small tiktoken BPE ranks file, like Llama 3's ``original/tokenizer.model``.
 
     Ranks 0-255 are the single bytes (rank = byte value); the rest are merges
@@ -192,12 +196,14 @@ def write_tiktoken_ranks(path: str | Path, *, vocab_size: int = 512) -> Path:
 
     Args:
         path: The file to write (parents are created).
-        vocab_size: Number of ranks (256 bytes + merges); the corpus supports ~600.
+        vocab_size: Number of ranks (256 bytes + merges); the default corpus supports
+            ~600, fewer are written when the corpus runs out of pairs seen twice.
+        corpus: Training text; default :data:`TOKENIZER_CORPUS`.
 
     Returns:
         ``path``.
     """
-    tokenizer = _train_byte_level_bpe(vocab_size)
+    tokenizer = _train_byte_level_bpe(vocab_size, corpus)
     merges = json.loads(tokenizer.to_str())["model"]["merges"]
     decode = _byte_decoder()
 
@@ -224,6 +230,7 @@ def write_hf_tokenizer(
     chat_template: str | None = LLAMA3_CHAT_TEMPLATE,
     eos_token: str = "<|eot_id|>",
     pad_token: str | None = None,
+    corpus: str | None = None,
 ) -> Path:
     """Train a byte-level BPE and write a Llama-3-Instruct-style Hugging Face tokenizer.
 
@@ -236,10 +243,12 @@ def write_hf_tokenizer(
 
     Args:
         directory: Where to write (created if missing).
-        vocab_size: Size of the learned vocabulary, before the special tokens.
+        vocab_size: Size of the learned vocabulary, before the special tokens (at
+            most; training stops when no pair occurs twice).
         chat_template: Stored in ``tokenizer_config.json``; ``None`` for none.
         eos_token: The ``eos_token`` (instruct models end turns with ``<|eot_id|>``).
         pad_token: The ``pad_token``, if any.
+        corpus: Training text; default :data:`TOKENIZER_CORPUS`.
 
     Returns:
         ``directory``.
@@ -248,7 +257,7 @@ def write_hf_tokenizer(
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tokenizer = _train_byte_level_bpe(vocab_size)
+    tokenizer = _train_byte_level_bpe(vocab_size, corpus)
     tokenizer.add_special_tokens(
         [AddedToken(t, special=True, normalized=False) for t in _HF_SPECIAL_TOKENS]
     )
