@@ -1,0 +1,199 @@
+"""The decoding loop: left-padded batches, with or without the model's KV cache."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from tunesmith.errors import ConfigError, DataError
+from tunesmith.generation._sampling import check_sampling, sample_next_token
+
+__all__ = ["check_prompts", "generate_tokens"]
+
+
+def _model_dtype(model: nn.Module) -> torch.dtype:
+    for param in model.parameters():
+        if param.is_floating_point():
+            return param.dtype
+    return torch.get_default_dtype()
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def check_prompts(
+    prompts: Sequence[Sequence[int]], max_new_tokens: int, max_seq_len: int | None
+) -> None:
+    """Reject prompts the model cannot continue.
+
+    Raises:
+        DataError: no prompt, an empty prompt, or one whose length plus
+            ``max_new_tokens`` exceeds ``max_seq_len``.
+        ConfigError: ``max_new_tokens < 1``.
+    """
+    if (
+        isinstance(max_new_tokens, bool)
+        or not isinstance(max_new_tokens, int)
+        or max_new_tokens < 1
+    ):
+        raise ConfigError(f"max_new_tokens must be a positive integer, not {max_new_tokens!r}")
+    if not prompts:
+        raise DataError("no prompt to generate from: pass at least one prompt")
+    for i, prompt in enumerate(prompts):
+        where = f"prompt {i}" if len(prompts) > 1 else "the prompt"
+        if len(prompt) == 0:
+            raise DataError(f"{where} is empty: give the model some text to continue")
+        if max_seq_len is not None and len(prompt) + max_new_tokens > max_seq_len:
+            room = max_seq_len - max_new_tokens
+            raise DataError(
+                f"{where} has {len(prompt)} tokens, and with max_new_tokens={max_new_tokens} that "
+                f"exceeds the model's max_seq_len of {max_seq_len}: shorten the prompt to at most "
+                f"{max(room, 0)} tokens or lower max_new_tokens to at most "
+                f"{max(max_seq_len - len(prompt), 0)}"
+            )
+
+
+@contextmanager
+def _inference(model: nn.Module, batch_size: int, cache_len: int | None) -> Iterator[None]:
+    """Eval mode, no autograd and (optionally) fresh KV caches; undone on exit (caches
+    removed, train/eval mode restored) so the model can go back to training."""
+    was_training = model.training
+    uses_caches = hasattr(model, "remove_caches") and hasattr(model, "caches_are_enabled")
+    if uses_caches and model.caches_are_enabled():
+        model.remove_caches()  # stale caches would corrupt both decoding paths
+    model.eval()
+    try:
+        with torch.inference_mode():
+            if cache_len is not None:
+                model.setup_caches(batch_size, _model_dtype(model), max_seq_len=cache_len)
+            yield
+    finally:
+        if uses_caches and model.caches_are_enabled():
+            model.remove_caches()
+        model.train(was_training)
+
+
+def generate_tokens(
+    model: nn.Module,
+    prompts: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int,
+    stop_tokens: Sequence[int] = (),
+    pad_id: int = 0,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    enable_kv_cache: bool = True,
+    on_token: Callable[[int, int], None] | None = None,
+) -> list[list[int]]:
+    """Continue each prompt (token ids) until a stop token or ``max_new_tokens``.
+
+    Prompts of different lengths are left-padded into one batch. Each row's rotary
+    positions count from its own first real token and its attention mask hides the
+    padding, so a row generates exactly what it would alone. With
+    ``enable_kv_cache`` the model's KV caches (``setup_caches``) are filled by one
+    forward pass over the prompts and then by one token per step; without, the
+    whole sequence is recomputed every step under the same masks. The caches are
+    removed afterwards (as are any the model had before) and its train/eval mode
+    restored, so a model being
+    fine-tuned can be sampled between steps.
+
+    Args:
+        model: A :class:`tunesmith.modules.TransformerDecoder` (or anything with its
+            ``forward(tokens, *, mask, input_pos)``; ``setup_caches`` /
+            ``remove_caches`` / ``caches_are_enabled`` for the cache path).
+        prompts: One list of token ids per row, none empty.
+        max_new_tokens: The most tokens generated per row.
+        stop_tokens: A row stops after producing one of these (it is included in
+            the row's output).
+        pad_id: Token fed for padding and for rows that already stopped; never
+            attended to.
+        temperature: ``0`` for greedy decoding, else the sampling temperature.
+        top_k: Sample among the ``top_k`` most likely tokens only.
+        top_p: Sample from the nucleus of cumulative probability ``top_p`` only.
+        seed: Seed of a private random generator, for reproducible sampling;
+            ``None`` uses torch's global generator.
+        enable_kv_cache: Reuse keys and values of earlier tokens (fast); ``False``
+            recomputes the whole sequence each step.
+        on_token: Called as ``on_token(row, token_id)`` for every token as soon as it
+            is chosen (stop tokens included), e.g. to stream text.
+
+    Returns:
+        The generated ids of each row (without the prompt), in prompt order.
+
+    Raises:
+        DataError: an empty prompt, or a prompt too long for ``model.max_seq_len``.
+        ConfigError: invalid sampling settings or ``max_new_tokens``.
+    """
+    check_sampling(temperature, top_k, top_p)
+    check_prompts(prompts, max_new_tokens, getattr(model, "max_seq_len", None))
+    if enable_kv_cache and not hasattr(model, "setup_caches"):
+        raise ConfigError(
+            f"{type(model).__name__} has no KV cache (setup_caches): pass enable_kv_cache=False"
+        )
+    device = _model_device(model)
+    generator = None
+    if seed is not None:
+        generator = torch.Generator(device=device).manual_seed(seed)
+    stops = torch.tensor(sorted(set(stop_tokens)), dtype=torch.long, device=device)
+
+    b = len(prompts)
+    prompt_len = max(len(p) for p in prompts)
+    total = prompt_len + max_new_tokens
+    tokens = torch.full((b, total), pad_id, dtype=torch.long, device=device)  # (b, total)
+    valid = torch.zeros(b, total, dtype=torch.bool, device=device)  # (b, total): not padding
+    for row, prompt in enumerate(prompts):
+        tokens[row, prompt_len - len(prompt) : prompt_len] = torch.tensor(
+            list(prompt), dtype=torch.long
+        )
+        valid[row, prompt_len - len(prompt) : prompt_len] = True
+    valid[:, prompt_len:] = True  # generated slots are real tokens (a stopped row's are ignored)
+    # Rotary positions count real tokens only: a row's first real token is at 0.
+    positions = (valid.long().cumsum(dim=-1) - 1).clamp(min=0)  # (b, total)
+    slots = torch.arange(total, device=device)
+
+    def mask(start: int, end: int, kv_len: int) -> torch.Tensor:
+        # [r, q, k]: query slot start + q of row r may attend key slot k (causal, no padding).
+        causal = slots[None, :kv_len] <= slots[start:end, None]  # (end - start, kv_len)
+        return causal[None] & valid[:, None, :kv_len]  # (b, end - start, kv_len)
+
+    out: list[list[int]] = [[] for _ in range(b)]
+    done = torch.zeros(b, dtype=torch.bool, device=device)
+    with _inference(model, b, total if enable_kv_cache else None):
+        start, end = 0, prompt_len  # the slots fed this step
+        for _ in range(max_new_tokens):
+            if enable_kv_cache:
+                logits = model(
+                    tokens[:, start:end],
+                    mask=mask(start, end, total),
+                    input_pos=positions[:, start:end],
+                )  # (b, end - start, vocab)
+            else:
+                logits = model(
+                    tokens[:, :end], mask=mask(0, end, end), input_pos=positions[:, :end]
+                )  # (b, end, vocab)
+            next_ids = sample_next_token(
+                logits[:, -1],
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                generator=generator,
+            )  # (b,)
+            next_ids = torch.where(done, torch.full_like(next_ids, pad_id), next_ids)
+            tokens[:, end] = next_ids
+            for row, token in enumerate(next_ids.tolist()):
+                if not done[row]:
+                    out[row].append(token)
+                    if on_token is not None:
+                        on_token(row, token)
+            done |= torch.isin(next_ids, stops)
+            if bool(done.all()):
+                break
+            start, end = end, end + 1
+    return out

@@ -1,0 +1,205 @@
+"""The ``generate`` recipe: load a checkpoint (optionally plus a PEFT adapter) and
+answer a prompt, or hold a conversation, streaming the text as it comes.
+
+::
+
+    tunesmith run generate --config generation checkpointer.checkpoint_dir=out/epoch_0 \\
+        prompt.user="Tell me a joke."
+    tunesmith run generate --config generation checkpointer.checkpoint_dir=base \\
+        adapter=out/epoch_0 --chat
+
+The answer goes to stdout; the speed line ("N tokens in X s (Y tokens/s)") and
+the interactive prompt marker go to stderr, so ``> answer.txt`` keeps just the text.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from omegaconf import DictConfig, OmegaConf
+
+from tunesmith.data import Message
+from tunesmith.errors import ConfigError, TunesmithError
+from tunesmith.recipes import GENERATE_KEYS
+
+__all__ = ["GENERATE_KEYS", "run"]
+
+_EXIT_WORDS = {"exit", "quit", "/exit", "/quit"}
+
+
+@dataclass(frozen=True)
+class _Settings:
+    max_new_tokens: int
+    temperature: float
+    top_k: int | None
+    top_p: float | None
+    seed: int | None
+    enable_kv_cache: bool
+
+
+def _settings(cfg: DictConfig) -> _Settings:
+    from tunesmith.generation import check_sampling
+
+    settings = _Settings(
+        max_new_tokens=cfg.get("max_new_tokens", 256),
+        temperature=float(cfg.get("temperature", 0.0) or 0.0),
+        top_k=cfg.get("top_k"),
+        top_p=cfg.get("top_p"),
+        seed=cfg.get("seed"),
+        enable_kv_cache=bool(cfg.get("enable_kv_cache", True)),
+    )
+    check_sampling(settings.temperature, settings.top_k, settings.top_p)
+    n = settings.max_new_tokens
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"max_new_tokens must be a positive integer, not {n!r}")
+    return settings
+
+
+def _load(cfg: DictConfig) -> tuple[Any, Any]:
+    from tunesmith import load_pretrained, training
+    from tunesmith.config import instantiate
+
+    checkpointer = cfg.get("checkpointer") or {}
+    checkpoint_dir = checkpointer.get("checkpoint_dir")
+    if not checkpoint_dir:
+        raise ConfigError(
+            "checkpointer.checkpoint_dir is not set: add checkpointer.checkpoint_dir=<model directory>"
+        )
+    device = training.resolve_device(cfg.get("device", "auto"))
+    dtype = training.resolve_dtype(cfg.get("dtype", "auto"), device, training=False)
+    model, tokenizer = load_pretrained(
+        checkpoint_dir, dtype=dtype, device=device, adapter=cfg.get("adapter")
+    )
+    node = cfg.get("tokenizer")
+    if node is not None and node.get("_component_", "auto") != "auto":
+        tokenizer = instantiate(node, key="tokenizer")
+    return model, tokenizer
+
+
+def _answer(
+    model: Any, tokenizer: Any, ids: list[int], settings: _Settings, out: TextIO
+) -> list[int]:
+    """Generate a reply to ``ids``, streaming it to ``out``; print the speed to stderr."""
+    from tunesmith.generation import TextStreamer, generate_tokens
+
+    def write(piece: str) -> None:
+        out.write(piece)
+        out.flush()
+
+    stop_tokens = list(tokenizer.stop_tokens)
+    streamer = TextStreamer(tokenizer, write, stop_tokens=stop_tokens)
+    start = time.perf_counter()
+    [reply] = generate_tokens(
+        model,
+        [ids],
+        max_new_tokens=settings.max_new_tokens,
+        stop_tokens=stop_tokens,
+        pad_id=tokenizer.pad_id if tokenizer.pad_id is not None else 0,
+        temperature=settings.temperature,
+        top_k=settings.top_k,
+        top_p=settings.top_p,
+        seed=settings.seed,
+        enable_kv_cache=settings.enable_kv_cache,
+        on_token=lambda row, token: streamer.put(token),
+    )
+    elapsed = time.perf_counter() - start
+    streamer.end()
+    write("\n")
+    rate = len(reply) / elapsed if elapsed > 0 else float("inf")
+    print(
+        f"{len(reply)} tokens in {elapsed:.2f} s ({rate:.1f} tokens/s)", file=sys.stderr, flush=True
+    )
+    return reply[:-1] if reply and reply[-1] in stop_tokens else reply
+
+
+def _fit(model: Any, tokenizer: Any, history: list[Message], settings: _Settings) -> list[int]:
+    """The prompt ids of ``history``, dropping the oldest exchanges until it fits."""
+    from tunesmith.generation import check_prompts, tokenize_prompt
+
+    max_seq_len = getattr(model, "max_seq_len", None)
+    while True:
+        ids = tokenize_prompt(tokenizer, history)
+        first = 1 if history[0].role == "system" else 0
+        turns = sum(m.role == "user" for m in history)
+        if max_seq_len is None or len(ids) + settings.max_new_tokens <= max_seq_len or turns <= 1:
+            check_prompts([ids], settings.max_new_tokens, max_seq_len)
+            return ids
+        # Forget the oldest user turn and the answers to it.
+        end = first + 1
+        while end < len(history) and history[end].role != "user":
+            end += 1
+        del history[first:end]
+
+
+def _chat(model: Any, tokenizer: Any, system: str | None, settings: _Settings) -> None:
+    history: list[Message] = [Message(role="system", content=system)] if system else []
+    print("Chatting; type 'exit' or press Ctrl-D to stop.", file=sys.stderr, flush=True)
+    while True:
+        print("> ", end="", file=sys.stderr, flush=True)
+        try:
+            line = sys.stdin.readline()
+        except KeyboardInterrupt:
+            print(file=sys.stderr)
+            return
+        if not line:  # EOF
+            print(file=sys.stderr)
+            return
+        text = line.strip()
+        if not text:
+            continue
+        if text.lower() in _EXIT_WORDS:
+            return
+        history.append(Message(role="user", content=text))
+        try:
+            ids = _fit(model, tokenizer, history, settings)
+        except TunesmithError as exc:
+            history.pop()
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            continue
+        try:
+            reply = _answer(model, tokenizer, ids, settings, sys.stdout)
+        except KeyboardInterrupt:
+            print(file=sys.stderr)
+            return
+        history.append(
+            Message(role="assistant", content=tokenizer.decode(reply, skip_special_tokens=True))
+        )
+
+
+def run(cfg: DictConfig) -> None:
+    """Answer ``prompt.user`` (or chat when ``prompt.interactive``) with the checkpoint's model.
+
+    Config keys: ``checkpointer.checkpoint_dir``; ``adapter`` (a PEFT adapter directory
+    such as ``output_dir/epoch_0``, applied on top); ``prompt.system``, ``prompt.user``,
+    ``prompt.interactive``; ``max_new_tokens``, ``temperature`` (0 = greedy),
+    ``top_k``, ``top_p``, ``seed``, ``enable_kv_cache``; ``device``, ``dtype``.
+
+    Raises:
+        ConfigError: no checkpoint directory, no prompt, or invalid sampling settings.
+        DataError: a prompt too long for the model.
+    """
+    from tunesmith.generation import tokenize_prompt
+
+    prompt = cfg.get("prompt") or OmegaConf.create({})
+    if not isinstance(prompt, DictConfig):
+        raise ConfigError(
+            f"'prompt' must be a mapping, not {prompt!r}: use prompt.user=\"...\" (and prompt.system=...)"
+        )
+    system = prompt.get("system")
+    interactive = bool(prompt.get("interactive") or cfg.get("chat"))
+    user = prompt.get("user")
+    if not interactive and (user is None or not str(user).strip()):
+        raise ConfigError(
+            'the prompt is empty: set prompt.user="Tell me a joke.", or chat with --chat '
+            "(prompt.interactive=true)"
+        )
+    settings = _settings(cfg)
+    model, tokenizer = _load(cfg)
+    if interactive:
+        _chat(model, tokenizer, system, settings)
+        return
+    ids = tokenize_prompt(tokenizer, str(user), system=system)
+    _answer(model, tokenizer, ids, settings, sys.stdout)

@@ -1,0 +1,198 @@
+"""The ``generate`` recipe end to end through the CLI: one prompt, interactive chat,
+errors, and a base checkpoint plus a PEFT adapter versus the merged checkpoint."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+import tunesmith
+from click.testing import CliRunner
+from tunesmith.cli import cli
+from tunesmith.data import Message
+
+SPEED = re.compile(r"(\d+) tokens in \d+\.\d\d s \(\d+\.\d tokens/s\)$", re.MULTILINE)
+
+
+def _run(directory, *overrides, input=None):
+    args = ["run", "generate", "--config", "generation", f"checkpointer.checkpoint_dir={directory}"]
+    return CliRunner().invoke(cli, [*args, *overrides], input=input)
+
+
+def test_shipped_config_opens_with_its_command():
+    from tunesmith.config import find_config
+
+    path, recipe = find_config("generation")
+    assert recipe == "generate"
+    first = path.read_text().splitlines()[:4]
+    assert first[0].startswith("# ")
+    assert any(
+        "tunesmith run generate --config generation checkpointer.checkpoint_dir=" in line
+        for line in first
+    )
+    result = CliRunner().invoke(cli, ["validate", "generation"])
+    assert result.exit_code == 0, result.output
+
+
+def test_one_prompt_prints_the_answer_and_the_speed(checkpoints, loaded):
+    model, tokenizer = loaded("llama3_2")
+    result = _run(
+        checkpoints["llama3_2"],
+        "prompt.user=Tell me a joke.",
+        "prompt.system=Be brief.",
+        "temperature=0",
+        "max_new_tokens=12",
+    )
+    assert result.exit_code == 0, result.output
+    want = tunesmith.generate(
+        model, tokenizer, "Tell me a joke.", system="Be brief.", max_new_tokens=12
+    )
+    assert result.stdout == want + "\n"
+    [count] = SPEED.findall(result.stderr)
+    assert 1 <= int(count) <= 12
+
+
+def test_sampling_settings_reach_the_sampler(checkpoints, loaded):
+    model, tokenizer = loaded("llama3_2")
+    overrides = [
+        "prompt.user=Hi",
+        "temperature=1.0",
+        "top_k=40",
+        "top_p=0.9",
+        "seed=7",
+        "max_new_tokens=10",
+    ]
+    first = _run(checkpoints["llama3_2"], *overrides)
+    again = _run(checkpoints["llama3_2"], *overrides, "enable_kv_cache=false")
+    assert first.exit_code == again.exit_code == 0, first.output + again.output
+    want = tunesmith.generate(
+        model, tokenizer, "Hi", max_new_tokens=10, temperature=1.0, top_k=40, top_p=0.9, seed=7
+    )
+    assert first.stdout == want + "\n"
+    assert again.stdout == first.stdout
+
+
+def test_chat_keeps_the_conversation(checkpoints, loaded):
+    model, tokenizer = loaded("llama3_2")
+    result = _run(
+        checkpoints["llama3_2"],
+        "--chat",
+        "temperature=0",
+        "max_new_tokens=8",
+        "prompt.system=Be kind.",
+        input="Hello there\n\nHow are you?\nexit\nnever read\n",
+    )
+    assert result.exit_code == 0, result.output
+    first = tunesmith.generate(model, tokenizer, "Hello there", system="Be kind.", max_new_tokens=8)
+    second = tunesmith.generate(
+        model,
+        tokenizer,
+        [
+            Message("user", "Hello there"),
+            Message("assistant", first),
+            Message("user", "How are you?"),
+        ],
+        system="Be kind.",
+        max_new_tokens=8,
+    )
+    assert result.stdout == f"{first}\n{second}\n"
+    assert len(SPEED.findall(result.stderr)) == 2
+    # prompt.interactive=true is the same, and EOF ends the chat too.
+    again = _run(
+        checkpoints["llama3_2"],
+        "prompt.interactive=true",
+        "temperature=0",
+        "max_new_tokens=8",
+        "prompt.system=Be kind.",
+        input="Hello there\n",
+    )
+    assert again.exit_code == 0, again.output
+    assert again.stdout == f"{first}\n"
+
+
+def test_chat_reports_a_too_long_turn_and_goes_on(checkpoints):
+    long = "the lighthouse keeper wrote in his logbook " * 40
+    result = _run(
+        checkpoints["llama3_2"],
+        "--chat",
+        "temperature=0",
+        "max_new_tokens=4",
+        input=f"{long}\nHi\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "exceeds the model's max_seq_len of 256" in result.stderr
+    assert len(SPEED.findall(result.stderr)) == 1
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["prompt.user="], "the prompt is empty"),
+        (["prompt.user=null"], "the prompt is empty"),
+        (
+            ["prompt.user=" + "the sea and the ships " * 60, "max_new_tokens=16"],
+            "exceeds the model's max_seq_len",
+        ),
+        (["prompt.user=Hi", "top_p=2"], "top_p must be in (0, 1]"),
+        (["prompt.user=Hi", "max_new_tokens=0"], "max_new_tokens must be a positive integer"),
+        (["prompt.user=Hi", "temprature=0.5"], "did you mean 'temperature'"),
+    ],
+)
+def test_user_errors_are_one_clear_line(checkpoints, overrides, message):
+    result = _run(checkpoints["llama3_2"], *overrides)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_base_plus_adapter_equals_merged_checkpoint(tmp_path, checkpoints, hf_loaded):
+    peft = pytest.importorskip("peft")
+    pytest.importorskip("tunesmith_lora")
+    from tunesmith._pretrained import merge_adapter
+    from tunesmith.generation import tokenize_prompt
+
+    base_dir = checkpoints["llama3_1"]
+    transformers = pytest.importorskip("transformers")
+    hf = transformers.LlamaForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
+    config = peft.LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], task_type="CAUSAL_LM"
+    )
+    peft_model = peft.get_peft_model(hf, config)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(0.5 * torch.randn(param.shape, generator=generator))
+    peft_model.save_pretrained(tmp_path / "adapter")
+
+    # PEFT's own greedy answer is the reference.
+    model, tokenizer = tunesmith.load_pretrained(
+        base_dir, adapter=tmp_path / "adapter", dtype="fp32"
+    )
+    prompt = tokenize_prompt(tokenizer, "Tell me a joke.")
+    with torch.no_grad():
+        ref = (
+            peft_model.eval()
+            .generate(
+                torch.tensor([prompt]),
+                max_new_tokens=10,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_id,
+                eos_token_id=tokenizer.stop_tokens,
+            )[0, len(prompt) :]
+            .tolist()
+        )
+    want = tokenizer.decode([t for t in ref if t not in tokenizer.stop_tokens])
+    assert tunesmith.generate(model, tokenizer, "Tell me a joke.", max_new_tokens=10) == want
+    base_model, _ = tunesmith.load_pretrained(base_dir, dtype="fp32")
+    assert tunesmith.generate(base_model, tokenizer, "Tell me a joke.", max_new_tokens=10) != want
+
+    common = ["prompt.user=Tell me a joke.", "temperature=0", "max_new_tokens=10"]
+    adapted = _run(base_dir, f"adapter={tmp_path / 'adapter'}", *common)
+    assert adapted.exit_code == 0, adapted.output
+    assert adapted.stdout == want + "\n"
+    merged_dir = merge_adapter(base_dir, tmp_path / "adapter", tmp_path / "merged")
+    merged = _run(merged_dir, *common)
+    assert merged.exit_code == 0, merged.output
+    assert merged.stdout == want + "\n"
