@@ -1,0 +1,202 @@
+"""Generation speed: tunesmith with and without the KV cache, and transformers' generate.
+
+All three decode greedily from the same checkpoint and the same random prompts, for
+exactly ``--new-tokens`` tokens (no stop token), and the script checks they produce
+the same token ids. Without ``--checkpoint`` it writes a random ~23M-parameter Llama
+3.2-style model (6 layers, width 512, GQA, vocab 8192) to a temporary directory.
+
+Examples::
+
+    python benchmarks/generation.py
+    python benchmarks/generation.py --new-tokens 256 --batch-size 4 --prompt-len 128
+    python benchmarks/generation.py --checkpoint /models/Llama-3.2-1B-Instruct --device cuda --dtype bf16
+    python benchmarks/generation.py --no-transformers --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TORCHAO_FORCE_SKIP_LOADING_SO_FILES", "1")
+
+# Width 512, 6 layers, GQA 8/4 heads, tied vocab 8192: ~23M parameters.
+BENCH_MODEL = {
+    "vocab_size": 8192,
+    "hidden_size": 512,
+    "intermediate_size": 1536,
+    "num_hidden_layers": 6,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 4,
+    "head_dim": 64,
+    "max_position_embeddings": 2048,
+}
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=(
+            "examples:\n"
+            "  python benchmarks/generation.py\n"
+            "  python benchmarks/generation.py --new-tokens 256 --batch-size 4\n"
+            "  python benchmarks/generation.py --checkpoint /models/Llama-3.2-1B-Instruct "
+            "--device cuda --dtype bf16\n"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--checkpoint", type=Path, help="HF checkpoint directory (default: a random ~23M Llama)"
+    )
+    parser.add_argument(
+        "--prompt-len", type=int, default=64, help="prompt tokens per row (default 64)"
+    )
+    parser.add_argument(
+        "--new-tokens", type=int, default=128, help="tokens generated per row (default 128)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=1, help="prompts decoded together (default 1)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed runs per engine; the median is kept"
+    )
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    parser.add_argument("--dtype", default="fp32", help="fp32 | bf16 | fp16 (default fp32)")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    parser.add_argument(
+        "--no-transformers", action="store_true", help="skip transformers' generate"
+    )
+    parser.add_argument("--no-cache-baseline", dest="no_cache", action="store_false",
+                        help="skip tunesmith without the KV cache (slow for long outputs)")  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    return parser.parse_args(argv)
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _time(fn, device, repeats: int) -> tuple[float, object]:
+    fn()  # warm-up: allocator, kernels, lazy inits
+    times, result = [], None
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        result = fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    import torch
+    from tunesmith import training
+    from tunesmith.checkpoint import Checkpointer, load_model_weights, resolve_dtype
+    from tunesmith.generation import generate_tokens
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = training.resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype)
+
+    with tempfile.TemporaryDirectory(prefix="tunesmith-bench-") as tmp:
+        directory = args.checkpoint
+        if directory is None:
+            from tunesmith.testing import write_tiny_llama_checkpoint
+
+            directory = write_tiny_llama_checkpoint(
+                Path(tmp) / "model", variant="llama3_2", **BENCH_MODEL
+            )
+        ckpt = Checkpointer(directory)
+        model = ckpt.build_model()
+        load_model_weights(model, ckpt.load_state_dict())
+        model = model.to(device=device, dtype=dtype).eval()
+        params = sum(p.numel() for p in model.parameters())
+        vocab = model.tok_embeddings.num_embeddings
+        if args.prompt_len + args.new_tokens > model.max_seq_len:
+            print(
+                f"--prompt-len + --new-tokens must fit max_seq_len {model.max_seq_len}",
+                file=sys.stderr,
+            )
+            return 2
+
+        generator = torch.Generator().manual_seed(0)
+        prompts = torch.randint(3, vocab, (args.batch_size, args.prompt_len), generator=generator)
+        rows = prompts.tolist()
+        produced = args.batch_size * args.new_tokens
+
+        def ours(cache: bool):
+            return lambda: generate_tokens(
+                model, rows, max_new_tokens=args.new_tokens, enable_kv_cache=cache
+            )
+
+        results: dict[str, dict] = {}
+        reference = None
+        engines = [("tunesmith (KV cache)", ours(True))]
+        if args.no_cache:
+            engines.append(("tunesmith (no cache)", ours(False)))
+        if not args.no_transformers:
+            import transformers
+
+            hf = transformers.AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype)
+            hf = hf.to(device).eval()
+            hf_prompts = prompts.to(device)
+
+            def theirs():
+                with torch.inference_mode():
+                    out = hf.generate(
+                        hf_prompts, attention_mask=torch.ones_like(hf_prompts), do_sample=False,
+                        max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
+                        pad_token_id=0, use_cache=True,
+                    )  # fmt: skip
+                return out[:, args.prompt_len :].tolist()
+
+            engines.append((f"transformers {transformers.__version__} generate", theirs))
+
+        for name, fn in engines:
+            seconds, tokens = _time(fn, device, args.repeats)
+            if reference is None:
+                reference = tokens
+            results[name] = {
+                "seconds": seconds,
+                "tokens_per_s": produced / seconds,
+                "same_tokens_as_kv_cache": tokens == reference,
+            }
+
+    summary = {
+        "device": str(device),
+        "dtype": str(dtype).removeprefix("torch."),
+        "threads": torch.get_num_threads(),
+        "parameters": params,
+        "batch_size": args.batch_size,
+        "prompt_len": args.prompt_len,
+        "new_tokens": args.new_tokens,
+        "results": results,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(
+        f"{params / 1e6:.1f}M parameters on {device} ({summary['dtype']}, {summary['threads']} threads); "
+        f"batch {args.batch_size}, prompt {args.prompt_len}, {args.new_tokens} new tokens per row, "
+        f"median of {args.repeats}"
+    )
+    for name, r in results.items():
+        same = "" if r["same_tokens_as_kv_cache"] else "  (DIFFERENT tokens!)"
+        print(f"  {name:<32} {r['tokens_per_s']:9.1f} tokens/s  {r['seconds']:7.3f} s{same}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
