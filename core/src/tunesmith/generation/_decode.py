@@ -149,10 +149,9 @@ def generate_tokens(
     tokens = torch.full((b, total), pad_id, dtype=torch.long, device=device)  # (b, total)
     valid = torch.zeros(b, total, dtype=torch.bool, device=device)  # (b, total): not padding
     for row, prompt in enumerate(prompts):
-        tokens[row, prompt_len - len(prompt) : prompt_len] = torch.tensor(
-            list(prompt), dtype=torch.long
-        )
-        valid[row, prompt_len - len(prompt) : prompt_len] = True
+        first = prompt_len - len(prompt)
+        tokens[row, first:prompt_len] = torch.tensor(list(prompt), dtype=torch.long, device=device)
+        valid[row, first:prompt_len] = True
     valid[:, prompt_len:] = True  # generated slots are real tokens (a stopped row's are ignored)
     # Rotary positions count real tokens only: a row's first real token is at 0.
     positions = (valid.long().cumsum(dim=-1) - 1).clamp(min=0)  # (b, total)
