@@ -186,8 +186,10 @@ def generate_tokens(
             )  # (b,)
             next_ids = torch.where(done, torch.full_like(next_ids, pad_id), next_ids)
             tokens[:, end] = next_ids
-            for row, token in enumerate(next_ids.tolist()):
-                if not done[row]:
+            for row, (token, finished) in enumerate(
+                zip(next_ids.tolist(), done.tolist(), strict=True)
+            ):
+                if not finished:
                     out[row].append(token)
                     if on_token is not None:
                         on_token(row, token)
