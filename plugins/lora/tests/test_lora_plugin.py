@@ -61,3 +61,10 @@ def test_registers_recipe_aliases_of_finetune() -> None:
         assert recipe.keys == FINETUNE_KEYS and recipe.required == FINETUNE_REQUIRED_KEYS
         assert recipe.defaults == {"peft": {"_component_": method}}
         assert recipe.distributed is distributed
+
+
+def test_every_public_name_resolves() -> None:
+    import tunesmith_lora
+
+    for name in tunesmith_lora.__all__:
+        assert getattr(tunesmith_lora, name) is not None, name

@@ -458,3 +458,13 @@ def test_merge_and_save_from_a_gathered_state_dict(
     fresh = make_toy()
     load_adapter(fresh, tmp_path, adapter=adapter, quantize_base=quantize_base)
     torch.testing.assert_close(fresh(tokens), expected_logits, rtol=1e-6, atol=1e-6)
+
+
+def test_qlora_rejects_unquantizable_layer_before_changing_anything() -> None:
+    model = make_toy()
+    model.layers[1].attn.v_proj = nn.Linear(50, 3)
+    with pytest.raises(
+        ConfigError, match=r"cannot quantize layers.1.attn.v_proj to NF4 .*quantize_base: false"
+    ):
+        build_qlora(lora_attn_modules=["q_proj", "v_proj"]).apply(model)
+    assert not lora_modules(model)

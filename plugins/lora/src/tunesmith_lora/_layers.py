@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LoRALinear", "is_nf4", "merge_weight", "to_nf4_weight"]
+__all__ = ["NF4_BLOCK_SIZE", "LoRALinear", "is_nf4", "merge_weight", "to_nf4_weight"]
 
-_NF4_BLOCK = 64
+#: Values per NF4 quantization block (a quantized weight's size must be a multiple).
+NF4_BLOCK_SIZE = 64
 _NF4_SCALER_BLOCK = 256
 
 
@@ -43,13 +44,13 @@ def to_nf4_weight(weight: torch.Tensor) -> torch.Tensor:
     from torchao.quantization import to_nf4
 
     numel = weight.numel()
-    if numel % _NF4_BLOCK:
+    if numel % NF4_BLOCK_SIZE:
         raise ValueError(
             f"cannot quantize a {tuple(weight.shape)} weight to NF4: its size must be a "
-            f"multiple of {_NF4_BLOCK}"
+            f"multiple of {NF4_BLOCK_SIZE}"
         )
-    scaler_block = math.gcd(numel // _NF4_BLOCK, _NF4_SCALER_BLOCK)
-    return to_nf4(weight.detach().contiguous(), _NF4_BLOCK, scaler_block)
+    scaler_block = math.gcd(numel // NF4_BLOCK_SIZE, _NF4_SCALER_BLOCK)
+    return to_nf4(weight.detach().contiguous(), NF4_BLOCK_SIZE, scaler_block)
 
 
 def _dense(weight: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:

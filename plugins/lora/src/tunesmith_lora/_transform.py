@@ -18,7 +18,7 @@ from torch import nn
 from tunesmith import CheckpointAdapter
 from tunesmith.errors import CheckpointError, ConfigError, did_you_mean
 
-from tunesmith_lora._layers import LoRALinear, _dense, is_nf4, merge_weight
+from tunesmith_lora._layers import NF4_BLOCK_SIZE, LoRALinear, _dense, is_nf4, merge_weight
 
 __all__ = [
     "ATTN_MODULES",
@@ -87,10 +87,19 @@ def wrap_linears(
     Raises:
         ConfigError: a weight cannot be quantized to NF4.
     """
-    for path in paths:
+    paths = list(paths)
+    for path in paths:  # check everything first: never leave a half-wrapped model
         base = model.get_submodule(path)
         if not isinstance(base, nn.Linear):
             raise TypeError(f"{path} is a {type(base).__name__}, not an nn.Linear")
+        if quantize_base and not is_nf4(base.weight) and base.weight.numel() % NF4_BLOCK_SIZE:
+            raise ConfigError(
+                f"cannot quantize {path} to NF4 (QLoRA): its {tuple(base.weight.shape)} weight "
+                f"is not a multiple of {NF4_BLOCK_SIZE} values — set peft.quantize_base: false "
+                "or leave this layer out of the LoRA targets"
+            )
+    for path in paths:
+        base = model.get_submodule(path)
         try:
             wrapped = LoRALinear(
                 base,
