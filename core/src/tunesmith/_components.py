@@ -137,11 +137,14 @@ class PeftMethod:
 
     Attributes:
         name: Registry key, used as ``peft._component_``.
-        builder: ``builder(**peft_config) -> PeftTransform``. The returned object has
-            ``apply(model) -> None`` (wraps in place and freezes the base),
-            ``trainable_state_dict(model) -> dict``, ``merge(model) -> None``,
-            ``save_adapter(model, directory, *, adapter, base_model_name_or_path)``
-            (PEFT-format files), and ``load_adapter(model, directory, *, adapter)``.
+        builder: ``builder(**peft_config) -> transform``, taking the ``peft:`` config
+            keys. The transform has ``apply(model)`` (wraps in place, freezes the base),
+            ``trainable_params(model) -> {name: Parameter}``,
+            ``merged_state_dict(model, state_dict=None)`` (the plain model's weights;
+            ``state_dict`` is a gathered full state dict under FSDP), ``merge(model)``,
+            ``save_adapter(model, directory, *, adapter, base_model_name_or_path,
+            state_dict=None)`` (PEFT-format files) and
+            ``load_adapter(model, directory, *, adapter)``.
     """
 
     name: str

@@ -21,7 +21,13 @@ from tunesmith.checkpoint import (
 )
 from tunesmith.errors import CheckpointError, NotFoundError, TunesmithError
 
-__all__ = ["convert_checkpoint", "load_pretrained", "merge_adapter", "resolve_device"]
+__all__ = [
+    "convert_checkpoint",
+    "find_adapter_dir",
+    "load_pretrained",
+    "merge_adapter",
+    "resolve_device",
+]
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -54,14 +60,23 @@ def _building(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
         torch.set_default_dtype(previous)
 
 
+def find_adapter_dir(directory: str | os.PathLike) -> Path:
+    """The PEFT adapter directory at ``directory``: itself, or the ``adapter/`` folder a
+    PEFT run writes inside ``output_dir/epoch_N`` (beside the merged weights, so that
+    transformers does not apply the adapter a second time to merged weights)."""
+    directory = Path(directory).expanduser()
+    for candidate in (directory, directory / "adapter"):
+        if (candidate / "adapter_config.json").is_file():
+            return candidate
+    raise CheckpointError(
+        f"no adapter_config.json in {directory} or {directory / 'adapter'}: expected a PEFT "
+        "adapter directory (adapter_config.json + adapter_model.safetensors), e.g. "
+        "output_dir/epoch_N of a LoRA run"
+    )
+
+
 def _peft_transform(directory: Path) -> Any:
     """A PEFT transform able to load the adapter in ``directory``."""
-    if not (directory / "adapter_config.json").is_file():
-        raise CheckpointError(
-            f"no adapter_config.json in {directory}: expected a PEFT adapter directory "
-            "(adapter_config.json + adapter_model.safetensors), e.g. output_dir/epoch_N of "
-            "a LoRA run"
-        )
     from tunesmith.registry import get_registry
 
     try:
@@ -125,10 +140,11 @@ def load_pretrained(
     target_dtype = (
         resolve_dtype(dtype) if dtype is not None else _default_dtype(target, ckpt.hf_config)
     )
-    transform = _peft_transform(Path(adapter).expanduser()) if adapter is not None else None
+    adapter_dir = find_adapter_dir(adapter) if adapter is not None else None
+    transform = _peft_transform(adapter_dir) if adapter_dir is not None else None
     model = _load_model(ckpt, target, target_dtype)
     if transform is not None:
-        transform.load_adapter(model, Path(adapter).expanduser(), adapter=ckpt.adapter)
+        transform.load_adapter(model, adapter_dir, adapter=ckpt.adapter)
     model.to(device=target, dtype=target_dtype)
     model.eval()
 
@@ -171,7 +187,7 @@ def merge_adapter(
         TunesmithError: no PEFT plugin is installed.
     """
     ckpt = Checkpointer(base_dir)
-    adapter_path = Path(adapter_dir).expanduser()
+    adapter_path = find_adapter_dir(adapter_dir)
     transform = _peft_transform(adapter_path)
     model = _load_model(ckpt, torch.device("cpu"), torch.float32)
     transform.load_adapter(model, adapter_path, adapter=ckpt.adapter)

@@ -30,6 +30,7 @@ _COMMON_TYPES: dict[str, tuple[type, ...]] = {
     "enable_activation_offloading": (bool,),
     "resume_from_checkpoint": (bool,),
     "save_every_n_steps": (int, type(None)),
+    "keep_last_n_epochs": (int, type(None)),
     "log_every_n_steps": (int,),
     "clip_grad_norm": (int, float, type(None)),
     "device": (str,),

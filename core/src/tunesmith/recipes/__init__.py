@@ -31,7 +31,7 @@ FINETUNE_KEYS = frozenset(
         "gradient_accumulation_steps", "clip_grad_norm", "optimizer", "lr_scheduler", "loss",
         "device", "dtype", "enable_activation_checkpointing", "enable_activation_offloading",
         "compile", "metric_logger", "log_every_n_steps", "log_peak_memory_stats",
-        "save_every_n_steps", "resume_from_checkpoint", "num_workers",
+        "save_every_n_steps", "keep_last_n_epochs", "resume_from_checkpoint", "num_workers",
     }
 )  # fmt: skip
 FINETUNE_REQUIRED_KEYS = frozenset({"output_dir", "checkpointer", "dataset", "optimizer"})

@@ -59,7 +59,7 @@ def _write_base(directory: Path) -> None:
     )
 
 
-def run_demo(output_dir: str | Path = "output/demo", *, epochs: int | None = None, questions: int = 3) -> Path:
+def run_demo(output_dir: str | Path = "output/demo", *, epochs: int | None = None, questions: int = 4) -> Path:
     """Run the demo; returns the fine-tuned checkpoint directory.
 
     Args:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,9 +242,11 @@ def _save_epoch(run: _Run, epoch: int) -> Path | None:
     path = None
     if run.strategy.is_main:
         def write_adapter(directory: Path) -> None:
+            # In a subfolder: an adapter_config.json beside config.json makes transformers
+            # apply the adapter again on top of the merged weights.
             run.peft.save_adapter(
                 run.model,
-                directory,
+                directory / "adapter",
                 adapter=run.checkpointer.adapter,
                 base_model_name_or_path=str(run.checkpointer.checkpoint_dir),
                 state_dict=full,
@@ -251,8 +254,20 @@ def _save_epoch(run: _Run, epoch: int) -> Path | None:
 
         extra = write_adapter if run.peft is not None else None
         path = run.checkpointer.save_epoch(epoch, weights, extra=extra)
+        _remove_old_epochs(run, epoch)
     run.strategy.barrier()
     return path
+
+
+def _remove_old_epochs(run: _Run, epoch: int) -> None:
+    """Honour ``keep_last_n_epochs``: delete this run's older ``epoch_N`` folders."""
+    keep = run.cfg.get("keep_last_n_epochs")
+    if not keep:
+        return
+    for old in range(epoch - int(keep), -1, -1):
+        directory = run.checkpointer.epoch_dir(old)
+        if directory.is_dir():
+            shutil.rmtree(directory)
 
 
 # -------------------------------------------------------------------- loop ---

@@ -3,6 +3,7 @@ torchtune-named LoRA recipe aliases of the core ``finetune`` recipe."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -18,8 +19,26 @@ _ALIASES = (
 )
 
 
+def _peft_keys(
+    *,
+    lora_attn_modules: list[str] | None = None,
+    apply_lora_to_mlp: bool = False,
+    apply_lora_to_output: bool = False,
+    lora_rank: int = 8,
+    lora_alpha: float = 16.0,
+    lora_dropout: float = 0.0,
+    use_dora: bool = False,
+    quantize_base: bool = False,
+) -> None:
+    """The ``peft:`` keys every method takes (its defaults may differ)."""
+
+
 def _lazy(builder: str) -> Callable[..., Any]:
-    """A builder that imports torch and the transform only when a config uses it."""
+    """A builder that imports torch and the transform only when a config uses it.
+
+    It carries the keys' signature and types so ``tunesmith validate`` checks a
+    ``peft:`` block (typos, types) without importing torch.
+    """
 
     def build(**config: Any) -> Any:
         from tunesmith_lora import _transform
@@ -28,6 +47,8 @@ def _lazy(builder: str) -> Callable[..., Any]:
 
     build.__name__ = builder
     build.__qualname__ = builder
+    build.__signature__ = inspect.signature(_peft_keys)  # type: ignore[attr-defined]
+    build.__annotations__ = dict(_peft_keys.__annotations__)
     return build
 
 
