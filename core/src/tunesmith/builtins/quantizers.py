@@ -1,1 +1,0 @@
-"""Built-in quantizers, registered like any plugin's."""
