@@ -52,15 +52,19 @@ __all__ = [
     "Tokenizer",
     "TunesmithError",
     "__version__",
+    "convert_checkpoint",
     "generate",
     "get_registry",
     "hookimpl",
     "load_pretrained",
+    "merge_adapter",
 ]
 
 # Public names that import torch: resolved on first access.
 _LAZY = {
     "load_pretrained": "tunesmith._pretrained",
+    "merge_adapter": "tunesmith._pretrained",
+    "convert_checkpoint": "tunesmith._pretrained",
     "generate": "tunesmith.generation",
 }
 

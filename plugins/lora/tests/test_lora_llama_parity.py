@@ -13,13 +13,13 @@ pytest.importorskip("tunesmith_llama")
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
 
+from tunesmith import merge_adapter  # noqa: E402
 from tunesmith.checkpoint import Checkpointer, load_model_weights  # noqa: E402
 from tunesmith.testing import write_tiny_llama_checkpoint  # noqa: E402
 from tunesmith_lora import (  # noqa: E402
     LoRATransform,
     load_adapter,
     lora_modules,
-    merge_adapter,
 )
 
 ATOL = 1e-5
