@@ -96,7 +96,7 @@ def _build_tokenizer(cfg: DictConfig, checkpointer: Checkpointer):
     return instantiate(node, key="tokenizer")
 
 
-def _build_loader(cfg, node_key, tokenizer, strategy, *, shuffle):
+def _build_loader(cfg, node_key, tokenizer, strategy, *, shuffle, drop_last=True):
     dataset = instantiate(cfg[node_key], tokenizer, key=node_key)
     if len(dataset) == 0:
         raise ConfigError(f"'{node_key}' produced no samples: check its source, split and filters")
@@ -120,8 +120,12 @@ def _build_loader(cfg, node_key, tokenizer, strategy, *, shuffle):
         batch_size=int(cfg.batch_size),
         sampler=sampler,
         collate_fn=collate,
-        drop_last=True,
+        # Training steps need full batches; validation must count every row.
+        drop_last=drop_last,
         num_workers=int(cfg.get("num_workers") or 0),
+        # Its own generator: iter() on a DataLoader without one draws from the global RNG,
+        # which would shift the dropout masks of a resumed run (its RNG is restored first).
+        generator=torch.Generator().manual_seed(int(cfg.seed or 0)),
     )
     return loader, sampler
 
@@ -168,7 +172,9 @@ def _setup(cfg: DictConfig) -> _Run:
     loader, sampler = _build_loader(cfg, "dataset", tokenizer, strategy, shuffle=cfg.get("shuffle", True))
     val_loader = None
     if cfg.get("validation_dataset") is not None:
-        val_loader, _ = _build_loader(cfg, "validation_dataset", tokenizer, strategy, shuffle=False)
+        val_loader, _ = _build_loader(
+            cfg, "validation_dataset", tokenizer, strategy, shuffle=False, drop_last=False
+        )
 
     accumulation = int(cfg.get("gradient_accumulation_steps", 1))
     steps_per_epoch = len(loader) // accumulation
@@ -337,38 +343,39 @@ def _train(run: _Run) -> None:
         pos.epoch = epoch
         run.sampler.set_position(epoch, pos.step_in_epoch * accumulation * int(cfg.batch_size))
         batches = iter(run.loader)
-        bar = tqdm(
+        # Closed on errors too, so an error message starts on its own line.
+        with tqdm(
             total=run.steps_per_epoch, initial=pos.step_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
             disable=not run.strategy.is_main, dynamic_ncols=True,
-        )  # fmt: skip
-        started = time.perf_counter()
-        window_tokens = 0
-        while pos.step_in_epoch < run.steps_per_epoch:
-            loss, num_tokens = _train_step(run, _micro_batches(batches, accumulation))
-            pos.step_in_epoch += 1
-            pos.global_step += 1
-            window_tokens += num_tokens
-            if not math.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss became {loss} at step {pos.global_step}: lower the learning rate "
-                    "or enable clip_grad_norm"
-                )
-            lr = run.optimizer.param_groups[0]["lr"]
-            elapsed = time.perf_counter() - started
-            tokens_per_s = window_tokens / max(elapsed, 1e-9)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:.0f}")
-            if pos.global_step % log_every == 0:
-                metrics = {"loss": loss, "lr": lr, "tokens_per_second": tokens_per_s, "epoch": epoch}
-                if cfg.get("log_peak_memory_stats"):
-                    metrics.update(training.memory_stats(run.strategy.device))
-                run.logger.log_dict(metrics, step=pos.global_step)
-                started, window_tokens = time.perf_counter(), 0
-            if run.val_loader is not None and run_val_every and pos.global_step % run_val_every == 0:
-                run.logger.log_dict({"val_loss": _validate(run)}, step=pos.global_step)
-            if save_every and pos.global_step % save_every == 0 and pos.step_in_epoch < run.steps_per_epoch:
-                _save_state(run)
-        bar.close()
+        ) as bar:  # fmt: skip
+            started = time.perf_counter()
+            window_tokens = 0
+            while pos.step_in_epoch < run.steps_per_epoch:
+                loss, num_tokens = _train_step(run, _micro_batches(batches, accumulation))
+                pos.step_in_epoch += 1
+                pos.global_step += 1
+                window_tokens += num_tokens
+                if not math.isfinite(loss):
+                    # A ConfigError, so the CLI prints the fix rather than a traceback.
+                    raise ConfigError(
+                        f"loss became {loss} at step {pos.global_step}: lower the learning rate "
+                        "or enable clip_grad_norm"
+                    )
+                lr = run.optimizer.param_groups[0]["lr"]
+                elapsed = time.perf_counter() - started
+                tokens_per_s = window_tokens / max(elapsed, 1e-9)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:.0f}")
+                if pos.global_step % log_every == 0:
+                    metrics = {"loss": loss, "lr": lr, "tokens_per_second": tokens_per_s, "epoch": epoch}
+                    if cfg.get("log_peak_memory_stats"):
+                        metrics.update(training.memory_stats(run.strategy.device))
+                    run.logger.log_dict(metrics, step=pos.global_step)
+                    started, window_tokens = time.perf_counter(), 0
+                if run.val_loader is not None and run_val_every and pos.global_step % run_val_every == 0:
+                    run.logger.log_dict({"val_loss": _validate(run)}, step=pos.global_step)
+                if save_every and pos.global_step % save_every == 0 and pos.step_in_epoch < run.steps_per_epoch:
+                    _save_state(run)
         if run.val_loader is not None and not run_val_every:
             run.logger.log_dict({"val_loss": _validate(run)}, step=pos.global_step)
         pos.step_in_epoch = 0

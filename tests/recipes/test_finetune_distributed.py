@@ -1,0 +1,136 @@
+"""Two processes through torchrun (FSDP2 over gloo on the CPU, loopback only): the
+distributed runs finish, write checkpoints transformers loads, and land where a
+single-device run with the same global batch does."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from .helpers import hf_logits, leftovers, losses, our_logits, read_weights, run_ok, sample_tokens
+
+pytestmark = pytest.mark.slow
+
+TIMEOUT = 240
+# Same global batch: 2 ranks x 2 rows == 1 device x 4 rows. No shuffling, so rank r's
+# share of each global batch is rows r, r+2 of the single-device batch.
+SINGLE = {"batch_size": 4, "shuffle": False}
+PER_RANK = {"batch_size": 2, "shuffle": False}
+LORA = {
+    "peft": {
+        "_component_": "lora",
+        "lora_attn_modules": ["q_proj", "v_proj"],
+        "apply_lora_to_mlp": True,
+        "lora_rank": 4,
+        "lora_alpha": 8,
+    },
+    "optimizer": {"lr": 1.0e-2},
+}
+
+
+def _launch(command: list[str], cwd) -> str:
+    """Run ``command`` in its own process group; on timeout kill the whole group
+    (torchrun and its workers) and fail."""
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MASTER_ADDR": "127.0.0.1",
+        "GLOO_SOCKET_IFNAME": "lo",
+        "TUNESMITH_LOAD_PLUGINS": "llama,lora",
+        "PYTHONUNBUFFERED": "1",
+    }
+    proc = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        pytest.fail(f"timed out after {TIMEOUT} s:\n{output[-4000:]}")
+    finally:
+        if proc.poll() is None:  # interrupted some other way: leave no workers behind
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, output[-6000:]
+    return output
+
+
+def test_full_finetune_distributed_matches_one_device(make_config, base_dir, tmp_path):
+    config, out = make_config("fsdp", **PER_RANK)
+    output = _launch(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
+         "-m", "tunesmith", "run", "full_finetune_distributed", "--config", str(config)],
+        tmp_path,
+    )  # fmt: skip
+    # Printed once (rank 0), with the whole model's size although each rank holds half.
+    total = sum(t.numel() for t in read_weights(base_dir).values())
+    assert output.count(f"Training {total:,} of {total:,} parameters") == 1, output[-3000:]
+    assert leftovers(out) == []
+
+    single_config, single = make_config("single", **SINGLE)
+    run_ok("full_finetune_single_device", single_config)
+
+    curve, want = losses(out), losses(single)
+    assert sorted(curve) == [1, 2, 3, 4]
+    assert curve == pytest.approx(want, rel=1e-5)
+    ours, theirs = read_weights(out / "epoch_0"), read_weights(single / "epoch_0")
+    assert sorted(ours) == sorted(theirs)  # tied head: no lm_head.weight here either
+    for key in theirs:
+        torch.testing.assert_close(ours[key], theirs[key], atol=1e-5, rtol=0)
+    assert not torch.equal(ours["model.norm.weight"], read_weights(base_dir)["model.norm.weight"])
+
+    vocab = json.loads((base_dir / "config.json").read_text())["vocab_size"]
+    tokens = sample_tokens(vocab)
+    torch.testing.assert_close(
+        hf_logits(out / "epoch_0", tokens), our_logits(out / "epoch_0", tokens), atol=1e-5, rtol=0
+    )
+
+
+def test_lora_distributed_through_the_cli_matches_one_device(make_config, base_dir, tmp_path):
+    config, out = make_config("fsdp_lora", **PER_RANK, **LORA)
+    # `tunesmith run --nproc-per-node` launches torchrun itself.
+    output = _launch(
+        [sys.executable, "-m", "tunesmith", "run", "lora_finetune_distributed",
+         "--nproc-per-node", "2", "--standalone", "--config", str(config)],
+        tmp_path,
+    )  # fmt: skip
+    assert output.count("Training ") == 1, output[-3000:]
+    assert leftovers(out) == []
+
+    single_config, single = make_config("single_lora", **SINGLE, **LORA)
+    run_ok("lora_finetune_single_device", single_config)
+
+    assert losses(out) == pytest.approx(losses(single), rel=1e-5)
+    adapter = "epoch_0/adapter/adapter_model.safetensors"
+    ours, theirs = load_file(out / adapter), load_file(single / adapter)
+    assert sorted(ours) == sorted(theirs)
+    for key in theirs:
+        torch.testing.assert_close(ours[key], theirs[key], atol=1e-5, rtol=0)
+    merged, single_merged = read_weights(out / "epoch_0"), read_weights(single / "epoch_0")
+    for key in single_merged:
+        torch.testing.assert_close(merged[key], single_merged[key], atol=1e-5, rtol=0)
+
+    vocab = json.loads((base_dir / "config.json").read_text())["vocab_size"]
+    tokens = sample_tokens(vocab)
+    ours_logits = our_logits(base_dir, tokens, adapter=out / "epoch_0")
+    torch.testing.assert_close(hf_logits(out / "epoch_0", tokens), ours_logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        hf_logits(base_dir, tokens, adapter=out / "epoch_0" / "adapter"),
+        ours_logits,
+        atol=1e-5,
+        rtol=0,
+    )
