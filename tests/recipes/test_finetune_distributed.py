@@ -4,11 +4,14 @@ single-device run with the same global batch does."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -35,9 +38,47 @@ LORA = {
 }
 
 
+def _process_table() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, start time) of every process, from /proc."""
+    table = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # exited meanwhile
+        table[int(stat.parent.name)] = (int(fields[1]), fields[19])
+    return table
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop ``proc`` and every process under it. torchrun starts its workers in their
+    own sessions, so killing its process group would orphan them: ask it to stop
+    them (SIGTERM), then kill whatever of the tree recorded beforehand is left."""
+    table = _process_table()
+    tree, todo = [], [proc.pid]
+    while todo:
+        parent = todo.pop()
+        children = [pid for pid, (ppid, _) in table.items() if ppid == parent]
+        tree += children
+        todo += children
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=20)
+    now = _process_table()
+    for pid in tree:
+        # the same process (not a new one that reused the pid) still running
+        if pid in now and now[pid][1] == table[pid][1]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def _launch(command: list[str], cwd) -> str:
-    """Run ``command`` in its own process group; on timeout kill the whole group
-    (torchrun and its workers) and fail."""
+    """Run ``command`` in its own session; on timeout (or any interruption) stop it
+    and all its processes."""
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
@@ -46,47 +87,49 @@ def _launch(command: list[str], cwd) -> str:
         "TUNESMITH_LOAD_PLUGINS": "llama,lora",
         "PYTHONUNBUFFERED": "1",
     }
-    proc = subprocess.Popen(
-        command,
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        output, _ = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        pytest.fail(f"timed out after {TIMEOUT} s:\n{output[-4000:]}")
-    finally:
-        if proc.poll() is None:  # interrupted some other way: leave no workers behind
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            proc.wait(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+            log.seek(0)
+            pytest.fail(f"timed out after {TIMEOUT} s:\n{log.read()[-4000:]}")
+        finally:
+            if proc.poll() is None:
+                _stop(proc)
+        log.seek(0)
+        output = log.read()
     assert proc.returncode == 0, output[-6000:]
     return output
 
 
-def test_full_finetune_distributed_matches_one_device(make_config, base_dir, tmp_path):
-    config, out = make_config("fsdp", **PER_RANK)
-    output = _launch(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
-         "-m", "tunesmith", "run", "full_finetune_distributed", "--config", str(config)],
-        tmp_path,
-    )  # fmt: skip
+def _torchrun(recipe: str, config, *overrides: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+            "--standalone", "-m", "tunesmith", "run", recipe, "--config", str(config),
+            *overrides]  # fmt: skip
+
+
+def test_full_finetune_distributed_matches_one_device_and_resumes(make_config, base_dir, tmp_path):
+    # A constant learning rate, so a run extended from 1 to 2 epochs on resume follows
+    # the same schedule as one that ran 2 epochs from the start.
+    config, out = make_config("fsdp", **PER_RANK, lr_scheduler=None)
+    output = _launch(_torchrun("full_finetune_distributed", config), tmp_path)
     # Printed once (rank 0), with the whole model's size although each rank holds half.
     total = sum(t.numel() for t in read_weights(base_dir).values())
     assert output.count(f"Training {total:,} of {total:,} parameters") == 1, output[-3000:]
     assert leftovers(out) == []
 
-    single_config, single = make_config("single", **SINGLE)
+    single_config, single = make_config("single", **SINGLE, lr_scheduler=None, epochs=2)
     run_ok("full_finetune_single_device", single_config)
+    want = losses(single)
 
-    curve, want = losses(out), losses(single)
+    curve = losses(out)
     assert sorted(curve) == [1, 2, 3, 4]
-    assert curve == pytest.approx(want, rel=1e-5)
+    assert curve == pytest.approx({s: want[s] for s in curve}, rel=1e-5)
     ours, theirs = read_weights(out / "epoch_0"), read_weights(single / "epoch_0")
     assert sorted(ours) == sorted(theirs)  # tied head: no lm_head.weight here either
     for key in theirs:
@@ -98,6 +141,18 @@ def test_full_finetune_distributed_matches_one_device(make_config, base_dir, tmp
     torch.testing.assert_close(
         hf_logits(out / "epoch_0", tokens), our_logits(out / "epoch_0", tokens), atol=1e-5, rtol=0
     )
+
+    # Resuming restores the sharded model and optimizer from the gathered state.
+    _launch(
+        _torchrun("full_finetune_distributed", config, "epochs=2", "resume_from_checkpoint=true"),
+        tmp_path,
+    )
+    curve = losses(out)
+    assert sorted(curve) == list(range(1, 9))
+    assert curve == pytest.approx(want, rel=1e-5)
+    ours, theirs = read_weights(out / "epoch_1"), read_weights(single / "epoch_1")
+    for key in theirs:
+        torch.testing.assert_close(ours[key], theirs[key], atol=1e-5, rtol=0)
 
 
 def test_lora_distributed_through_the_cli_matches_one_device(make_config, base_dir, tmp_path):

@@ -182,3 +182,19 @@ def test_activation_checkpointing_changes_nothing_but_memory(make_config):
     assert plain_w.keys() == ac_w.keys()
     for key in plain_w:
         torch.testing.assert_close(ac_w[key], plain_w[key], atol=1e-6, rtol=0)
+
+
+def test_gradient_accumulation_equals_one_large_batch(make_config):
+    # The loss is normalised by the target tokens of the whole step, not per micro-batch
+    # (whose token counts differ), so 2 x 2 rows is exactly a batch of 4.
+    large_config, large = make_config("large", batch_size=4, shuffle=False)
+    accum_config, accum = make_config(
+        "accum", batch_size=2, gradient_accumulation_steps=2, shuffle=False
+    )
+    run_ok("full_finetune_single_device", large_config)
+    run_ok("full_finetune_single_device", accum_config)
+    assert sorted(losses(accum)) == [1, 2, 3, 4]
+    assert losses(accum) == pytest.approx(losses(large), rel=1e-5)
+    want, got = read_weights(large / "epoch_0"), read_weights(accum / "epoch_0")
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], atol=1e-5, rtol=0)
