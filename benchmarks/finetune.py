@@ -94,7 +94,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="what to train (default all: one subprocess each)",
     )
     parser.add_argument(
-        "--steps", type=int, default=5, help="timed optimizer steps, median reported (default 5)"
+        "--steps", type=int, default=8, help="timed optimizer steps, median reported (default 8)"
     )
     parser.add_argument(
         "--warmup-steps",
