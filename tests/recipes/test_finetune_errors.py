@@ -22,7 +22,11 @@ def _fails(recipe, config, *overrides) -> str:
     err = result.stderr
     assert err.count("error:") == 1, err
     start = err.index("error:")
-    assert start == 0 or err[start - 1] == "\n", f"not on a line of its own: {err!r}"
+    # After a newline, or after the carriage return of a progress bar that erased itself.
+    assert start == 0 or err[start - 1] in "\n\r", f"not on a line of its own: {err!r}"
+    if err[start - 1 : start] == "\r":
+        erased = err[: start - 1].rpartition("\r")[2]
+        assert erased.strip() == "", f"the progress bar was not erased: {err!r}"
     message = err[start:].rstrip("\n")
     assert "\r" not in message, f"a progress bar is mixed into the message: {err!r}"
     return message

@@ -17,7 +17,6 @@ from __future__ import annotations
 import inspect
 import math
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -332,58 +331,71 @@ def _micro_batches(iterator, count: int):
     return [next(iterator) for _ in range(count)]
 
 
-def _train(run: _Run) -> None:
+def _after_step(run: _Run, loss: float, lr: float, meter: training.ThroughputMeter) -> None:
+    """Log, validate and save mid-epoch state as the config asks."""
+    cfg, pos = run.cfg, run.position
+    step = pos.global_step
+    if step % int(cfg.get("log_every_n_steps", 1)) == 0:
+        metrics = {"loss": loss, "lr": lr, "tokens_per_second": meter.tokens_per_second}
+        metrics["epoch"] = pos.epoch
+        if cfg.get("log_peak_memory_stats"):
+            metrics.update(training.memory_stats(run.strategy.device))
+        run.logger.log_dict(metrics, step=step)
+        meter.reset()
+    val_every = cfg.get("run_val_every_n_steps")
+    if run.val_loader is not None and val_every and step % val_every == 0:
+        run.logger.log_dict({"val_loss": _validate(run)}, step=step)
+    save_every = cfg.get("save_every_n_steps")
+    if save_every and step % save_every == 0 and pos.step_in_epoch < run.steps_per_epoch:
+        _save_state(run)
+
+
+def _run_epoch(run: _Run, epoch: int) -> float:
+    """Train the remaining steps of ``epoch``; returns the last step's loss."""
     cfg, pos = run.cfg, run.position
     accumulation = int(cfg.get("gradient_accumulation_steps", 1))
-    log_every = int(cfg.get("log_every_n_steps", 1))
-    save_every = cfg.get("save_every_n_steps")
-    run_val_every = cfg.get("run_val_every_n_steps")
+    run.sampler.set_position(epoch, pos.step_in_epoch * accumulation * int(cfg.batch_size))
+    batches = iter(run.loader)
+    meter = training.ThroughputMeter()
+    loss = math.nan
+    # Closed on errors too, so an error message starts on its own line.
+    with tqdm(
+        total=run.steps_per_epoch, initial=pos.step_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        disable=not run.strategy.is_main, dynamic_ncols=True, leave=False,
+    ) as bar:  # fmt: skip
+        while pos.step_in_epoch < run.steps_per_epoch:
+            loss, num_tokens = _train_step(run, _micro_batches(batches, accumulation))
+            pos.step_in_epoch += 1
+            pos.global_step += 1
+            meter.update(num_tokens)
+            if not math.isfinite(loss):
+                # A ConfigError, so the CLI prints the fix rather than a traceback.
+                raise ConfigError(
+                    f"loss became {loss} at step {pos.global_step}: lower the learning rate "
+                    "or enable clip_grad_norm"
+                )
+            lr = run.optimizer.param_groups[0]["lr"]
+            bar.update(1)
+            bar.set_postfix_str(training.format_metrics(
+                {"loss": loss, "lr": lr, "tokens_per_second": meter.tokens_per_second}
+            ))  # fmt: skip
+            _after_step(run, loss, lr, meter)
+    return loss
+
+
+def _train(run: _Run) -> None:
+    pos = run.position
     run.model.train()
-    for epoch in range(pos.epoch, int(cfg.epochs)):
+    for epoch in range(pos.epoch, int(run.cfg.epochs)):
         pos.epoch = epoch
-        run.sampler.set_position(epoch, pos.step_in_epoch * accumulation * int(cfg.batch_size))
-        batches = iter(run.loader)
-        # Closed on errors too, so an error message starts on its own line.
-        with tqdm(
-            total=run.steps_per_epoch, initial=pos.step_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            disable=not run.strategy.is_main, dynamic_ncols=True,
-        ) as bar:  # fmt: skip
-            started = time.perf_counter()
-            window_tokens = 0
-            while pos.step_in_epoch < run.steps_per_epoch:
-                loss, num_tokens = _train_step(run, _micro_batches(batches, accumulation))
-                pos.step_in_epoch += 1
-                pos.global_step += 1
-                window_tokens += num_tokens
-                if not math.isfinite(loss):
-                    # A ConfigError, so the CLI prints the fix rather than a traceback.
-                    raise ConfigError(
-                        f"loss became {loss} at step {pos.global_step}: lower the learning rate "
-                        "or enable clip_grad_norm"
-                    )
-                lr = run.optimizer.param_groups[0]["lr"]
-                elapsed = time.perf_counter() - started
-                tokens_per_s = window_tokens / max(elapsed, 1e-9)
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:.0f}")
-                if pos.global_step % log_every == 0:
-                    metrics = {"loss": loss, "lr": lr, "tokens_per_second": tokens_per_s, "epoch": epoch}
-                    if cfg.get("log_peak_memory_stats"):
-                        metrics.update(training.memory_stats(run.strategy.device))
-                    run.logger.log_dict(metrics, step=pos.global_step)
-                    started, window_tokens = time.perf_counter(), 0
-                if run.val_loader is not None and run_val_every and pos.global_step % run_val_every == 0:
-                    run.logger.log_dict({"val_loss": _validate(run)}, step=pos.global_step)
-                if save_every and pos.global_step % save_every == 0 and pos.step_in_epoch < run.steps_per_epoch:
-                    _save_state(run)
-        if run.val_loader is not None and not run_val_every:
+        loss = _run_epoch(run, epoch)
+        if run.val_loader is not None and not run.cfg.get("run_val_every_n_steps"):
             run.logger.log_dict({"val_loss": _validate(run)}, step=pos.global_step)
-        pos.step_in_epoch = 0
-        pos.epoch = epoch + 1
+        pos.step_in_epoch, pos.epoch = 0, epoch + 1
         path = _save_epoch(run, epoch)
         _save_state(run)
         if run.strategy.is_main:
-            print(f"Saved epoch {epoch} to {path}")
+            print(f"Saved epoch {epoch} to {path} (epoch {epoch + 1}/{run.cfg.epochs}, loss {loss:.4f})")
 
 
 def run(cfg: DictConfig) -> None:
