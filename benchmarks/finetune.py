@@ -228,6 +228,7 @@ def _worker(args: argparse.Namespace) -> dict:
 
     import torch
     from omegaconf import OmegaConf
+
     from tunesmith import training
     from tunesmith.checkpoint import Checkpointer
     from tunesmith.recipes import finetune
@@ -427,6 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     import torch
+
     from tunesmith import training
 
     if args.threads:

@@ -101,6 +101,7 @@ def _time(fn, device, repeats: int) -> tuple[float, object]:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     import torch
+
     from tunesmith import training
     from tunesmith.checkpoint import Checkpointer, load_model_weights, resolve_dtype
     from tunesmith.generation import generate_tokens

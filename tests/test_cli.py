@@ -13,6 +13,7 @@ import click
 import pytest
 from click.testing import CliRunner
 from omegaconf import OmegaConf
+
 from tunesmith import Config, Model, NotFoundError, Recipe, TunesmithError, __version__, hookimpl
 from tunesmith import cli as cli_module
 from tunesmith.cli import _split_torchrun, cli

@@ -12,6 +12,7 @@ from typing import Any
 
 import pluggy
 import pytest
+
 import tunesmith
 from tunesmith import (
     CheckpointAdapter,

@@ -8,6 +8,7 @@ import os
 
 import pytest
 import torch
+
 import tunesmith
 from tunesmith import TunesmithError
 from tunesmith.checkpoint import (

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pluggy
 import pytest
+
 import tunesmith
 from tunesmith import Model, NotFoundError, Origin, PluginError, hookimpl
 from tunesmith.registry import (

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 from torch import nn
+
 from tunesmith import CheckpointAdapter, hookimpl
 
 HF_TO_NATIVE = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tunesmith.registry import load_registry, reset_registry
 
 from .ckpt_fakes import FakePlugin

@@ -7,6 +7,7 @@ import os
 
 import pytest
 import torch
+
 from tunesmith import CheckpointError
 from tunesmith.checkpoint import (
     Checkpointer,

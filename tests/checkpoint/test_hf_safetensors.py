@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+
 from tunesmith import CheckpointError
 from tunesmith.checkpoint import (
     _hf,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 import tunesmith
 import tunesmith.tokenizers
 from tunesmith import CheckpointError, TunesmithError

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from tunesmith import CheckpointError
 from tunesmith.checkpoint import load_model_weights
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+
 from tunesmith import CheckpointError
 from tunesmith.checkpoint import load_meta_checkpoint
 

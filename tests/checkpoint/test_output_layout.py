@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+
 from tunesmith.checkpoint import atomic_directory, atomic_write, copy_support_files
 
 

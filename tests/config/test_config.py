@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from omegaconf import DictConfig, OmegaConf
+
 from tunesmith import (
     Config,
     ConfigError,

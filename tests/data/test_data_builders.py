@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from tunesmith.data import (
     CROSS_ENTROPY_IGNORE_IDX,
     Message,

@@ -7,6 +7,7 @@ from functools import partial
 import pytest
 import torch
 from torch.utils.data import DataLoader
+
 from tunesmith.data import (
     CROSS_ENTROPY_IGNORE_IDX,
     PackedDataset,

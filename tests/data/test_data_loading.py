@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from tunesmith.data import SAMPLE_ALPACA, load_rows, train_validation_splits
 from tunesmith.errors import ConfigError, DataError
 

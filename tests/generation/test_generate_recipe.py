@@ -7,8 +7,9 @@ import re
 
 import pytest
 import torch
-import tunesmith
 from click.testing import CliRunner
+
+import tunesmith
 from tunesmith.cli import cli
 from tunesmith.data import Message
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
+
 import tunesmith
 from tunesmith import ConfigError, DataError
 from tunesmith.data import Message

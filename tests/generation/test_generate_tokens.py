@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from tunesmith import ConfigError, DataError, TunesmithError
 from tunesmith.generation import generate_tokens
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from tunesmith.generation import generate_tokens
 
 PROMPTS = [

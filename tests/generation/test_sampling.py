@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from tunesmith import ConfigError
 from tunesmith.generation import sample_next_token, token_probabilities
 

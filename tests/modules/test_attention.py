@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
 from tunesmith.modules import MultiHeadAttention, RMSNorm, RotaryPositionalEmbeddings
 
 

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from tunesmith.modules import RotaryPositionalEmbeddings, rope_inverse_frequencies
 
 LLAMA3_1 = {

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 from torch import nn
+
 from tunesmith.modules import (
     FeedForward,
     MultiHeadAttention,

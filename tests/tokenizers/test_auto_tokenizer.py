@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from tunesmith import CheckpointAdapter, CheckpointError, Tokenizer, hookimpl
 from tunesmith.registry import load_registry, reset_registry
 from tunesmith.testing import write_hf_tokenizer

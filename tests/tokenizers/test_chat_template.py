@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+
 from tunesmith import CheckpointError, DataError
 from tunesmith.testing import LLAMA3_CHAT_TEMPLATE
 from tunesmith.tokenizers import ChatTemplate

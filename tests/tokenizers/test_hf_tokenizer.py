@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from tunesmith import CheckpointError, DataError
 from tunesmith.data import Message, ModelTokenizer
 from tunesmith.testing import write_hf_tokenizer, write_sentencepiece_model

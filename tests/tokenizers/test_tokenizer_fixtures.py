@@ -7,6 +7,7 @@ import json
 import time
 
 import pytest
+
 from tunesmith.testing import write_hf_tokenizer, write_sentencepiece_model, write_tiktoken_ranks
 
 
@@ -79,6 +80,7 @@ def test_hf_tokenizer_files_load_in_transformers(tmp_path):
 
 def test_writers_train_on_a_given_corpus(tmp_path):
     import sentencepiece as spm
+
     from tunesmith.tokenizers import HFTokenizer
 
     corpus = "\n".join(f"zorblax quimbly {i} zorblax" for i in range(50))

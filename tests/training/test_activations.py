@@ -3,6 +3,7 @@ import copy
 import pytest
 import torch
 from torch import nn
+
 from tunesmith.errors import ConfigError
 from tunesmith.training import activation_offloading, apply_activation_checkpointing
 

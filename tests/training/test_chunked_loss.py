@@ -1,6 +1,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+
 from tunesmith.errors import ConfigError
 from tunesmith.training import ChunkedCrossEntropyLoss, scale_grads, shift_labels
 

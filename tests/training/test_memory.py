@@ -1,4 +1,5 @@
 import torch
+
 from tunesmith.training import memory_stats, reset_peak_memory_stats
 
 

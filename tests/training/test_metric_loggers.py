@@ -5,6 +5,7 @@ import types
 
 import pytest
 import torch
+
 from tunesmith.errors import TunesmithError
 from tunesmith.training import DiskLogger, StdoutLogger, TensorBoardLogger, WandBLogger
 

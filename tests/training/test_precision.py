@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from tunesmith.errors import ConfigError
 from tunesmith.training import resolve_device, resolve_dtype, set_default_dtype
 

@@ -1,6 +1,7 @@
 import pytest
 import torch
 from torch import nn
+
 from tunesmith.training import (
     ThroughputMeter,
     count_parameters,

@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+
 from tunesmith.errors import ConfigError
 from tunesmith.training import constant_with_warmup, cosine_with_warmup, linear_with_warmup
 

@@ -4,6 +4,7 @@ import random
 import numpy as np
 import pytest
 import torch
+
 from tunesmith.errors import ConfigError
 from tunesmith.training import rng_state, set_rng_state, set_seed
 

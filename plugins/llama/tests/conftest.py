@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-import tunesmith
 from safetensors.torch import load_file
+
+import tunesmith
 from tunesmith.checkpoint import remap_keys
 from tunesmith.registry import reset_registry
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 import tunesmith_llama
 from tunesmith.modules import TiedLinear
 

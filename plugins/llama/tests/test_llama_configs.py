@@ -6,8 +6,9 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-import tunesmith
 import yaml
+
+import tunesmith
 from tunesmith.registry import reset_registry
 from tunesmith_llama.plugin import CONFIG_DIR
 

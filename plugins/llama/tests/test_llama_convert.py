@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
+
 from tunesmith import CheckpointError
 from tunesmith.checkpoint import remap_keys
 from tunesmith.testing import tiny_llama_config, write_tiny_llama_checkpoint

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 from safetensors import safe_open
+
 from tunesmith.testing import tiny_llama_config, write_tiny_llama_checkpoint
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from tunesmith.testing import tiny_llama_config, write_tiny_llama_checkpoint
 
 transformers = pytest.importorskip("transformers")

@@ -7,6 +7,7 @@ import base64
 import json
 
 import pytest
+
 from tunesmith import CheckpointError, DataError
 from tunesmith.data import Message, ModelTokenizer
 from tunesmith.testing import (

@@ -11,6 +11,7 @@ os.environ.setdefault("TORCHAO_FORCE_SKIP_LOADING_SO_FILES", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from _lora_toy import VOCAB, toy_adapter  # noqa: E402
+
 from tunesmith import CheckpointAdapter  # noqa: E402
 
 

@@ -8,6 +8,7 @@ import copy
 import pytest
 import torch
 from torch import nn
+
 from tunesmith_lora import LoRALinear
 
 

@@ -9,6 +9,7 @@ import torch
 from _lora_toy import LAYERS, make_toy, randomize_adapters
 from safetensors.torch import load_file
 from torch import nn
+
 from tunesmith.errors import CheckpointError, ConfigError, TunesmithError
 from tunesmith_lora import (
     LoRALinear,

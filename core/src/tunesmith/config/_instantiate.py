@@ -110,8 +110,7 @@ def _to_python(node: Any) -> Any:
             # OmegaConf appends "full_key: ... object_type=..." lines: keep the first.
             reason = str(exc.msg).splitlines()[0]
             raise ConfigError(
-                f"cannot resolve '{exc.full_key or 'config'}': {reason}: fix the ${{...}} "
-                "reference"
+                f"cannot resolve '{exc.full_key or 'config'}': {reason}: fix the ${{...}} reference"
             ) from None
     return node
 
@@ -146,7 +145,11 @@ def instantiate(node: Any, *args: Any, key: str | None = None, **overrides: Any)
 
 
 def argument_problem(
-    target: Callable[..., Any], args: tuple = (), kwargs: dict | None = None, *, partial: bool = False
+    target: Callable[..., Any],
+    args: tuple = (),
+    kwargs: dict | None = None,
+    *,
+    partial: bool = False,
 ) -> str | None:
     """Why ``target(*args, **kwargs)`` would be rejected, or ``None``.
 

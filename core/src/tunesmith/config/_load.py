@@ -44,8 +44,13 @@ def find_config(name_or_path: str | Path) -> tuple[Path, str | None]:
         return path, None
     name = str(name_or_path)
     registry = get_registry()
-    if name.endswith((".yaml", ".yml")) and name.rsplit(".", 1)[0] not in registry.tables["configs"]:
-        raise NotFoundError(f"config file {path} does not exist: check the path, or run `tunesmith ls`")
+    if (
+        name.endswith((".yaml", ".yml"))
+        and name.rsplit(".", 1)[0] not in registry.tables["configs"]
+    ):
+        raise NotFoundError(
+            f"config file {path} does not exist: check the path, or run `tunesmith ls`"
+        )
     config = registry.get("configs", name.removesuffix(".yaml").removesuffix(".yml"))
     return config.path, config.recipe
 
@@ -60,9 +65,13 @@ def load_config(
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{where} is not valid YAML ({exc.__class__.__name__}): fix the syntax") from None
+        raise ConfigError(
+            f"{path}{where} is not valid YAML ({exc.__class__.__name__}): fix the syntax"
+        ) from None
     if not isinstance(loaded, dict):
-        raise ConfigError(f"{path} must hold a mapping of keys to values, not {type(loaded).__name__}")
+        raise ConfigError(
+            f"{path} must hold a mapping of keys to values, not {type(loaded).__name__}"
+        )
     cfg = OmegaConf.create(loaded)
     if defaults:
         cfg = OmegaConf.merge(OmegaConf.create(dict(defaults)), cfg)

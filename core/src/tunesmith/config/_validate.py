@@ -123,7 +123,9 @@ def validate(cfg: DictConfig, recipe: Recipe | None = None) -> None:
     if recipe is not None and recipe.keys is not None:
         for key in data:
             if key not in recipe.keys:
-                hint = did_you_mean(key, recipe.keys) or " (remove it, or check the recipe's configs)"
+                hint = (
+                    did_you_mean(key, recipe.keys) or " (remove it, or check the recipe's configs)"
+                )
                 problems.append(f"unknown key '{key}' for recipe {recipe.name}{hint}")
     if recipe is not None:
         for key in sorted(recipe.required - data.keys()):

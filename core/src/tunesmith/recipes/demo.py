@@ -34,7 +34,9 @@ _MODEL = {
 def _sample_rows() -> list[dict[str, str]]:
     from tunesmith.data import SAMPLE_ALPACA
 
-    return [json.loads(line) for line in Path(SAMPLE_ALPACA).read_text().splitlines() if line.strip()]
+    return [
+        json.loads(line) for line in Path(SAMPLE_ALPACA).read_text().splitlines() if line.strip()
+    ]
 
 
 def _write_base(directory: Path) -> None:
@@ -59,7 +61,9 @@ def _write_base(directory: Path) -> None:
     )
 
 
-def run_demo(output_dir: str | Path = "output/demo", *, epochs: int | None = None, questions: int = 4) -> Path:
+def run_demo(
+    output_dir: str | Path = "output/demo", *, epochs: int | None = None, questions: int = 4
+) -> Path:
     """Run the demo; returns the fine-tuned checkpoint directory.
 
     Args:
@@ -107,8 +111,8 @@ def run_demo(output_dir: str | Path = "output/demo", *, epochs: int | None = Non
         f"Training metrics: {finetuned / 'logs'}\n"
         "Next:\n"
         f"  tunesmith run generate --config generation checkpointer.checkpoint_dir={checkpoint} "
-        f"prompt.user=\"{_sample_rows()[0]['instruction']}\"\n"
-        f"  python -c \"from transformers import AutoModelForCausalLM; "
+        f'prompt.user="{_sample_rows()[0]["instruction"]}"\n'
+        f'  python -c "from transformers import AutoModelForCausalLM; '
         f"AutoModelForCausalLM.from_pretrained('{checkpoint}')\""
     )
     return checkpoint

@@ -39,7 +39,6 @@ from tunesmith.recipes._strategy import Strategy, get_strategy
 __all__ = ["FINETUNE_KEYS", "FINETUNE_REQUIRED_KEYS", "run"]
 
 
-
 @dataclass
 class _Position:
     """Where training is; saved in the recipe state for an exact resume."""
@@ -72,7 +71,9 @@ class _Run:
 # ------------------------------------------------------------------- setup ---
 
 
-def _build_model(cfg: DictConfig, checkpointer: Checkpointer, device: torch.device, dtype: torch.dtype):
+def _build_model(
+    cfg: DictConfig, checkpointer: Checkpointer, device: torch.device, dtype: torch.dtype
+):
     node = cfg.get("model")
     with training.set_default_dtype(dtype), device:
         if node is None or node.get("_component_") == "auto":
@@ -168,7 +169,9 @@ def _setup(cfg: DictConfig) -> _Run:
     model = strategy.prepare(model, layers)
 
     tokenizer = _build_tokenizer(cfg, checkpointer)
-    loader, sampler = _build_loader(cfg, "dataset", tokenizer, strategy, shuffle=cfg.get("shuffle", True))
+    loader, sampler = _build_loader(
+        cfg, "dataset", tokenizer, strategy, shuffle=cfg.get("shuffle", True)
+    )
     val_loader = None
     if cfg.get("validation_dataset") is not None:
         val_loader, _ = _build_loader(
@@ -189,7 +192,9 @@ def _setup(cfg: DictConfig) -> _Run:
     optimizer = instantiate(cfg.optimizer, params, key="optimizer")
     scheduler = _build_scheduler(cfg, optimizer, steps_per_epoch * int(cfg.epochs))
     loss_fn = instantiate(cfg.get("loss"), key="loss") or training.ChunkedCrossEntropyLoss()
-    logger = (instantiate(cfg.get("metric_logger"), key="metric_logger") if strategy.is_main else None)
+    logger = (
+        instantiate(cfg.get("metric_logger"), key="metric_logger") if strategy.is_main else None
+    )
     return _Run(
         cfg, strategy, dtype, checkpointer, model, peft, tokenizer, loader, sampler, val_loader,
         optimizer, scheduler, loss_fn, logger or training.StdoutLogger(), steps_per_epoch,
@@ -241,11 +246,16 @@ def _restore_state(run: _Run) -> None:
 def _save_epoch(run: _Run, epoch: int) -> Path | None:
     full = run.strategy.full_state_dict(run.model)
     if run.peft is not None:
-        weights = None if run.cfg.get("save_adapter_weights_only") else run.peft.merged_state_dict(run.model, full)
+        weights = (
+            None
+            if run.cfg.get("save_adapter_weights_only")
+            else run.peft.merged_state_dict(run.model, full)
+        )
     else:
         weights = full
     path = None
     if run.strategy.is_main:
+
         def write_adapter(directory: Path) -> None:
             # In a subfolder: an adapter_config.json beside config.json makes transformers
             # apply the adapter again on top of the merged weights.
@@ -395,7 +405,9 @@ def _train(run: _Run) -> None:
         path = _save_epoch(run, epoch)
         _save_state(run)
         if run.strategy.is_main:
-            print(f"Saved epoch {epoch} to {path} (epoch {epoch + 1}/{run.cfg.epochs}, loss {loss:.4f})")
+            print(
+                f"Saved epoch {epoch} to {path} (epoch {epoch + 1}/{run.cfg.epochs}, loss {loss:.4f})"
+            )
 
 
 def run(cfg: DictConfig) -> None:
@@ -404,9 +416,11 @@ def run(cfg: DictConfig) -> None:
     run_state = _setup(cfg)
     trainable, total = training.count_parameters(run_state.model)
     if run_state.strategy.is_main:
-        print(f"Training {trainable:,} of {total:,} parameters "
-              f"({100 * trainable / max(total, 1):.2f}%) on {run_state.strategy.device} "
-              f"in {str(run_state.dtype).removeprefix('torch.')}")
+        print(
+            f"Training {trainable:,} of {total:,} parameters "
+            f"({100 * trainable / max(total, 1):.2f}%) on {run_state.strategy.device} "
+            f"in {str(run_state.dtype).removeprefix('torch.')}"
+        )
         run_state.logger.log_config(OmegaConf.to_container(cfg, resolve=True))
     if cfg.get("resume_from_checkpoint"):
         _restore_state(run_state)

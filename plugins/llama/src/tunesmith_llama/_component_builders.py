@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
+
 from tunesmith.modules import (
     FeedForward,
     MultiHeadAttention,

@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 from torch import nn
+
 from tunesmith import CheckpointError
 from tunesmith.checkpoint import remap_keys
-
 from tunesmith_llama._component_builders import llama
 
 __all__ = [

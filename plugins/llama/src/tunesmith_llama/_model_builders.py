@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from tunesmith.modules import TransformerDecoder
-
 from tunesmith_llama._component_builders import llama
 
 __all__ = [

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from tunesmith import CheckpointAdapter, Config, Model, Tokenizer, hookimpl
-
 from tunesmith_llama import _convert, _model_builders, _tokenizer
 
 TUNESMITH_PLUGIN_API = 1

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from torch import nn
-from tunesmith import CheckpointAdapter
 
+from tunesmith import CheckpointAdapter
 from tunesmith_lora._peft_format import load_peft_adapter, save_peft_adapter
 
 __all__ = ["load_adapter", "save_adapter"]

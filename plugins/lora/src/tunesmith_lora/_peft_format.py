@@ -22,10 +22,10 @@ from typing import Any
 
 import torch
 from torch import nn
+
 from tunesmith import CheckpointAdapter
 from tunesmith.checkpoint import atomic_write, remap_keys
 from tunesmith.errors import CheckpointError, ConfigError
-
 from tunesmith_lora._layers import LoRALinear
 from tunesmith_lora._transform import (
     _linear_leaves,

@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 from torch import nn
+
 from tunesmith import CheckpointAdapter
 from tunesmith.errors import CheckpointError, ConfigError, did_you_mean
-
 from tunesmith_lora._layers import NF4_BLOCK_SIZE, LoRALinear, _dense, is_nf4, merge_weight
 
 __all__ = [
