@@ -207,11 +207,17 @@ def register_models(reg):
 """
 
 RAISING_HOOK_PLUGIN = """
-from tunesmith import Model, hookimpl
+from tunesmith import Dataset, Model, hookimpl
+
+
+@hookimpl
+def register_datasets(register):
+    register(Dataset(name="raising_data", builder=dict))
 
 
 @hookimpl
 def register_models(register):
+    register(Model(name="raising_1b", builder=dict, family="x"))
     raise ValueError("no weights table for size 7b")
 """
 
@@ -273,7 +279,10 @@ def test_hook_that_raises_is_reported(acme, monkeypatch):
 
     error = registry.plugins["raising"].error
     assert "register_models raised ValueError: no weights table for size 7b" in error
+    # Nothing of a failed plugin is registered, not even what it registered first.
     assert registry.names("models") == ["acme_1b"]
+    assert "raising_data" not in registry.tables["datasets"]
+    assert registry.plugins["raising"].components == {}
 
 
 def test_strict_mode_raises_on_the_first_plugin_problem(acme, monkeypatch):

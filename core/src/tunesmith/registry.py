@@ -169,13 +169,7 @@ class Registry:
     # ---- filling ---------------------------------------------------------
 
     def _register(self, info: PluginInfo, hook: str, component: Any) -> None:
-        allowed = HOOKS[hook]
-        if not isinstance(component, allowed):
-            expected = " or ".join(t.__name__ for t in allowed)
-            raise PluginError(
-                f"plugin '{info.name}' passed {type(component).__name__} to {hook}'s register: "
-                f"expected {expected}"
-            )
+        """Add a type-checked component (see ``_Loader._call``), stamping its origin."""
         # isinstance, not type(): a plugin may register a subclass of a record.
         kind = next(k for k, record in KINDS.items() if isinstance(component, record))
         origin = Origin(info.name, info.distribution, info.version)
@@ -276,25 +270,39 @@ class _Loader:
         info.hooks = sorted(c.name for c in self.pm.get_hookcallers(plugin) or [])
 
     def call_hooks(self) -> None:
-        """Call every hook once per plugin, with a ``register`` bound to that plugin."""
-        plugins = {name: p for name, p in self.pm.list_name_plugin()}
+        """Call every hook once per plugin, with a ``register`` bound to that plugin.
+
+        A plugin's components enter the tables only once all its hooks succeeded, so a
+        plugin that fails is reported and contributes nothing, not half of itself.
+        """
+        plugins = dict(self.pm.list_name_plugin())
         for name, info in self.registry.plugins.items():
             if name not in plugins or info.error:
                 continue
             others = [p for n, p in plugins.items() if n != name]
-            for hook in HOOKS:
-                if hook not in info.hooks:
-                    continue
-                caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
+            staged: list[tuple[str, Any]] = []
+            try:
+                for hook in HOOKS:
+                    if hook in info.hooks:
+                        self._call(hook, info, others, staged)
+            except Exception as exc:
+                self._fail(info, f"{hook} raised {_short_error(exc)}", exc)
+                continue
+            for hook, component in staged:
+                self.registry._register(info, hook, component)
 
-                def register(component: Any, _info: PluginInfo = info, _hook: str = hook) -> None:
-                    self.registry._register(_info, _hook, component)
+    def _call(self, hook: str, info: PluginInfo, others: list, staged: list) -> None:
+        def register(component: Any) -> None:
+            allowed = HOOKS[hook]
+            if not isinstance(component, allowed):
+                expected = " or ".join(t.__name__ for t in allowed)
+                raise PluginError(
+                    f"plugin '{info.name}' passed {type(component).__name__} to {hook}'s "
+                    f"register: expected {expected}"
+                )
+            staged.append((hook, component))
 
-                try:
-                    caller(register=register)
-                except Exception as exc:
-                    self._fail(info, f"{hook} raised {_short_error(exc)}", exc)
-                    break
+        self.pm.subset_hook_caller(hook, remove_plugins=others)(register=register)
 
 
 def _core_version() -> str:
