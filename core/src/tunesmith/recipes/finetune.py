@@ -156,18 +156,7 @@ def _setup(cfg: DictConfig) -> _Run:
         checkpoint_files=ckpt_cfg.get("checkpoint_files"),
         model_type=ckpt_cfg.get("model_type"),
     )
-    model = _build_model(cfg, checkpointer, device, dtype)
-    peft = instantiate(cfg.get("peft"), key="peft")
-    if peft is not None:
-        peft.apply(model)
-    layers = list(model.layers)
-    if cfg.get("enable_activation_checkpointing"):
-        training.apply_activation_checkpointing(model, layer_types=(type(layers[0]),))
-    if cfg.get("compile"):
-        for layer in layers:
-            layer.compile()
-    model = strategy.prepare(model, layers)
-
+    # Data first: a bad dataset should fail before minutes of loading weights.
     tokenizer = _build_tokenizer(cfg, checkpointer)
     loader, sampler = _build_loader(
         cfg, "dataset", tokenizer, strategy, shuffle=cfg.get("shuffle", True)
@@ -188,6 +177,18 @@ def _setup(cfg: DictConfig) -> _Run:
             f"(batch_size={cfg.batch_size} × gradient_accumulation_steps={accumulation}): "
             "lower one of them or use more data"
         )
+    peft = instantiate(cfg.get("peft"), key="peft")
+    model = _build_model(cfg, checkpointer, device, dtype)
+    if peft is not None:
+        peft.apply(model)
+    layers = list(model.layers)
+    if cfg.get("enable_activation_checkpointing"):
+        training.apply_activation_checkpointing(model, layer_types=(type(layers[0]),))
+    if cfg.get("compile"):
+        for layer in layers:
+            layer.compile()
+    model = strategy.prepare(model, layers)
+
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = instantiate(cfg.optimizer, params, key="optimizer")
     scheduler = _build_scheduler(cfg, optimizer, steps_per_epoch * int(cfg.epochs))
