@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -61,6 +62,7 @@ def cli(debug: bool) -> None:
 
     \b
     Examples:
+      tunesmith download meta-llama/Llama-3.2-1B-Instruct
       tunesmith ls
       tunesmith run full_finetune_single_device --config llama3_2/1B_full_single_device \\
           checkpointer.checkpoint_dir=/models/Llama-3.2-1B-Instruct
@@ -317,6 +319,76 @@ def merge_adapter(base: Path, adapter: Path, destination: Path, max_shard_size: 
 
     merge(base, adapter, destination, max_shard_size=max_shard_size)
     click.echo(f"Wrote the merged Hugging Face checkpoint to {destination}")
+
+
+# --------------------------------------------------------------------- hub ---
+
+
+def _next_command(directory: Path) -> str:
+    """A fine-tuning command for a downloaded model: the shipped config that names
+    this directory's name in its checkpoint_dir (LoRA first), else a placeholder."""
+    configs = []
+    for config in get_registry().values("configs"):
+        try:
+            text = config.path.read_text(encoding="utf-8")
+        except OSError:
+            continue
+        if re.search(rf"^\s*checkpoint_dir:\s*\S*/{re.escape(directory.name)}\s*$", text, re.M):
+            configs.append(config)
+    configs.sort(key=lambda c: (not c.name.endswith("lora_single_device"), c.name))
+    recipe, name = (configs[0].recipe, configs[0].name) if configs else ("RECIPE", "CONFIG")
+    return f"tunesmith run {recipe} --config {name} checkpointer.checkpoint_dir={directory}"
+
+
+@cli.command()
+@click.argument("repo_id")
+@click.option("--output-dir", type=click.Path(path_type=Path), help="Default: /tmp/<repo name>.")
+@click.option("--hf-token", help="Token for gated/private repos (default: HF_TOKEN or `hf auth login`).")
+@click.option("--ignore-patterns", multiple=True, metavar="GLOB",
+              help="Skip matching files; repeatable; '' downloads every file.")
+@click.option("--revision", help="Branch, tag or commit (default: main).")
+def download(repo_id: str, output_dir: Path | None, hf_token: str | None,
+             ignore_patterns: tuple[str, ...], revision: str | None) -> None:
+    """Download a model from the Hugging Face Hub, ready to fine-tune.
+
+    When the repo has *.safetensors, its other weight copies (*.bin, *.pth such as
+    original/consolidated.00.pth) are skipped; original/tokenizer.model is kept.
+
+    \b
+    Examples:
+      tunesmith download meta-llama/Llama-3.2-1B-Instruct --hf-token $HF_TOKEN
+      tunesmith download Qwen/Qwen2.5-0.5B-Instruct --output-dir /models/qwen2.5-0.5b
+      tunesmith download meta-llama/Llama-3.2-1B --ignore-patterns "*.safetensors"
+    """
+    from tunesmith.hub import download as fetch
+
+    patterns = [p for p in ignore_patterns if p] if ignore_patterns else None
+    path = fetch(repo_id, output_dir, revision=revision, token=hf_token, ignore_patterns=patterns)
+    click.echo(f"Downloaded {repo_id} to {path}")
+    click.echo(f"Fine-tune it (tunesmith ls lists recipes and configs):\n  {_next_command(path)}")
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.argument("repo_id")
+@click.option("--private", is_flag=True, help="Create the repo private.")
+@click.option("--hf-token", help="Token with write access (default: HF_TOKEN or `hf auth login`).")
+@click.option("--revision", help="Branch to commit to (default: main).")
+def upload(folder: Path, repo_id: str, private: bool, hf_token: str | None,
+           revision: str | None) -> None:
+    """Upload a model or PEFT adapter folder to a Hugging Face Hub repo.
+
+    Creates the repo if needed; recipe_state/ and logs/ stay behind.
+
+    \b
+    Examples:
+      tunesmith upload /tmp/lora-3b/epoch_0 my-name/llama-3.2-3b-lora --private
+      tunesmith upload /tmp/lora-3b/epoch_0/adapter my-name/llama-3.2-3b-lora-adapter
+    """
+    from tunesmith.hub import upload as push
+
+    url = push(folder, repo_id, token=hf_token, private=private, revision=revision)
+    click.echo(f"Uploaded {folder} to {repo_id}: {url}")
 
 
 @cli.command()

@@ -1,5 +1,6 @@
 """Test helpers for tunesmith and its plugins: fixtures and conformance checks."""
 
+from tunesmith.testing._fake_hub import FakeHub
 from tunesmith.testing._fake_tokenizer import FakeTokenizer
 from tunesmith.testing._tiny_llama import tiny_llama_config, write_tiny_llama_checkpoint
 from tunesmith.testing._tokenizers import (
@@ -11,6 +12,7 @@ from tunesmith.testing._tokenizers import (
 
 __all__ = [
     "LLAMA3_CHAT_TEMPLATE",
+    "FakeHub",
     "FakeTokenizer",
     "tiny_llama_config",
     "write_hf_tokenizer",
