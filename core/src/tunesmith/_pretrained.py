@@ -114,7 +114,9 @@ def load_pretrained(
 
     Args:
         checkpoint_dir: A Hugging Face model directory or a Meta checkpoint
-            (an ``output_dir/epoch_N`` of a tunesmith run works too).
+            (an ``output_dir/epoch_N`` of a tunesmith run works too), or the output of
+            ``tunesmith run quantize`` (see :func:`tunesmith.quantization.load_quantized`:
+            it runs in the dtype it was quantized in).
         dtype: ``torch.bfloat16`` or ``"bf16"``, ``"fp32"``, ``"float16"``, ...; ``None``
             uses the checkpoint's dtype on a GPU and fp32 on the CPU.
         device: ``"cuda"``, ``"cpu"``, ``"cuda:1"``...; ``None`` or ``"auto"``: CUDA when
@@ -135,6 +137,17 @@ def load_pretrained(
         >>> model, tokenizer = tunesmith.load_pretrained("models/Llama-3.2-1B-Instruct")
         >>> logits = model(torch.tensor([tokenizer.encode("Hello")]))
     """
+    from tunesmith.quantization import is_quantized_dir
+
+    if is_quantized_dir(checkpoint_dir):  # a `tunesmith run quantize` output
+        if adapter is not None:
+            raise CheckpointError(
+                f"{checkpoint_dir} is quantized and takes no adapter: merge the adapter while "
+                "quantizing (tunesmith run quantize ... adapter=<adapter dir>)"
+            )
+        from tunesmith.quantization import load_quantized
+
+        return load_quantized(checkpoint_dir, device=device, dtype=dtype, max_seq_len=max_seq_len)
     ckpt = Checkpointer(checkpoint_dir)
     target = resolve_device(device)
     target_dtype = (

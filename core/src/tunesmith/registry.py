@@ -56,6 +56,7 @@ DEFAULT_PLUGINS = (
     "tunesmith.builtins.recipes",
     "tunesmith.builtins.datasets",
     "tunesmith.builtins.tokenizers",
+    "tunesmith.builtins.quantizers",
 )
 
 #: Table name -> record type, in display order.

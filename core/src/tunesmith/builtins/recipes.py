@@ -9,8 +9,11 @@ from tunesmith.recipes import (
     FINETUNE_KEYS,
     FINETUNE_REQUIRED_KEYS,
     GENERATE_KEYS,
+    QUANTIZE_KEYS,
+    QUANTIZE_REQUIRED_KEYS,
     run_finetune,
     run_generate,
+    run_quantize,
 )
 
 _CONFIGS = Path(__file__).resolve().parent.parent / "recipes" / "configs"
@@ -42,6 +45,15 @@ def register_recipes(register):
         )
     )
     register(
+        Recipe(
+            name="quantize",
+            run=run_quantize,
+            keys=QUANTIZE_KEYS,
+            required=QUANTIZE_REQUIRED_KEYS,
+            description="Post-training quantization of a checkpoint through torchao",
+        )
+    )
+    register(
         Config(
             name="demo/tiny_full_single_device",
             recipe="full_finetune_single_device",
@@ -55,5 +67,13 @@ def register_recipes(register):
             recipe="generate",
             path=_CONFIGS / "generation.yaml",
             description="Chat with any checkpoint",
+        )
+    )
+    register(
+        Config(
+            name="quantization",
+            recipe="quantize",
+            path=_CONFIGS / "quantization.yaml",
+            description="int8/int4 weight quantization of any checkpoint",
         )
     )

@@ -17,9 +17,12 @@ __all__ = [
     "FINETUNE_KEYS",
     "FINETUNE_REQUIRED_KEYS",
     "GENERATE_KEYS",
+    "QUANTIZE_KEYS",
+    "QUANTIZE_REQUIRED_KEYS",
     "lazy_recipe",
     "run_finetune",
     "run_generate",
+    "run_quantize",
 ]
 
 #: Every top-level key the ``finetune`` recipe reads.
@@ -45,6 +48,10 @@ GENERATE_KEYS = frozenset(
     }
 )  # fmt: skip
 
+#: Every top-level key the ``quantize`` recipe reads.
+QUANTIZE_KEYS = frozenset({"checkpointer", "output_dir", "quantizer", "adapter", "device", "dtype"})
+QUANTIZE_REQUIRED_KEYS = frozenset({"checkpointer", "output_dir", "quantizer"})
+
 
 def lazy_recipe(module: str, function: str = "run") -> Callable[[Any], None]:
     """A ``run(cfg)`` that imports ``module`` only when called."""
@@ -60,3 +67,4 @@ def lazy_recipe(module: str, function: str = "run") -> Callable[[Any], None]:
 
 run_finetune = lazy_recipe("tunesmith.recipes.finetune")
 run_generate = lazy_recipe("tunesmith.recipes.generate")
+run_quantize = lazy_recipe("tunesmith.recipes.quantize")
