@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PACKAGES := -e ./core[quantize] -e ./plugins/llama -e ./plugins/lora
+PACKAGES := -e ./core[quantize] -e ./plugins/llama -e ./plugins/lora -e ./plugins/eval_eleuther
 STAMP := $(VENV)/.tunesmith-installed
 
 .PHONY: demo test install lint clean
