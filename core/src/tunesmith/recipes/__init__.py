@@ -19,7 +19,9 @@ __all__ = [
     "GENERATE_KEYS",
     "QUANTIZE_KEYS",
     "QUANTIZE_REQUIRED_KEYS",
+    "checkpoint_dir_of",
     "lazy_recipe",
+    "load_for_inference",
     "run_finetune",
     "run_generate",
     "run_quantize",
@@ -68,3 +70,12 @@ def lazy_recipe(module: str, function: str = "run") -> Callable[[Any], None]:
 run_finetune = lazy_recipe("tunesmith.recipes.finetune")
 run_generate = lazy_recipe("tunesmith.recipes.generate")
 run_quantize = lazy_recipe("tunesmith.recipes.quantize")
+
+
+def __getattr__(name: str) -> Any:
+    # Shared by inference recipes (core and plugins); imports torch only when used.
+    if name in ("checkpoint_dir_of", "load_for_inference"):
+        from tunesmith.recipes import _inference
+
+        return getattr(_inference, name)
+    raise AttributeError(f"module 'tunesmith.recipes' has no attribute {name!r}")

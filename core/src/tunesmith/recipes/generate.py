@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from tunesmith.data import Message
 from tunesmith.errors import ConfigError, TunesmithError
-from tunesmith.recipes import GENERATE_KEYS
+from tunesmith.recipes import GENERATE_KEYS, load_for_inference
 
 __all__ = ["GENERATE_KEYS", "run"]
 
@@ -56,27 +56,6 @@ def _settings(cfg: DictConfig) -> _Settings:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"max_new_tokens must be a positive integer, not {n!r}")
     return settings
-
-
-def _load(cfg: DictConfig) -> tuple[Any, Any]:
-    from tunesmith import load_pretrained, training
-    from tunesmith.config import instantiate
-
-    checkpointer = cfg.get("checkpointer") or {}
-    checkpoint_dir = checkpointer.get("checkpoint_dir")
-    if not checkpoint_dir:
-        raise ConfigError(
-            "checkpointer.checkpoint_dir is not set: add checkpointer.checkpoint_dir=<model directory>"
-        )
-    device = training.resolve_device(cfg.get("device", "auto"))
-    dtype = training.resolve_dtype(cfg.get("dtype", "auto"), device, training=False)
-    model, tokenizer = load_pretrained(
-        checkpoint_dir, dtype=dtype, device=device, adapter=cfg.get("adapter")
-    )
-    node = cfg.get("tokenizer")
-    if node is not None and node.get("_component_", "auto") != "auto":
-        tokenizer = instantiate(node, key="tokenizer")
-    return model, tokenizer
 
 
 def _answer(
@@ -197,7 +176,7 @@ def run(cfg: DictConfig) -> None:
             "(prompt.interactive=true)"
         )
     settings = _settings(cfg)
-    model, tokenizer = _load(cfg)
+    model, tokenizer, _ = load_for_inference(cfg)
     if interactive:
         _chat(model, tokenizer, system, settings)
         return

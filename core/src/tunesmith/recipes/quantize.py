@@ -43,14 +43,9 @@ def _human(nbytes: int) -> str:
 
 def _source(cfg: DictConfig) -> Path:
     from tunesmith.quantization import is_quantized_dir
+    from tunesmith.recipes import checkpoint_dir_of
 
-    checkpointer = cfg.get("checkpointer") or {}
-    checkpoint_dir = checkpointer.get("checkpoint_dir")
-    if not checkpoint_dir:
-        raise ConfigError(
-            "checkpointer.checkpoint_dir is not set: add checkpointer.checkpoint_dir=<model directory>"
-        )
-    source = Path(checkpoint_dir).expanduser()
+    source = Path(checkpoint_dir_of(cfg)).expanduser()
     if is_quantized_dir(source):
         raise ConfigError(
             f"{source} is already quantized (it holds quantization_config.json): point "

@@ -256,30 +256,6 @@ class EleutherEvaluator:
         return dict(results or {})
 
 
-def eleuther(
-    *,
-    tasks: list[str] | str,
-    limit: int | float | None = None,
-    num_fewshot: int | None = None,
-    batch_size: int = 8,
-    include_path: str | list[str] | None = None,
-    include_defaults: bool = True,
-    max_seq_len: int | None = None,
-    apply_chat_template: bool = False,
-    seed: int | None = None,
-    enable_kv_cache: bool = True,
-) -> EleutherEvaluator:
-    """The ``eleuther`` evaluator's builder (``evaluator: {_component_: eleuther, ...}``);
-    see :class:`EleutherEvaluator` for the arguments."""
-    return EleutherEvaluator(
-        tasks=tasks,
-        limit=limit,
-        num_fewshot=num_fewshot,
-        batch_size=batch_size,
-        include_path=include_path,
-        include_defaults=include_defaults,
-        max_seq_len=max_seq_len,
-        apply_chat_template=apply_chat_template,
-        seed=seed,
-        enable_kv_cache=enable_kv_cache,
-    )
+#: The ``eleuther`` evaluator's builder (``evaluator: {_component_: eleuther, ...}``):
+#: the class itself, so ``validate`` checks a config block against its signature.
+eleuther = EleutherEvaluator

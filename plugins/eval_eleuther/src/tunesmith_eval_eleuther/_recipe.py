@@ -79,28 +79,16 @@ def _evaluator(cfg: DictConfig) -> Any:
 
 
 def _load(cfg: DictConfig) -> tuple[Any, Any]:
-    from tunesmith import load_pretrained, training
     from tunesmith.config import instantiate
+    from tunesmith.recipes import checkpoint_dir_of, load_for_inference
 
-    checkpoint_dir = (cfg.get("checkpointer") or {}).get("checkpoint_dir")
-    if not checkpoint_dir:
-        raise ConfigError(
-            "checkpointer.checkpoint_dir is not set: add checkpointer.checkpoint_dir=<model directory>"
-        )
     model_node = cfg.get("model")
     if model_node is not None and model_node.get("_component_", "auto") != "auto":
         raise ConfigError(
-            f"eleuther_eval builds the model from {checkpoint_dir}'s config.json: remove "
+            f"eleuther_eval builds the model from {checkpoint_dir_of(cfg)}'s config.json: remove "
             f"'model' or set model._component_=auto (not {model_node.get('_component_')!r})"
         )
-    device = training.resolve_device(cfg.get("device", "auto"))
-    dtype = training.resolve_dtype(cfg.get("dtype", "auto"), device, training=False)
-    model, tokenizer = load_pretrained(
-        checkpoint_dir, dtype=dtype, device=device, adapter=cfg.get("adapter")
-    )
-    node = cfg.get("tokenizer")
-    if node is not None and node.get("_component_", "auto") != "auto":
-        tokenizer = instantiate(node, key="tokenizer")
+    model, tokenizer, device = load_for_inference(cfg)
     if cfg.get("quantizer") is not None:
         quantizer = instantiate(cfg.quantizer, key="quantizer")
         model = quantizer.quantize(model, device)
