@@ -241,7 +241,9 @@ def _split_torchrun(args: list[str]) -> tuple[list[str], list[str]]:
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("recipe")
 @click.option("--config", "-c", "config", help="Shipped config name or YAML path.")
-@click.option("--chat", is_flag=True, help="Chat interactively (generate: prompt.interactive=true).")
+@click.option(
+    "--chat", is_flag=True, help="Chat interactively (generate: prompt.interactive=true)."
+)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def run(recipe: str, config: str | None, args: tuple[str, ...], chat: bool) -> None:
     """Run RECIPE with a config and key=value overrides.
@@ -276,8 +278,19 @@ def run(recipe: str, config: str | None, args: tuple[str, ...], chat: bool) -> N
     cfg = load_config(config, overrides, defaults=record.defaults)
     check(cfg, record)  # once here, rather than once per torchrun process
     if torchrun:
-        command = [sys.executable, "-m", "torch.distributed.run", *torchrun,
-                   "-m", "tunesmith", "run", recipe, "--config", config, *overrides]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            *torchrun,
+            "-m",
+            "tunesmith",
+            "run",
+            recipe,
+            "--config",
+            config,
+            *overrides,
+        ]
         raise SystemExit(subprocess.call(command))
     record.run(cfg)
 
@@ -343,12 +356,23 @@ def _next_command(directory: Path) -> str:
 @cli.command()
 @click.argument("repo_id")
 @click.option("--output-dir", type=click.Path(path_type=Path), help="Default: /tmp/<repo name>.")
-@click.option("--hf-token", help="Token for gated/private repos (default: HF_TOKEN or `hf auth login`).")
-@click.option("--ignore-patterns", multiple=True, metavar="GLOB",
-              help="Skip matching files; repeatable; '' downloads every file.")
+@click.option(
+    "--hf-token", help="Token for gated/private repos (default: HF_TOKEN or `hf auth login`)."
+)
+@click.option(
+    "--ignore-patterns",
+    multiple=True,
+    metavar="GLOB",
+    help="Skip matching files; repeatable; '' downloads every file.",
+)
 @click.option("--revision", help="Branch, tag or commit (default: main).")
-def download(repo_id: str, output_dir: Path | None, hf_token: str | None,
-             ignore_patterns: tuple[str, ...], revision: str | None) -> None:
+def download(
+    repo_id: str,
+    output_dir: Path | None,
+    hf_token: str | None,
+    ignore_patterns: tuple[str, ...],
+    revision: str | None,
+) -> None:
     """Download a model from the Hugging Face Hub, ready to fine-tune.
 
     When the repo has *.safetensors, its other weight copies (*.bin, *.pth such as
@@ -374,8 +398,9 @@ def download(repo_id: str, output_dir: Path | None, hf_token: str | None,
 @click.option("--private", is_flag=True, help="Create the repo private.")
 @click.option("--hf-token", help="Token with write access (default: HF_TOKEN or `hf auth login`).")
 @click.option("--revision", help="Branch to commit to (default: main).")
-def upload(folder: Path, repo_id: str, private: bool, hf_token: str | None,
-           revision: str | None) -> None:
+def upload(
+    folder: Path, repo_id: str, private: bool, hf_token: str | None, revision: str | None
+) -> None:
     """Upload a model or PEFT adapter folder to a Hugging Face Hub repo.
 
     Creates the repo if needed; recipe_state/ and logs/ stay behind.
@@ -392,7 +417,9 @@ def upload(folder: Path, repo_id: str, private: bool, hf_token: str | None,
 
 
 @cli.command()
-@click.option("--output-dir", default="output/demo", show_default=True, type=click.Path(path_type=Path))
+@click.option(
+    "--output-dir", default="output/demo", show_default=True, type=click.Path(path_type=Path)
+)
 @click.option("--epochs", type=int, help="Override the demo config's number of epochs.")
 def demo(output_dir: Path, epochs: int | None) -> None:
     """Fine-tune a tiny Llama on the bundled sample, then ask it questions.

@@ -32,9 +32,21 @@ def _finetune(name: str, description: str, *, distributed: bool) -> Recipe:
 
 @hookimpl
 def register_recipes(register):
-    register(_finetune("finetune", "Full or PEFT fine-tuning, one device or FSDP2", distributed=True))
-    register(_finetune("full_finetune_single_device", "Full fine-tuning on one device", distributed=False))
-    register(_finetune("full_finetune_distributed", "Full fine-tuning with FSDP2 via torchrun", distributed=True))
+    register(
+        _finetune("finetune", "Full or PEFT fine-tuning, one device or FSDP2", distributed=True)
+    )
+    register(
+        _finetune(
+            "full_finetune_single_device", "Full fine-tuning on one device", distributed=False
+        )
+    )
+    register(
+        _finetune(
+            "full_finetune_distributed",
+            "Full fine-tuning with FSDP2 via torchrun",
+            distributed=True,
+        )
+    )
     register(
         Recipe(
             name="generate",
