@@ -1,0 +1,290 @@
+"""Hugging Face and Meta checkpoints <-> native Llama modules.
+
+HF weights already use the rotate-half RoPE layout of ``tunesmith.modules``, so
+only names change. Meta's ``consolidated.*.pth`` rotate interleaved pairs: their
+q/k rows are permuted once on the way in (the permutation HF's own conversion
+script applies).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from tunesmith import CheckpointError
+from tunesmith.checkpoint import remap_keys
+from compat.frozen_llama_v1._component_builders import llama
+
+__all__ = [
+    "HF_TO_NATIVE",
+    "META_TO_NATIVE",
+    "build_from_hf_config",
+    "build_from_meta_params",
+    "hf_config_dtype",
+    "hf_config_from_meta_params",
+    "llama_args_from_hf_config",
+    "llama_args_from_meta_params",
+    "meta_to_native",
+    "permute_meta_qk",
+]
+
+#: HF key template -> native key template (``{}`` is the layer index).
+HF_TO_NATIVE = {
+    "model.embed_tokens.weight": "tok_embeddings.weight",
+    "model.layers.{}.input_layernorm.weight": "layers.{}.sa_norm.weight",
+    "model.layers.{}.self_attn.q_proj.weight": "layers.{}.attn.q_proj.weight",
+    "model.layers.{}.self_attn.q_proj.bias": "layers.{}.attn.q_proj.bias",
+    "model.layers.{}.self_attn.k_proj.weight": "layers.{}.attn.k_proj.weight",
+    "model.layers.{}.self_attn.k_proj.bias": "layers.{}.attn.k_proj.bias",
+    "model.layers.{}.self_attn.v_proj.weight": "layers.{}.attn.v_proj.weight",
+    "model.layers.{}.self_attn.v_proj.bias": "layers.{}.attn.v_proj.bias",
+    "model.layers.{}.self_attn.o_proj.weight": "layers.{}.attn.output_proj.weight",
+    "model.layers.{}.self_attn.o_proj.bias": "layers.{}.attn.output_proj.bias",
+    "model.layers.{}.post_attention_layernorm.weight": "layers.{}.mlp_norm.weight",
+    "model.layers.{}.mlp.gate_proj.weight": "layers.{}.mlp.w1.weight",
+    "model.layers.{}.mlp.down_proj.weight": "layers.{}.mlp.w2.weight",
+    "model.layers.{}.mlp.up_proj.weight": "layers.{}.mlp.w3.weight",
+    "model.norm.weight": "norm.weight",
+    "lm_head.weight": "output.weight",
+}
+
+#: Meta ``consolidated.*.pth`` key template -> native key template.
+META_TO_NATIVE = {
+    "tok_embeddings.weight": "tok_embeddings.weight",
+    "layers.{}.attention_norm.weight": "layers.{}.sa_norm.weight",
+    "layers.{}.attention.wq.weight": "layers.{}.attn.q_proj.weight",
+    "layers.{}.attention.wk.weight": "layers.{}.attn.k_proj.weight",
+    "layers.{}.attention.wv.weight": "layers.{}.attn.v_proj.weight",
+    "layers.{}.attention.wo.weight": "layers.{}.attn.output_proj.weight",
+    "layers.{}.ffn_norm.weight": "layers.{}.mlp_norm.weight",
+    "layers.{}.feed_forward.w1.weight": "layers.{}.mlp.w1.weight",
+    "layers.{}.feed_forward.w2.weight": "layers.{}.mlp.w2.weight",
+    "layers.{}.feed_forward.w3.weight": "layers.{}.mlp.w3.weight",
+    "norm.weight": "norm.weight",
+    "output.weight": "output.weight",
+}
+
+_SUPPORTED_ROPE = ("default", "llama3", "linear")
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+# ---------------------------------------------------------- Hugging Face ---
+
+
+def _rope_settings(config: Mapping[str, Any]) -> tuple[float, dict[str, Any] | None]:
+    """``(theta, scaling)`` from transformers-5 ``rope_parameters`` or transformers-4
+    top-level ``rope_theta`` / ``rope_scaling`` (most Hub checkpoints)."""
+    params = dict(config.get("rope_parameters") or config.get("rope_scaling") or {})
+    theta = float(params.pop("rope_theta", config.get("rope_theta", 10_000.0)))
+    # Old configs spell the variant "type"; transformers 4.45+ writes "rope_type".
+    rope_type = params.pop("rope_type", params.pop("type", "default"))
+    if rope_type not in _SUPPORTED_ROPE:
+        raise CheckpointError(
+            f"config.json asks for RoPE scaling '{rope_type}', which the llama plugin does not "
+            f"implement (it supports {', '.join(_SUPPORTED_ROPE)}): use a checkpoint without it "
+            "or pass model overrides rope_scaling=null to fine-tune at the original context"
+        )
+    if rope_type == "default":
+        return theta, None
+    return theta, {"rope_type": rope_type, **params}
+
+
+def llama_args_from_hf_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The :func:`~tunesmith_llama.llama` arguments a ``config.json`` describes.
+
+    Raises:
+        CheckpointError: the config uses a feature the native model lacks.
+    """
+    if config.get("mlp_bias") or config.get("hidden_act", "silu") != "silu":
+        raise CheckpointError(
+            "config.json has mlp_bias=true or a hidden_act other than silu, which Llama "
+            "checkpoints never use: check that checkpoint_dir holds a Llama model"
+        )
+    theta, scaling = _rope_settings(config)
+    heads = config["num_attention_heads"]
+    return dict(
+        vocab_size=config["vocab_size"],
+        num_layers=config["num_hidden_layers"],
+        num_heads=heads,
+        num_kv_heads=config.get("num_key_value_heads") or heads,
+        embed_dim=config["hidden_size"],
+        intermediate_dim=config["intermediate_size"],
+        max_seq_len=config.get("max_position_embeddings", 4096),
+        norm_eps=config.get("rms_norm_eps", 1e-6),
+        rope_base=theta,
+        rope_scaling=scaling,
+        tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+        attention_bias=bool(config.get("attention_bias", False)),
+        head_dim=config.get("head_dim") or config["hidden_size"] // heads,
+    )
+
+
+def hf_config_dtype(config: Mapping[str, Any]) -> torch.dtype | None:
+    """The dtype a ``config.json`` records (``dtype``, or transformers-4 ``torch_dtype``)."""
+    name = config.get("dtype") or config.get("torch_dtype")
+    return _DTYPES.get(str(name).removeprefix("torch.")) if name else None
+
+
+def build_from_hf_config(
+    config: Mapping[str, Any], *, dtype: torch.dtype | str | None = None, **overrides: Any
+) -> nn.Module:
+    """Build the model a Hugging Face ``config.json`` describes (random weights).
+
+    Args:
+        config: The parsed ``config.json``, written by transformers 4 or 5.
+        dtype: Parameter dtype; ``"auto"`` takes the config's; ``None`` keeps torch's default.
+        **overrides: Replace any :func:`~tunesmith_llama.llama` argument (``max_seq_len=...``).
+
+    Raises:
+        CheckpointError: the config is not one this plugin can build; the message says why.
+    """
+    try:
+        args = llama_args_from_hf_config(config)
+    except KeyError as exc:
+        raise CheckpointError(
+            f"config.json has no {exc.args[0]!r}: point checkpointer.checkpoint_dir at a "
+            "Hugging Face Llama model directory"
+        ) from None
+    model = llama(**{**args, **overrides})
+    if dtype == "auto":
+        dtype = hf_config_dtype(config)
+    return model.to(dtype) if isinstance(dtype, torch.dtype) else model
+
+
+# ------------------------------------------------------------------- Meta ---
+
+
+def permute_meta_qk(weight: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """Reorder q/k projection rows from Meta's interleaved RoPE pairs to rotate-half.
+
+    Within each head, Meta rotates rows ``(0, 1), (2, 3), ...``; rotate-half pairs row
+    ``i`` with row ``i + d/2``. Gathering even rows then odd rows converts one to the other.
+    """
+    out_dim, in_dim = weight.shape
+    head_dim = out_dim // num_heads
+    return (
+        weight.view(num_heads, head_dim // 2, 2, in_dim)  # (h, d/2, pair, in)
+        .transpose(1, 2)  # (h, pair, d/2, in)
+        .reshape(out_dim, in_dim)
+    )
+
+
+def _meta_intermediate_dim(params: Mapping[str, Any]) -> int:
+    # Meta's rule: 2/3 of 4*dim, times ffn_dim_multiplier, rounded up to multiple_of.
+    hidden = int(2 * 4 * params["dim"] / 3)
+    if params.get("ffn_dim_multiplier") is not None:
+        hidden = int(params["ffn_dim_multiplier"] * hidden)
+    multiple = params.get("multiple_of", 256)
+    return multiple * math.ceil(hidden / multiple)
+
+
+def _meta_is_llama3_2(params: Mapping[str, Any]) -> bool:
+    # Meta's params.json records neither tied embeddings nor the RoPE factor; Llama
+    # 3.2's text models are the only scaled-RoPE Llamas narrower than 4096.
+    return bool(params.get("use_scaled_rope")) and params["dim"] < 4096
+
+
+def _meta_ties_embeddings(params: Mapping[str, Any]) -> bool:
+    # An explicit (non-Meta) "tie_word_embeddings" key wins over the guess.
+    return bool(params.get("tie_word_embeddings", _meta_is_llama3_2(params)))
+
+
+def llama_args_from_meta_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The :func:`~tunesmith_llama.llama` arguments a Meta ``params.json`` describes.
+
+    ``params.json`` omits what Meta's code hard-codes: scaled-RoPE models narrower than
+    4096 are read as Llama 3.2 (tied embeddings, RoPE factor 32), others as Llama 3.1
+    (factor 8). Optional keys ``rope_scaling_factor`` and ``tie_word_embeddings`` in
+    ``params`` override the guess.
+    """
+    vocab = params.get("vocab_size", -1)
+    llama3 = vocab == 128_256 or params.get("rope_theta", 10_000.0) >= 500_000
+    scaling = None
+    if params.get("use_scaled_rope"):
+        factor = params.get("rope_scaling_factor") or (32.0 if _meta_is_llama3_2(params) else 8.0)
+        scaling = dict(
+            rope_type="llama3",
+            factor=float(factor),
+            low_freq_factor=1.0,
+            high_freq_factor=4.0,
+            original_max_position_embeddings=8192,
+        )
+    return dict(
+        vocab_size=vocab if vocab > 0 else 32_000,  # Llama 2 writes -1: the tokenizer's 32000
+        num_layers=params["n_layers"],
+        num_heads=params["n_heads"],
+        num_kv_heads=params.get("n_kv_heads") or params["n_heads"],
+        embed_dim=params["dim"],
+        intermediate_dim=_meta_intermediate_dim(params),
+        max_seq_len=params.get("max_seq_len") or (131_072 if scaling else 8192 if llama3 else 4096),
+        norm_eps=params.get("norm_eps", 1e-5),
+        rope_base=float(params.get("rope_theta", 10_000.0)),
+        rope_scaling=scaling,
+        tie_word_embeddings=_meta_ties_embeddings(params),
+    )
+
+
+def build_from_meta_params(params: Mapping[str, Any], **overrides: Any) -> nn.Module:
+    """Build the model a Meta ``params.json`` describes (random weights).
+
+    Args:
+        params: The parsed ``params.json``.
+        **overrides: Replace any :func:`~tunesmith_llama.llama` argument (``vocab_size=...``).
+    """
+    return llama(**{**llama_args_from_meta_params(params), **overrides})
+
+
+def meta_to_native(state_dict: Mapping[str, torch.Tensor], params: Mapping[str, Any]) -> dict:
+    """Rename a Meta ``consolidated.00.pth`` state dict to native keys, permuting q/k rows.
+
+    Raises:
+        CheckpointError: a key that is not a Llama weight.
+    """
+    args = llama_args_from_meta_params(params)
+    native = remap_keys(
+        state_dict, META_TO_NATIVE, ignore=(r"^rope\.freqs$",), source="Meta checkpoint"
+    )
+    for key, tensor in native.items():
+        if key.endswith("attn.q_proj.weight"):
+            native[key] = permute_meta_qk(tensor, args["num_heads"])
+        elif key.endswith("attn.k_proj.weight"):
+            native[key] = permute_meta_qk(tensor, args["num_kv_heads"])
+    if args["tie_word_embeddings"]:
+        native.pop("output.weight", None)
+    return native
+
+
+def hf_config_from_meta_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``config.json`` for HF weights converted from a Meta checkpoint.
+
+    Written with transformers-4 key names (``rope_theta``, ``rope_scaling``,
+    ``torch_dtype``), which transformers 5, vLLM and older tools all read.
+    """
+    args = llama_args_from_meta_params(params)
+    llama3 = args["vocab_size"] == 128_256
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": args["vocab_size"],
+        "hidden_size": args["embed_dim"],
+        "intermediate_size": args["intermediate_dim"],
+        "num_hidden_layers": args["num_layers"],
+        "num_attention_heads": args["num_heads"],
+        "num_key_value_heads": args["num_kv_heads"],
+        "head_dim": args["embed_dim"] // args["num_heads"],
+        "max_position_embeddings": args["max_seq_len"],
+        "rms_norm_eps": args["norm_eps"],
+        "rope_theta": args["rope_base"],
+        "rope_scaling": args["rope_scaling"],
+        "tie_word_embeddings": args["tie_word_embeddings"],
+        "attention_bias": False,
+        "mlp_bias": False,
+        "hidden_act": "silu",
+        "bos_token_id": 128_000 if llama3 else 1,
+        "eos_token_id": 128_001 if llama3 else 2,
+        "torch_dtype": "bfloat16",
+    }
