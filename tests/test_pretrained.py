@@ -202,12 +202,13 @@ def test_load_pretrained_with_adapter_and_merge(tmp_path):
 def test_adapter_needs_the_lora_plugin(tmp_path, monkeypatch):
     source = _checkpoint(tmp_path / "base")
     (tmp_path / "adapter").mkdir()
-    (tmp_path / "adapter" / "adapter_config.json").write_text("{}")
+    (tmp_path / "adapter" / "adapter_config.json").write_text('{"peft_type": "LORA"}')
     monkeypatch.setenv("TUNESMITH_LOAD_PLUGINS", "llama")
     reset_registry()
     with pytest.raises(
         TunesmithError,
-        match="needs a PEFT method plugin, and none is installed: pip install tunesmith-lora",
+        match="no installed PEFT method loads the adapter in .*, of peft_type 'LORA' "
+        ".installed: none.: install the plugin that wrote it, e.g. pip install tunesmith-lora",
     ):
         tunesmith.load_pretrained(source, adapter=tmp_path / "adapter")
     assert set(os.listdir(tmp_path)) == {"base", "adapter"}

@@ -110,6 +110,7 @@ def meta_to_native(state_dict: dict, params: dict) -> dict:
 FAKE_ADAPTER = CheckpointAdapter(
     family="fake",
     model_types=("fakelm",),
+    aliases=("FAKE_V2",),
     hf_to_native=HF_TO_NATIVE,
     build_from_hf_config=build_from_hf_config,
     meta_to_native=meta_to_native,

@@ -85,8 +85,18 @@ def test_unknown_model_type(tmp_path, fake_registry):
 def test_model_type_override(tmp_path, fake_registry):
     write_fake_hf(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({**CONFIG, "model_type": "fake_v2"}))
-    assert Checkpointer(tmp_path, model_type="FAKE_V2").adapter.family == "fake"  # torchtune style
+    assert Checkpointer(tmp_path, model_type="FAKE_V2").adapter.family == "fake"  # an alias
     assert Checkpointer(tmp_path, model_type="fakelm").adapter.family == "fake"
+    assert Checkpointer(tmp_path, model_type="Fake").adapter.family == "fake"
+
+
+def test_model_types_match_exactly_never_by_prefix(tmp_path, fake_registry):
+    write_fake_hf(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({**CONFIG, "model_type": "fake2"}))
+    with pytest.raises(CheckpointError, match="no installed plugin reads model_type 'fake2'"):
+        Checkpointer(tmp_path)
+    with pytest.raises(CheckpointError, match="model_type 'FAKE_V3'"):
+        Checkpointer(tmp_path, model_type="FAKE_V3")
 
 
 def test_config_without_model_type(tmp_path, fake_registry):

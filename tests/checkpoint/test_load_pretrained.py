@@ -81,6 +81,14 @@ def test_adapter_without_peft_plugin(tmp_path, fake_registry, tokenizer_calls):
     with pytest.raises(TunesmithError) as err:
         tunesmith.load_pretrained(tmp_path / "base", adapter=tmp_path / "adapter")
     assert str(err.value) == (
-        f"loading the PEFT adapter in {tmp_path / 'adapter'} needs a PEFT method plugin, and "
-        "none is installed: pip install tunesmith-lora"
+        f"the adapter_config.json of the adapter in {tmp_path / 'adapter'} names no peft_type: "
+        "re-save the adapter with PEFT's save_pretrained or a tunesmith run"
+    )
+    (tmp_path / "adapter" / "adapter_config.json").write_text('{"peft_type": "LORA"}')
+    with pytest.raises(TunesmithError) as err:
+        tunesmith.load_pretrained(tmp_path / "base", adapter=tmp_path / "adapter")
+    assert str(err.value) == (
+        f"no installed PEFT method loads the adapter in {tmp_path / 'adapter'}, of peft_type "
+        "'LORA' (installed: none): install the plugin that wrote it, e.g. pip install "
+        "tunesmith-lora for LoRA and DoRA adapters"
     )

@@ -10,13 +10,24 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tunesmith.protocols import (
+        ModelEvaluator,
+        ModelQuantizer,
+        ModelTokenizer,
+        NativeModel,
+        PeftTransform,
+        TrainingDataset,
+    )
 
 __all__ = [
     "CheckpointAdapter",
     "Config",
     "Dataset",
     "Evaluator",
+    "FusedModule",
     "Model",
     "Origin",
     "PeftMethod",
@@ -44,15 +55,18 @@ class Model:
 
     Attributes:
         name: Registry key, used as ``model._component_``.
-        builder: Keyword-only callable returning an ``nn.Module`` (a ``TransformerDecoder``).
-        family: The checkpoint-adapter family whose weights it loads (``"llama"``).
+        builder: Keyword-only callable returning a :class:`tunesmith.protocols.NativeModel`
+            (e.g. a ``tunesmith.modules.TransformerDecoder``). Called under the target
+            default device and dtype (see ``NativeModel``).
+        family: The checkpoint-adapter family whose weights it loads (``"llama"``);
+            ``None`` for a builder that reads the family from the checkpoint (``auto``).
         hf_repo: The Hugging Face repository whose weights it matches, if any.
         description: One line for ``tunesmith ls`` and ``plugins``.
     """
 
     name: str
-    builder: Callable[..., Any]
-    family: str
+    builder: Callable[..., NativeModel]
+    family: str | None
     hf_repo: str | None = None
     description: str = ""
     origin: Origin = _UNKNOWN
@@ -64,8 +78,8 @@ class Tokenizer:
 
     Attributes:
         name: Registry key, used as ``tokenizer._component_``.
-        builder: Callable ``builder(path, *, max_seq_len=None, **kwargs)`` returning an
-            object implementing :class:`tunesmith.data.ModelTokenizer`.
+        builder: Callable ``builder(path, *, max_seq_len=None, **kwargs)`` returning a
+            :class:`tunesmith.protocols.ModelTokenizer`.
         files: Paths relative to a checkpoint directory this tokenizer loads from, in
             order of preference; ``tokenizer: {_component_: auto}`` picks the first
             registered tokenizer of the checkpoint's family whose file exists.
@@ -74,7 +88,7 @@ class Tokenizer:
     """
 
     name: str
-    builder: Callable[..., Any]
+    builder: Callable[..., ModelTokenizer]
     files: tuple[str, ...] = ()
     family: str | None = None
     priority: int = 0
@@ -83,22 +97,60 @@ class Tokenizer:
 
 
 @dataclass(frozen=True)
+class FusedModule:
+    """A Hugging Face module whose weight stacks several native modules' weights.
+
+    Phi-3's ``qkv_proj`` is native ``q_proj``, ``k_proj`` and ``v_proj`` concatenated
+    along the output dimension; the checkpointer splits it on load and fuses it on
+    save, and PEFT methods export adapters of the parts as one adapter of the fused
+    module (and split them on load). ``.weight`` and ``.bias`` both follow the rule.
+
+    Attributes:
+        hf: The HF module path template, ``{}`` for the layer index
+            (``"model.layers.{}.self_attn.qkv_proj"``).
+        parts: The native module path templates, in stacking order
+            (``("layers.{}.attn.q_proj", "layers.{}.attn.k_proj", "layers.{}.attn.v_proj")``).
+        sizes: ``f(config.json dict) -> rows of each part`` (e.g. ``(q, kv, kv)`` dims).
+    """
+
+    hf: str
+    parts: tuple[str, ...]
+    sizes: Callable[[Mapping[str, Any]], tuple[int, ...]]
+
+
+@dataclass(frozen=True)
 class CheckpointAdapter:
     """How one model family's checkpoints map onto native modules.
 
     Key maps are tables of templated names: ``{}`` stands for a layer index, e.g.
     ``{"model.layers.{}.self_attn.q_proj.weight": "layers.{}.attn.q_proj.weight"}``.
-    :func:`tunesmith.checkpoint.remap_keys` applies them in either direction.
+    :meth:`hf_to_native_state_dict` / :meth:`native_to_hf_state_dict` convert whole
+    state dicts: ``convert_from_hf`` first, then ``fused`` splits, then the table
+    (and the reverse on the way out).
 
     Attributes:
         family: Registry key (``"llama"``).
-        model_types: The Hugging Face ``config.json`` ``model_type`` values it reads.
-        hf_to_native: HF key template -> native key template.
-        build_from_hf_config: ``f(config: dict, **overrides) -> nn.Module``: the
-            architecture described by a ``config.json``.
+        model_types: The Hugging Face ``config.json`` ``model_type`` values it reads,
+            matched exactly.
+        hf_to_native: HF key template -> native key template, for keys that map one to one.
+        build_from_hf_config: ``f(config: dict, **overrides) -> NativeModel``: the
+            architecture described by a ``config.json``; called under the target default
+            device and dtype.
+        aliases: Other names that select this adapter in ``checkpointer.model_type``,
+            matched case-insensitively (torchtune's ``LLAMA3_2``, ``PHI3_MINI``).
+        fused: :class:`FusedModule` specs for HF tensors that hold several native ones.
+        convert_from_hf: ``f(hf_state_dict, config) -> hf_state_dict`` applied before
+            the renames (permute, derive or drop keys), or ``None``.
+        convert_to_hf: ``f(hf_state_dict, config) -> hf_state_dict`` applied after the
+            renames on the way out, or ``None``.
+        passthrough: Regular expressions of HF keys that are not part of the native
+            model (e.g. a multimodal checkpoint's vision tower): they are not loaded,
+            and are written back unchanged beside the trained weights.
+        tiny_config: ``f() -> dict``: a tiny ``config.json`` of this family (a few
+            layers, small widths) for tests, the conformance kit and ``tunesmith demo``.
         meta_to_native: ``f(state_dict, params: dict) -> native state_dict`` for Meta
             ``consolidated.*.pth`` + ``params.json`` checkpoints, if the family has them.
-        build_from_meta_params: ``f(params: dict, **overrides) -> nn.Module`` for Meta
+        build_from_meta_params: ``f(params: dict, **overrides) -> NativeModel`` for Meta
             checkpoints.
         hf_config_from_meta_params: ``f(params: dict) -> dict``: the ``config.json`` to
             write beside weights converted from a Meta checkpoint.
@@ -107,9 +159,15 @@ class CheckpointAdapter:
     family: str
     model_types: tuple[str, ...]
     hf_to_native: Mapping[str, str]
-    build_from_hf_config: Callable[..., Any]
+    build_from_hf_config: Callable[..., NativeModel]
+    aliases: tuple[str, ...] = ()
+    fused: tuple[FusedModule, ...] = ()
+    convert_from_hf: Callable[[dict, Mapping[str, Any]], dict] | None = None
+    convert_to_hf: Callable[[dict, Mapping[str, Any]], dict] | None = None
+    passthrough: tuple[str, ...] = ()
+    tiny_config: Callable[[], dict[str, Any]] | None = None
     meta_to_native: Callable[[dict, dict], dict] | None = None
-    build_from_meta_params: Callable[..., Any] | None = None
+    build_from_meta_params: Callable[..., NativeModel] | None = None
     hf_config_from_meta_params: Callable[[dict], dict] | None = None
     description: str = ""
     origin: Origin = _UNKNOWN
@@ -122,8 +180,49 @@ class CheckpointAdapter:
     def native_to_hf(self) -> dict[str, str]:
         return {native: hf for hf, native in self.hf_to_native.items()}
 
+    def hf_to_native_state_dict(
+        self, state_dict: Mapping[str, Any], config: Mapping[str, Any], **kwargs: Any
+    ) -> dict[str, Any]:
+        """A Hugging Face state dict under native names (see the class docstring)."""
+        from tunesmith.checkpoint import hf_to_native_state_dict
+
+        return hf_to_native_state_dict(state_dict, self, config, **kwargs)
+
+    def native_to_hf_state_dict(
+        self, state_dict: Mapping[str, Any], config: Mapping[str, Any], **kwargs: Any
+    ) -> dict[str, Any]:
+        """A native state dict under Hugging Face names (see the class docstring)."""
+        from tunesmith.checkpoint import native_to_hf_state_dict
+
+        return native_to_hf_state_dict(state_dict, self, config, **kwargs)
+
+    def hf_module(self, native_path: str) -> tuple[str, int | None]:
+        """The HF module path of a native module path, and its index among a
+        :class:`FusedModule`'s parts (``None`` when it maps one to one).
+
+        Raises:
+            KeyError: no rule names the module.
+        """
+        from tunesmith.checkpoint import remap_keys
+        from tunesmith.checkpoint._keys import _pattern
+
+        for spec in self.fused:
+            for index, part in enumerate(spec.parts):
+                match = _pattern(part).match(native_path)
+                if match:
+                    return spec.hf.format(*match.groups()), index
+        try:
+            key = next(iter(remap_keys({f"{native_path}.weight": 0}, self.native_to_hf)))
+        except Exception:
+            raise KeyError(native_path) from None
+        return key.removesuffix(".weight"), None
+
     def hf_module_name(self, native_module: str) -> str:
         """The Hugging Face leaf module name for a native leaf name (``output_proj`` -> ``o_proj``)."""
+        for spec in self.fused:
+            for part in spec.parts:
+                if part.rpartition(".")[2] == native_module:
+                    return spec.hf.rpartition(".")[2]
         for hf, native in self.hf_to_native.items():
             parts = native.split(".")
             if native_module in parts:
@@ -137,18 +236,24 @@ class PeftMethod:
 
     Attributes:
         name: Registry key, used as ``peft._component_``.
-        builder: ``builder(**peft_config) -> transform``, taking the ``peft:`` config
-            keys. The transform has ``apply(model)`` (wraps in place, freezes the base),
-            ``trainable_params(model) -> {name: Parameter}``,
-            ``merged_state_dict(model, state_dict=None)`` (the plain model's weights;
-            ``state_dict`` is a gathered full state dict under FSDP), ``merge(model)``,
-            ``save_adapter(model, directory, *, adapter, base_model_name_or_path,
-            state_dict=None)`` (PEFT-format files) and
-            ``load_adapter(model, directory, *, adapter)``.
+        builder: ``builder(**peft_block) -> PeftTransform`` (see
+            :class:`tunesmith.protocols.PeftTransform`), taking the ``peft:`` config keys.
+        peft_type: The ``peft_type`` of the ``adapter_config.json`` files this method
+            loads (``"LORA"``), or ``None`` for a training variant whose adapters another
+            method loads (QLoRA writes plain LoRA adapters).
+        adapter_match: ``adapter_config.json`` fields that must hold these values for
+            this method to load an adapter (``{"use_dora": True}``); among the methods of
+            one ``peft_type``, the one matching the most fields wins. A missing field
+            counts as ``False``/``None``.
+        from_adapter_config: ``f(adapter_config: dict) -> PeftTransform`` able to load
+            that adapter directory (required with ``peft_type``).
     """
 
     name: str
-    builder: Callable[..., Any]
+    builder: Callable[..., PeftTransform]
+    peft_type: str | None = None
+    adapter_match: Mapping[str, Any] = field(default_factory=dict)
+    from_adapter_config: Callable[[Mapping[str, Any]], PeftTransform] | None = None
     description: str = ""
     origin: Origin = _UNKNOWN
 
@@ -180,12 +285,19 @@ class Recipe:
 @dataclass(frozen=True)
 class Config:
     """A shipped YAML config, e.g. ``llama3_2/1B_lora_single_device`` for recipe
-    ``lora_finetune_single_device``. Registered through ``register_recipes``."""
+    ``lora_finetune_single_device``. Registered through ``register_recipes``.
+
+    Attributes:
+        requires: The distribution that registers ``recipe`` when another plugin does
+            (``"tunesmith-lora"``): while it is missing the config is hidden from
+            ``tunesmith ls`` and ``tunesmith plugins`` says what to install.
+    """
 
     name: str
     recipe: str
     path: Path
     description: str = ""
+    requires: str | None = None
     origin: Origin = _UNKNOWN
 
 
@@ -194,12 +306,12 @@ class Evaluator:
     """An evaluation back-end, e.g. ``eleuther``.
 
     Attributes:
-        builder: ``builder(**config)`` returning an object with
-            ``evaluate(model, tokenizer) -> dict`` of metrics.
+        builder: ``builder(**evaluator_block)`` returning a
+            :class:`tunesmith.protocols.ModelEvaluator` (``evaluate(model, tokenizer) -> dict``).
     """
 
     name: str
-    builder: Callable[..., Any]
+    builder: Callable[..., ModelEvaluator]
     description: str = ""
     origin: Origin = _UNKNOWN
 
@@ -209,12 +321,12 @@ class Quantizer:
     """A post-training quantizer, e.g. ``int8_weight_only``.
 
     Attributes:
-        builder: ``builder(**config)`` returning an object with
-            ``quantize(model, device) -> nn.Module``.
+        builder: ``builder(**quantizer_block)`` returning a
+            :class:`tunesmith.protocols.ModelQuantizer` (``quantize(model, device) -> model``).
     """
 
     name: str
-    builder: Callable[..., Any]
+    builder: Callable[..., ModelQuantizer]
     description: str = ""
     origin: Origin = _UNKNOWN
 
@@ -224,11 +336,12 @@ class Dataset:
     """A dataset builder, e.g. ``alpaca``.
 
     Attributes:
-        builder: ``builder(tokenizer, **config) -> torch.utils.data.Dataset`` whose items
-            are ``{"tokens": list[int], "labels": list[int]}``.
+        builder: ``builder(tokenizer, **dataset_block)`` returning a
+            :class:`tunesmith.protocols.TrainingDataset` of
+            ``{"tokens": list[int], "labels": list[int]}`` items.
     """
 
     name: str
-    builder: Callable[..., Any]
+    builder: Callable[..., TrainingDataset]
     description: str = ""
     origin: Origin = _UNKNOWN

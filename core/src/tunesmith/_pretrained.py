@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +13,14 @@ from tunesmith.checkpoint import (
     atomic_directory,
     config_dtype,
     convert_checkpoint,
-    load_model_weights,
     resolve_dtype,
     save_hf_state_dict,
 )
-from tunesmith.errors import CheckpointError, NotFoundError, TunesmithError
+from tunesmith.errors import CheckpointError
+from tunesmith.peft import transform_for_adapter
 
 __all__ = [
     "convert_checkpoint",
-    "find_adapter_dir",
     "load_pretrained",
     "merge_adapter",
     "resolve_device",
@@ -45,57 +42,6 @@ def _default_dtype(device: torch.device, config: dict[str, Any]) -> torch.dtype:
     if dtype == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return torch.float16
     return dtype
-
-
-@contextmanager
-def _building(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
-    # Build straight on the target device in the target dtype: no fp32 CPU copy of a
-    # large model on the way.
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with device:
-            yield
-    finally:
-        torch.set_default_dtype(previous)
-
-
-def find_adapter_dir(directory: str | os.PathLike) -> Path:
-    """The PEFT adapter directory at ``directory``: itself, or the ``adapter/`` folder a
-    PEFT run writes inside ``output_dir/epoch_N`` (beside the merged weights, so that
-    transformers does not apply the adapter a second time to merged weights)."""
-    directory = Path(directory).expanduser()
-    for candidate in (directory, directory / "adapter"):
-        if (candidate / "adapter_config.json").is_file():
-            return candidate
-    raise CheckpointError(
-        f"no adapter_config.json in {directory} or {directory / 'adapter'}: expected a PEFT "
-        "adapter directory (adapter_config.json + adapter_model.safetensors), e.g. "
-        "output_dir/epoch_N of a LoRA run"
-    )
-
-
-def _peft_transform(directory: Path) -> Any:
-    """A PEFT transform able to load the adapter in ``directory``."""
-    from tunesmith.registry import get_registry
-
-    try:
-        method = get_registry().get("peft_methods", "lora")
-    except NotFoundError:
-        raise TunesmithError(
-            f"loading the PEFT adapter in {directory} needs a PEFT method plugin, and none "
-            "is installed: pip install tunesmith-lora"
-        ) from None
-    # load_adapter takes the layers, rank, alpha and DoRA setting from the directory's
-    # adapter_config.json; the builder only insists that some layer is named.
-    return method.builder(lora_attn_modules=["q_proj"])
-
-
-def _load_model(ckpt: Checkpointer, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
-    with _building(device, dtype):
-        model = ckpt.build_model()
-    load_model_weights(model, ckpt.load_state_dict())
-    return model
 
 
 def load_pretrained(
@@ -122,7 +68,8 @@ def load_pretrained(
         device: ``"cuda"``, ``"cpu"``, ``"cuda:1"``...; ``None`` or ``"auto"``: CUDA when
             present.
         adapter: A PEFT adapter directory (``adapter_config.json`` +
-            ``adapter_model.safetensors``) to apply on top (needs ``tunesmith-lora``).
+            ``adapter_model.safetensors``) to apply on top, by the installed PEFT method
+            that declares its ``peft_type`` (``tunesmith-lora`` for LoRA and DoRA).
         max_seq_len: Truncation length for the tokenizer.
 
     Returns:
@@ -131,7 +78,7 @@ def load_pretrained(
     Raises:
         CheckpointError: the directory is not a checkpoint, no plugin reads its family,
             or its weights do not match the architecture.
-        TunesmithError: ``adapter`` is given but no PEFT plugin is installed.
+        TunesmithError: ``adapter`` is given but no installed PEFT method loads it.
 
     Example:
         >>> model, tokenizer = tunesmith.load_pretrained("models/Llama-3.2-1B-Instruct")
@@ -153,10 +100,10 @@ def load_pretrained(
     target_dtype = (
         resolve_dtype(dtype) if dtype is not None else _default_dtype(target, ckpt.hf_config)
     )
-    adapter_dir = find_adapter_dir(adapter) if adapter is not None else None
-    transform = _peft_transform(adapter_dir) if adapter_dir is not None else None
-    model = _load_model(ckpt, target, target_dtype)
-    if transform is not None:
+    if adapter is not None:
+        adapter_dir, transform = transform_for_adapter(adapter)
+    model = ckpt.load_model(device=target, dtype=target_dtype)
+    if adapter is not None:
         transform.load_adapter(model, adapter_dir, adapter=ckpt.adapter)
     model.to(device=target, dtype=target_dtype)
     model.eval()
@@ -197,12 +144,11 @@ def merge_adapter(
     Raises:
         CheckpointError: a directory is not what it should be, or the adapter does not
             fit the base model.
-        TunesmithError: no PEFT plugin is installed.
+        TunesmithError: no installed PEFT method loads the adapter.
     """
     ckpt = Checkpointer(base_dir)
-    adapter_path = find_adapter_dir(adapter_dir)
-    transform = _peft_transform(adapter_path)
-    model = _load_model(ckpt, torch.device("cpu"), torch.float32)
+    adapter_path, transform = transform_for_adapter(adapter_dir)
+    model = ckpt.load_model(device="cpu", dtype=torch.float32)
     transform.load_adapter(model, adapter_path, adapter=ckpt.adapter)
     hf_state = ckpt.to_hf(transform.merged_state_dict(model))
     store = resolve_dtype(dtype) if dtype is not None else config_dtype(ckpt.hf_config)

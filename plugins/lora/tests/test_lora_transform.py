@@ -144,12 +144,16 @@ def test_applying_twice_is_an_error() -> None:
             {"lora_attn_modules": ["q_proj"], "lora_dropout": 1.5},
             r"lora_dropout must be in \[0, 1\)",
         ),
-        ({"lora_attn_modules": []}, "LoRA selects no layers"),
     ],
 )
 def test_invalid_values(kwargs, message) -> None:
     with pytest.raises(ConfigError, match=message):
         LoRATransform(**kwargs)
+
+
+def test_a_transform_without_layers_cannot_apply() -> None:
+    with pytest.raises(ConfigError, match="LoRA selects no layers"):
+        LoRATransform(lora_attn_modules=[]).apply(make_toy())
 
 
 def test_builders_validate_peft_block() -> None:

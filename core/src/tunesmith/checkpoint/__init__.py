@@ -17,7 +17,11 @@ from tunesmith.checkpoint._hf import (
     read_hf_config,
     save_hf_state_dict,
 )
-from tunesmith.checkpoint._keys import remap_keys
+from tunesmith.checkpoint._keys import (
+    hf_to_native_state_dict,
+    native_to_hf_state_dict,
+    remap_keys,
+)
 from tunesmith.checkpoint._meta import load_meta_checkpoint
 from tunesmith.checkpoint._weights import LoadResult, load_model_weights
 
@@ -32,9 +36,11 @@ __all__ = [
     "detect_format",
     "find_adapter",
     "find_hf_weight_files",
+    "hf_to_native_state_dict",
     "load_hf_state_dict",
     "load_meta_checkpoint",
     "load_model_weights",
+    "native_to_hf_state_dict",
     "parse_size",
     "read_hf_config",
     "remap_keys",

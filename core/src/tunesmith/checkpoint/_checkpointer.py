@@ -23,8 +23,8 @@ from tunesmith.checkpoint._hf import (
     require_dir,
     save_hf_state_dict,
 )
-from tunesmith.checkpoint._keys import remap_keys
 from tunesmith.checkpoint._meta import find_meta_files, is_meta_checkpoint, load_meta_checkpoint
+from tunesmith.checkpoint._weights import load_model_weights
 from tunesmith.errors import CheckpointError
 
 __all__ = ["Checkpointer", "detect_format", "find_adapter"]
@@ -72,10 +72,11 @@ def _normalize(name: str) -> str:
 def find_adapter(
     model_type: str, *, source: str = "checkpoint", registry: Any = None
 ) -> CheckpointAdapter:
-    """The installed checkpoint adapter for a family name or HF ``model_type``.
+    """The installed checkpoint adapter for an HF ``model_type``, a family name or an
+    alias a family declares (torchtune's ``LLAMA3_2``).
 
-    Matches, in order: a family name, one of an adapter's ``model_types``, then a
-    family name that starts a torchtune-style model type (``LLAMA3_2`` -> ``llama``).
+    Matching is exact (case-insensitive, ``-`` and ``_`` alike): a ``gemma2``
+    checkpoint never gets the ``gemma`` adapter.
 
     Raises:
         CheckpointError: no installed plugin reads it; the message names the installed
@@ -87,16 +88,14 @@ def find_adapter(
         registry = get_registry()
     adapters: list[CheckpointAdapter] = registry.values("checkpoint_adapters")
     wanted = _normalize(model_type)
-    for test in (
-        lambda a: _normalize(a.family) == wanted,
-        lambda a: wanted in {_normalize(t) for t in a.model_types},
+    for names in (
+        lambda a: a.model_types,
+        lambda a: (a.family,),
+        lambda a: a.aliases,
     ):
         for adapter in adapters:
-            if test(adapter):
+            if wanted in {_normalize(n) for n in names(adapter)}:
                 return adapter
-    prefixed = [a for a in adapters if wanted.startswith(_normalize(a.family))]
-    if prefixed:
-        return max(prefixed, key=lambda a: len(a.family))
     installed = ", ".join(sorted(a.family for a in adapters)) or "none"
     guess = re.match(r"[a-z]+", wanted)
     package = f"tunesmith-{guess.group(0) if guess else wanted}"
@@ -106,6 +105,11 @@ def find_adapter(
         f"(`pip install {package}`), or set checkpointer.model_type to one of the installed "
         "families if the architecture is the same"
     )
+
+
+def _passthrough(hf: Mapping[str, torch.Tensor], adapter: CheckpointAdapter) -> dict:
+    patterns = [re.compile(p) for p in adapter.passthrough]
+    return {k: v for k, v in hf.items() if any(p.search(k) for p in patterns)}
 
 
 class Checkpointer:
@@ -147,6 +151,8 @@ class Checkpointer:
         self.output_dir = Path(output_dir).expanduser() if output_dir is not None else None
         self.checkpoint_files = checkpoint_files
         self.adapter: CheckpointAdapter = self._find_adapter(model_type)
+        #: HF tensors of ``adapter.passthrough`` read by :meth:`load_state_dict`.
+        self.passthrough: dict[str, torch.Tensor] = {}
 
     def _find_adapter(self, model_type: str | None) -> CheckpointAdapter:
         if model_type:
@@ -209,6 +215,29 @@ class Checkpointer:
             return build_meta(self.meta_params, **overrides)
         return self.adapter.build_from_hf_config(self.hf_config, **overrides)
 
+    def load_model(
+        self,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        **overrides: Any,
+    ) -> torch.nn.Module:
+        """:meth:`build_model` built directly on ``device`` in ``dtype`` (no fp32 CPU copy
+        of a large model on the way), with the checkpoint's weights loaded.
+
+        Raises:
+            CheckpointError: the weights do not fit the architecture.
+        """
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        try:
+            with torch.device(device):
+                model = self.build_model(**overrides)
+        finally:
+            torch.set_default_dtype(previous)
+        load_model_weights(model, self.load_state_dict())
+        return model
+
     def load_state_dict(self, *, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
         """The checkpoint's weights under native names.
 
@@ -218,7 +247,10 @@ class Checkpointer:
         source = f"checkpoint in {self.checkpoint_dir}"
         if self.format == "hf":
             hf = load_hf_state_dict(self.checkpoint_dir, self.checkpoint_files, device=device)
-            return remap_keys(hf, self.adapter.hf_to_native, ignore=HF_IGNORED_KEYS, source=source)
+            self.passthrough = _passthrough(hf, self.adapter)
+            return self.adapter.hf_to_native_state_dict(
+                hf, self.hf_config, ignore=HF_IGNORED_KEYS, source=source
+            )
         if self.adapter.meta_to_native is None:
             raise CheckpointError(
                 f"the {self.adapter.family} plugin does not read Meta checkpoints "
@@ -249,12 +281,14 @@ class Checkpointer:
         ):
             del state["output.weight"]  # transformers re-ties it from the embedding
         try:
-            return remap_keys(state, self.adapter.native_to_hf, source="model state dict")
+            hf = self.adapter.native_to_hf_state_dict(state, self.hf_config)
         except CheckpointError as exc:
             raise CheckpointError(
                 f"cannot name the model's weights in Hugging Face format ({exc}) — merge "
                 "PEFT adapters into the base weights before saving full weights"
             ) from None
+        # Tensors the native model does not hold (a vision tower) go back unchanged.
+        return {**self.passthrough, **hf}
 
     def write_support_files(self, directory: Path) -> None:
         """Copy the source's non-weight files (config.json, tokenizer, ...) into

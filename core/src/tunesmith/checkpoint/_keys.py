@@ -8,7 +8,7 @@ from typing import Any
 
 from tunesmith.errors import CheckpointError
 
-__all__ = ["remap_keys"]
+__all__ = ["hf_to_native_state_dict", "native_to_hf_state_dict", "remap_keys"]
 
 
 def _pattern(template: str) -> re.Pattern[str]:
@@ -58,3 +58,109 @@ def remap_keys(
             "model_type or choose the matching model"
         )
     return out
+
+
+# ---- whole state dicts through a family's checkpoint adapter -----------------
+
+_FUSED_SUFFIXES = ("weight", "bias")
+
+
+def _fused_patterns(fused: Any) -> list[tuple[Any, re.Pattern[str], str]]:
+    return [
+        (spec, _pattern(f"{spec.hf}.{suffix}"), suffix)
+        for spec in fused
+        for suffix in _FUSED_SUFFIXES
+    ]
+
+
+def _split_fused(
+    state_dict: Mapping[str, Any], fused: Any, config: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(native tensors split out of fused HF tensors, the remaining HF tensors)``."""
+    patterns = _fused_patterns(fused)
+    native: dict[str, Any] = {}
+    rest: dict[str, Any] = {}
+    for key, value in state_dict.items():
+        for spec, pattern, suffix in patterns:
+            match = pattern.match(key)
+            if match:
+                sizes = list(spec.sizes(config))
+                if sum(sizes) != value.shape[0]:
+                    raise CheckpointError(
+                        f"{key} has {value.shape[0]} rows but config.json describes "
+                        f"{' + '.join(map(str, sizes))}: the checkpoint does not match its "
+                        "config.json — re-download it"
+                    )
+                for part, piece in zip(spec.parts, value.split(sizes, dim=0), strict=True):
+                    native[f"{part.format(*match.groups())}.{suffix}"] = piece
+                break
+        else:
+            rest[key] = value
+    return native, rest
+
+
+def _fuse_parts(state_dict: Mapping[str, Any], fused: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(fused HF tensors, the remaining native tensors)``."""
+    import torch
+
+    rest = dict(state_dict)
+    out: dict[str, Any] = {}
+    for spec in fused:
+        for suffix in _FUSED_SUFFIXES:
+            first = _pattern(f"{spec.parts[0]}.{suffix}")
+            for key in [k for k in rest if first.match(k)]:
+                groups = first.match(key).groups()  # type: ignore[union-attr]
+                names = [f"{part.format(*groups)}.{suffix}" for part in spec.parts]
+                missing = [n for n in names if n not in rest]
+                if missing:
+                    raise CheckpointError(
+                        f"cannot fuse {key} into {spec.hf.format(*groups)}.{suffix}: "
+                        f"{', '.join(missing)} missing from the model state dict"
+                    )
+                out[f"{spec.hf.format(*groups)}.{suffix}"] = torch.cat(
+                    [rest.pop(n) for n in names], dim=0
+                )
+    return out, rest
+
+
+def hf_to_native_state_dict(
+    state_dict: Mapping[str, Any],
+    adapter: Any,
+    config: Mapping[str, Any],
+    *,
+    ignore: tuple[str, ...] = (),
+    source: str = "checkpoint",
+) -> dict[str, Any]:
+    """A Hugging Face state dict under native names, through a family's adapter.
+
+    Applies, in order: the adapter's ``convert_from_hf`` (arbitrary conversions),
+    its ``fused`` specs (split a fused HF tensor into native parts), then its
+    ``hf_to_native`` key table. Keys matching ``adapter.passthrough`` are dropped
+    (the checkpointer keeps them aside).
+
+    Raises:
+        CheckpointError: a key no rule names, or a fused tensor whose size does not
+            match ``config``.
+    """
+    if adapter.convert_from_hf is not None:
+        state_dict = adapter.convert_from_hf(dict(state_dict), config)
+    native, rest = _split_fused(state_dict, adapter.fused, config)
+    ignore = (*ignore, *adapter.passthrough)
+    native.update(remap_keys(rest, adapter.hf_to_native, ignore=ignore, source=source))
+    return native
+
+
+def native_to_hf_state_dict(
+    state_dict: Mapping[str, Any],
+    adapter: Any,
+    config: Mapping[str, Any],
+    *,
+    source: str = "model state dict",
+) -> dict[str, Any]:
+    """The inverse of :func:`hf_to_native_state_dict`: native names -> Hugging Face
+    names, fusing parts and then applying the adapter's ``convert_to_hf``."""
+    hf, rest = _fuse_parts(state_dict, adapter.fused)
+    hf.update(remap_keys(rest, adapter.native_to_hf, source=source))
+    if adapter.convert_to_hf is not None:
+        hf = adapter.convert_to_hf(hf, config)
+    return hf

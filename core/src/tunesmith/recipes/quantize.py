@@ -79,14 +79,14 @@ def _load(
     source: Path, output: Path, adapter: Any, device: torch.device, dtype: torch.dtype
 ) -> tuple[Any, Any]:
     """``(checkpointer, model)``, the adapter (if any) merged into plain ``nn.Linear``s."""
-    from tunesmith._pretrained import _load_model, _peft_transform, find_adapter_dir
     from tunesmith.checkpoint import Checkpointer
+    from tunesmith.peft import transform_for_adapter
 
     ckpt = Checkpointer(source, output)  # output_dir: not copied if it lies inside source
-    adapter_dir = find_adapter_dir(adapter) if adapter else None
-    transform = _peft_transform(adapter_dir) if adapter_dir is not None else None
-    model = _load_model(ckpt, device, dtype)
-    if transform is not None:
+    if adapter:
+        adapter_dir, transform = transform_for_adapter(adapter)
+    model = ckpt.load_model(device=device, dtype=dtype)
+    if adapter:
         transform.load_adapter(model, adapter_dir, adapter=ckpt.adapter)
         transform.merge(model)  # quantize the merged weights, not a wrapped base
     model.eval()

@@ -200,14 +200,24 @@ class LoRATransform:
         use_dora: Weight-decomposed adapters (DoRA).
         quantize_base: Keep the frozen base weights of adapted layers in NF4 (QLoRA).
 
+    A transform built with no layers selected (see :meth:`from_adapter_config`) cannot
+    :meth:`apply`, but loads, saves and merges adapter directories: their files say
+    which layers are adapted.
+
     Raises:
         ConfigError: a value is out of range.
     """
 
+    @classmethod
+    def from_adapter_config(cls, config: Mapping[str, Any]) -> LoRATransform:
+        """A transform for loading the LoRA/DoRA adapter an ``adapter_config.json``
+        describes (the ``lora`` and ``dora`` methods' ``from_adapter_config``)."""
+        return cls(use_dora=bool(config.get("use_dora", False)))
+
     def __init__(
         self,
         *,
-        lora_attn_modules: Iterable[str],
+        lora_attn_modules: Iterable[str] = (),
         apply_lora_to_mlp: bool = False,
         apply_lora_to_output: bool = False,
         lora_rank: int = 8,
@@ -230,11 +240,6 @@ class LoRATransform:
             or not (0.0 <= lora_dropout < 1.0)
         ):
             problems.append(f"peft.lora_dropout must be in [0, 1), got {lora_dropout!r}")
-        if not modules and not apply_lora_to_mlp and not apply_lora_to_output:
-            problems.append(
-                "LoRA selects no layers: list projections in peft.lora_attn_modules "
-                "(e.g. [q_proj, v_proj]) or set apply_lora_to_mlp / apply_lora_to_output"
-            )
         if problems:
             raise ConfigError("; ".join(problems))
         self.lora_attn_modules = tuple(dict.fromkeys(modules))
@@ -267,6 +272,11 @@ class LoRATransform:
         """
         leaves = _linear_leaves(model)
         problems = []
+        if not (self.lora_attn_modules or self.apply_lora_to_mlp or self.apply_lora_to_output):
+            problems.append(
+                "LoRA selects no layers: list projections in peft.lora_attn_modules "
+                "(e.g. [q_proj, v_proj]) or set apply_lora_to_mlp / apply_lora_to_output"
+            )
         for name in self.lora_attn_modules:
             if name not in ATTN_MODULES:
                 hint = did_you_mean(name, ATTN_MODULES, n=1)

@@ -4,7 +4,7 @@ torchtune-named LoRA recipe aliases of the core ``finetune`` recipe."""
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from tunesmith import PeftMethod, Recipe, hookimpl
@@ -52,12 +52,23 @@ def _lazy(builder: str) -> Callable[..., Any]:
     return build
 
 
+def _for_adapter(config: Mapping[str, Any]) -> Any:
+    from tunesmith_lora._transform import LoRATransform
+
+    return LoRATransform.from_adapter_config(config)
+
+
 @hookimpl
 def register_peft_methods(register: Callable[[PeftMethod], None]) -> None:
+    # lora and dora both write peft_type LORA; use_dora tells their adapters apart.
+    # qlora's adapters are plain LoRA adapters, loaded by lora: it declares no peft_type.
     register(
         PeftMethod(
             name="lora",
             builder=_lazy("build_lora"),
+            peft_type="LORA",
+            adapter_match={"use_dora": False},
+            from_adapter_config=_for_adapter,
             description="LoRA adapters on the layers peft.lora_attn_modules names",
         )
     )
@@ -65,6 +76,9 @@ def register_peft_methods(register: Callable[[PeftMethod], None]) -> None:
         PeftMethod(
             name="dora",
             builder=_lazy("build_dora"),
+            peft_type="LORA",
+            adapter_match={"use_dora": True},
+            from_adapter_config=_for_adapter,
             description="DoRA: LoRA with a learned per-row magnitude (use_dora: true)",
         )
     )
