@@ -217,6 +217,26 @@ class CheckpointAdapter:
             raise KeyError(native_path) from None
         return key.removesuffix(".weight"), None
 
+    def native_modules(self, hf_path: str) -> tuple[str, ...]:
+        """The native module paths an HF module path stands for: one, or a
+        :class:`FusedModule`'s parts in stacking order.
+
+        Raises:
+            KeyError: no rule names the module.
+        """
+        from tunesmith.checkpoint import remap_keys
+        from tunesmith.checkpoint._keys import _pattern
+
+        for spec in self.fused:
+            match = _pattern(spec.hf).match(hf_path)
+            if match:
+                return tuple(part.format(*match.groups()) for part in spec.parts)
+        try:
+            key = next(iter(remap_keys({f"{hf_path}.weight": 0}, self.hf_to_native)))
+        except Exception:
+            raise KeyError(hf_path) from None
+        return (key.removesuffix(".weight"),)
+
     def hf_module_name(self, native_module: str) -> str:
         """The Hugging Face leaf module name for a native leaf name (``output_proj`` -> ``o_proj``)."""
         for spec in self.fused:

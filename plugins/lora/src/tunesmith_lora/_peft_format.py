@@ -24,11 +24,10 @@ import torch
 from torch import nn
 
 from tunesmith import CheckpointAdapter
-from tunesmith.checkpoint import atomic_write, remap_keys
+from tunesmith.checkpoint import atomic_write
 from tunesmith.errors import CheckpointError, ConfigError
-from tunesmith_lora._layers import LoRALinear
+from tunesmith_lora._layers import LoRALinear, _dense
 from tunesmith_lora._transform import (
-    _linear_leaves,
     freeze_non_adapter_params,
     lora_modules,
     wrap_linears,
@@ -58,32 +57,39 @@ _NATIVE_OF = {peft: native for native, peft in _SUFFIXES.items()}
 # ---- module names -----------------------------------------------------------
 
 
-def _native_to_hf_modules(paths: list[str], adapter: CheckpointAdapter) -> dict[str, str]:
-    """Native module path -> Hugging Face module path, through the weight key table."""
-    try:
-        hf = remap_keys(
-            {f"{p}.weight": p for p in paths}, adapter.native_to_hf, source="native model"
-        )
-    except CheckpointError as exc:
+def _hf_modules_of(
+    paths: list[str], adapter: CheckpointAdapter
+) -> dict[str, tuple[str, int | None]]:
+    """Native module path -> (HF module path, index among a fused module's parts)."""
+    out, unknown = {}, []
+    for path in paths:
+        try:
+            out[path] = adapter.hf_module(path)
+        except KeyError:
+            unknown.append(path)
+    if unknown:
         raise CheckpointError(
-            f"the '{adapter.family}' checkpoint adapter has no Hugging Face name for some "
-            f"adapted layers ({exc}): adapt only layers that exist in the Hugging Face model"
-        ) from None
-    return {native: key.removesuffix(".weight") for key, native in hf.items()}
-
-
-def _hf_to_native_modules(paths: list[str], adapter: CheckpointAdapter) -> dict[str, str]:
-    """Hugging Face module path -> native module path."""
-    try:
-        native = remap_keys(
-            {f"{p}.weight": p for p in paths}, adapter.hf_to_native, source="adapter"
+            f"the '{adapter.family}' checkpoint adapter has no Hugging Face name for adapted "
+            f"layers {', '.join(unknown[:3])}: adapt only layers that exist in the Hugging "
+            "Face model"
         )
-    except CheckpointError as exc:
+    return out
+
+
+def _native_modules_of(paths: list[str], adapter: CheckpointAdapter) -> dict[str, tuple[str, ...]]:
+    """HF module path -> the native module path(s) it stands for."""
+    out, unknown = {}, []
+    for path in paths:
+        try:
+            out[path] = adapter.native_modules(path)
+        except KeyError:
+            unknown.append(path)
+    if unknown:
         raise CheckpointError(
             f"the adapter targets layers the '{adapter.family}' model family does not have "
-            f"({exc}): load it onto the model it was trained for"
-        ) from None
-    return {hf: key.removesuffix(".weight") for key, hf in native.items()}
+            f"({', '.join(sorted(unknown)[:3])}): load it onto the model it was trained for"
+        )
+    return out
 
 
 # ---- writing ----------------------------------------------------------------
@@ -93,6 +99,72 @@ def _common(values: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """The most common value, and the entries that differ from it (PEFT's *_pattern)."""
     common = Counter(values.values()).most_common(1)[0][0]
     return common, {k: v for k, v in values.items() if v != common}
+
+
+def _linear_paths(model: nn.Module) -> list[str]:
+    """Every plain or adapted linear layer's module path."""
+    return [
+        name
+        for name, m in model.named_modules()
+        if name and isinstance(m, (nn.Linear, LoRALinear)) and ".lora_" not in f".{name}"
+    ]
+
+
+def _target_modules(model: nn.Module, adapted: set[str], adapter: CheckpointAdapter) -> list[str]:
+    """PEFT's ``target_modules``: a leaf name when every HF module with that leaf is
+    adapted (what PEFT users write), otherwise the exact paths (PEFT matches suffixes)."""
+    every: set[str] = set()
+    for path in _linear_paths(model):
+        try:
+            every.add(adapter.hf_module(path)[0])
+        except KeyError:
+            continue
+    targets: list[str] = []
+    for leaf in sorted({hf.rpartition(".")[2] for hf in adapted}):
+        same_leaf = {hf for hf in every | adapted if hf.rpartition(".")[2] == leaf}
+        targets += [leaf] if same_leaf <= adapted else sorted(h for h in adapted if h in same_leaf)
+    return sorted(targets)
+
+
+def _fuse_adapters(model, parts, members, loras, value):
+    """One LoRA of a fused HF module from LoRAs of some of its native parts.
+
+    ``A`` stacks the parts' ``A``s (rank = the sum of their ranks) and ``B`` is block
+    diagonal (zero rows for parts without an adapter), so ``B A`` restricted to a
+    part's rows is that part's own update. Scalings are folded into ``B`` relative to
+    the first adapted part's, whose ``alpha / rank`` the fused adapter keeps; DoRA
+    magnitudes are concatenated (an unadapted part's is its weight's row norms).
+
+    Returns:
+        ``({native param name: tensor}, rank, alpha)`` of the fused adapter.
+    """
+    adapted = [parts[i] for i in sorted(members)]
+    scaling = loras[adapted[0]].scaling
+    a_blocks, b_rows, magnitudes = [], [], []
+    rank = sum(loras[p].rank for p in adapted)
+    offset = 0
+    for part in parts:
+        module = model.get_submodule(part)
+        rows = module.out_features
+        lora_a = value(adapted[0], "lora_a.weight")
+        b = lora_a.new_zeros(rows, rank)
+        if part in adapted:
+            r = loras[part].rank
+            a_blocks.append(value(part, "lora_a.weight"))
+            b[:, offset : offset + r] = value(part, "lora_b.weight") * (
+                loras[part].scaling / scaling
+            )
+            offset += r
+            if loras[part].use_dora:
+                magnitudes.append(value(part, "magnitude"))
+        elif loras[adapted[0]].use_dora:
+            weight = _dense(value(part, "weight")).to(lora_a.dtype)
+            magnitudes.append(torch.linalg.norm(weight, dim=1))
+        b_rows.append(b)
+    params = {"lora_a.weight": torch.cat(a_blocks), "lora_b.weight": torch.cat(b_rows)}
+    if magnitudes:
+        params["magnitude"] = torch.cat(magnitudes)
+    return params, rank, scaling * rank
 
 
 def save_peft_adapter(
@@ -120,33 +192,33 @@ def save_peft_adapter(
         raise ConfigError("the model has no LoRA adapters to save: apply a LoRA transform first")
     if len({m.use_dora for m in loras.values()}) > 1:
         raise ConfigError("cannot save a mix of LoRA and DoRA layers as one PEFT adapter")
-    hf_of = _native_to_hf_modules(list(loras), adapter)
+    use_dora = next(iter(loras.values())).use_dora
 
+    def value(path: str, name: str) -> torch.Tensor:
+        if state_dict is None:
+            return model.get_parameter(f"{path}.{name}" if path else name).detach()
+        return state_dict[f"{path}.{name}" if path else name]
+
+    by_hf: dict[str, dict[int | None, str]] = {}
+    for path, (hf, index) in _hf_modules_of(list(loras), adapter).items():
+        by_hf.setdefault(hf, {})[index] = path
     tensors: dict[str, torch.Tensor] = {}
-    for path, module in loras.items():
-        for name in module.adapter_params():
-            key = f"{_PREFIX}{hf_of[path]}.{_SUFFIXES[name]}"
-            if state_dict is None:
-                value = module.get_parameter(name)
-            else:
-                value = state_dict[f"{path}.{name}" if path else name]
-            tensors[key] = value.detach().to("cpu").contiguous()
-
-    # target_modules: a leaf name when every layer with that leaf is adapted (what PEFT
-    # users write), otherwise the exact module paths, which PEFT matches as suffixes.
-    leaves = _linear_leaves(model)
-    by_leaf: dict[str, list[str]] = {}
-    for path in loras:
-        by_leaf.setdefault(path.rpartition(".")[2], []).append(path)
-    targets: list[str] = []
-    for leaf, paths in by_leaf.items():
-        if leaves.get(leaf):  # some layers with this leaf name were left plain
-            targets += [hf_of[p] for p in paths]
+    ranks: dict[str, int] = {}
+    alphas: dict[str, float] = {}
+    for hf, members in by_hf.items():
+        if None in members:
+            path = members[None]
+            params = {name: value(path, name) for name in loras[path].adapter_params()}
+            ranks[hf], alphas[hf] = loras[path].rank, loras[path].alpha
         else:
-            targets.append(adapter.hf_module_name(leaf))
+            parts = adapter.native_modules(hf)
+            params, ranks[hf], alphas[hf] = _fuse_adapters(model, parts, members, loras, value)
+        for name, tensor in params.items():
+            tensors[f"{_PREFIX}{hf}.{_SUFFIXES[name]}"] = tensor.detach().to("cpu").contiguous()
 
-    rank, rank_pattern = _common({hf_of[p]: m.rank for p, m in loras.items()})
-    alpha, alpha_pattern = _common({hf_of[p]: m.alpha for p, m in loras.items()})
+    targets = _target_modules(model, set(by_hf), adapter)
+    rank, rank_pattern = _common(ranks)
+    alpha, alpha_pattern = _common(alphas)
     first = next(iter(loras.values()))
     dropout = first.dropout.p if isinstance(first.dropout, nn.Dropout) else 0.0
     config = {
@@ -160,7 +232,7 @@ def save_peft_adapter(
         "target_modules": sorted(targets),
         "bias": "none",
         "fan_in_fan_out": False,
-        "use_dora": first.use_dora,
+        "use_dora": use_dora,
         "use_rslora": False,
         "init_lora_weights": True,
         "inference_mode": True,
@@ -317,7 +389,7 @@ def load_peft_adapter(
     directory = Path(directory)
     config, tensors = read_peft_adapter(directory)
     by_hf = _split_keys(tensors, directory)
-    native_of = _hf_to_native_modules(list(by_hf), adapter)
+    natives_of = _native_modules_of(list(by_hf), adapter)
     use_dora = bool(config.get("use_dora", False))
     for hf_path, params in by_hf.items():
         if ("magnitude" in params) != use_dora:
@@ -326,10 +398,13 @@ def load_peft_adapter(
                 f"{'has' if 'magnitude' in params else 'lacks'} a DoRA magnitude: re-save the adapter"
             )
 
+    targets: dict[str, dict[str, torch.Tensor]] = {}
+    hf_of: dict[str, str] = {}
+    for hf, params in by_hf.items():
+        for native, part in _split_fused(model, natives_of[hf], params, directory).items():
+            targets[native], hf_of[native] = part, hf
     existing = lora_modules(model)
-    targets = {native_of[hf]: params for hf, params in by_hf.items()}
     if existing:
-        hf_of = {p: hf for hf, p in native_of.items()}
         if set(existing) != set(targets) or any(
             m.use_dora != use_dora or m.alpha != _alpha_for(config, hf_of[p])
             for p, m in existing.items()
@@ -349,7 +424,7 @@ def load_peft_adapter(
             model,
             list(targets),
             rank={p: int(params["lora_a.weight"].shape[0]) for p, params in targets.items()},
-            alpha={p: _alpha_for(config, hf) for hf, p in native_of.items()},
+            alpha={p: _alpha_for(config, hf) for p, hf in hf_of.items()},
             dropout=float(config.get("lora_dropout", 0.0) or 0.0),
             use_dora=use_dora,
             quantize_base=quantize_base,
@@ -367,6 +442,39 @@ def load_peft_adapter(
                 )
             param.copy_(value.to(device=param.device, dtype=param.dtype))
     freeze_non_adapter_params(model)
+
+
+def _split_fused(
+    model: nn.Module, natives: tuple[str, ...], params: dict[str, torch.Tensor], where: Path
+) -> dict[str, dict[str, torch.Tensor]]:
+    """Native module path -> its adapter tensors. An adapter of a fused HF module gives
+    each native part the whole ``A`` and its own rows of ``B`` (and of the DoRA
+    magnitude): ``B_part A`` is exactly the fused update's rows for that part."""
+    if len(natives) == 1:
+        return {natives[0]: params}
+    missing = [n for n in natives if not _is_linear(model, n)]
+    if missing:
+        raise CheckpointError(
+            f"the adapter in {where} targets {', '.join(missing[:3])}, which this model does "
+            "not have as linear layers: load it onto the model it was trained for"
+        )
+    sizes = [model.get_submodule(n).out_features for n in natives]
+    rows = params["lora_b.weight"].shape[0]
+    if rows != sum(sizes):
+        raise CheckpointError(
+            f"the adapter in {where} has {rows} lora_B rows for a module whose parts have "
+            f"{' + '.join(map(str, sizes))}: load it onto the model it was trained for"
+        )
+    pieces = {
+        name: params[name].split(sizes, dim=0)
+        for name in ("lora_b.weight", "magnitude")
+        if name in params
+    }
+    return {
+        native: {"lora_a.weight": params["lora_a.weight"]}
+        | {name: split[i] for name, split in pieces.items()}
+        for i, native in enumerate(natives)
+    }
 
 
 def _is_linear(model: nn.Module, path: str) -> bool:
