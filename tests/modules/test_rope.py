@@ -53,8 +53,8 @@ def test_llama3_scaling_table():
 
 
 def test_unknown_rope_type():
-    with pytest.raises(ValueError, match="unsupported rope_type 'yarn'"):
-        rope_inverse_frequencies(8, 1e4, {"rope_type": "yarn"})
+    with pytest.raises(ValueError, match="unsupported rope_type .dynamic.*longrope, yarn"):
+        rope_inverse_frequencies(8, 1e4, {"rope_type": "dynamic", "factor": 2.0})
 
 
 def test_rotation_is_rotate_half_and_preserves_norm():

@@ -17,6 +17,7 @@ from tunesmith.checkpoint._hf import (
     read_hf_config,
     save_hf_state_dict,
 )
+from tunesmith.checkpoint._hf_config import HFDecoderConfig, hf_decoder_config, hf_rope_settings
 from tunesmith.checkpoint._keys import (
     hf_to_native_state_dict,
     native_to_hf_state_dict,
@@ -27,6 +28,7 @@ from tunesmith.checkpoint._weights import LoadResult, load_model_weights
 
 __all__ = [
     "Checkpointer",
+    "HFDecoderConfig",
     "LoadResult",
     "atomic_directory",
     "atomic_write",
@@ -36,6 +38,8 @@ __all__ = [
     "detect_format",
     "find_adapter",
     "find_hf_weight_files",
+    "hf_decoder_config",
+    "hf_rope_settings",
     "hf_to_native_state_dict",
     "load_hf_state_dict",
     "load_meta_checkpoint",

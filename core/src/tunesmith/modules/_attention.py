@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,26 +20,35 @@ class MultiHeadAttention(nn.Module):
     serves ``num_heads // num_kv_heads`` query heads); ``num_kv_heads == 1`` is
     multi-query attention. The projections are plain ``nn.Linear`` modules under the
     names ``q_proj``, ``k_proj``, ``v_proj``, ``output_proj``, which is what PEFT
-    methods wrap.
+    methods wrap. Biases come with the projections: inject ``nn.Linear(..., bias=True)``
+    for q/k/v only (Qwen 2) or for all four (Llama with ``attention_bias``).
 
     Args:
         embed_dim: Model width.
         num_heads: Query heads.
         num_kv_heads: Key/value heads; divides ``num_heads``.
-        head_dim: Per-head dimension.
+        head_dim: Per-head dimension, independent of ``embed_dim // num_heads``
+            (Gemma, Qwen 3 set it explicitly).
         q_proj: ``embed_dim -> num_heads * head_dim``.
         k_proj: ``embed_dim -> num_kv_heads * head_dim``.
         v_proj: ``embed_dim -> num_kv_heads * head_dim``.
         output_proj: ``num_heads * head_dim -> embed_dim``.
         pos_embeddings: Applied to queries and keys as ``f(x (b, s, h, d), input_pos (b, s))``;
             ``None`` for no positional encoding.
-        q_norm: Per-head norm of queries before RoPE (Qwen 3, Gemma 3), or ``None``.
-        k_norm: Per-head norm of keys before RoPE, or ``None``.
-        sliding_window: Attend only to the last ``sliding_window`` tokens (Mistral,
-            Gemma 2), or ``None`` for the whole context.
+        q_norm: Norm of queries before RoPE, or ``None``; see ``qk_norm_scope``.
+        k_norm: Norm of keys before RoPE, or ``None``; see ``qk_norm_scope``.
+        qk_norm_scope: What ``q_norm``/``k_norm`` normalise. ``"head"``: each head
+            vector, over ``head_dim`` (Qwen 3, Gemma 3; norms of size ``head_dim``).
+            ``"full"``: the whole projection output, over ``num_heads * head_dim``
+            (``num_kv_heads * head_dim`` for keys), before the split into heads (OLMo 2).
+        sliding_window: Attend only to the last ``sliding_window`` tokens, the query
+            included (Mistral, Gemma 2/3 local layers; HF's ``sliding_window``), or
+            ``None`` for the whole context.
         softcap: Soft-cap attention logits as ``softcap * tanh(logits / softcap)``
-            (Gemma 2), or ``None``. Uses an explicit matmul instead of SDPA.
-        scale: Logit scale; default ``head_dim ** -0.5``.
+            (Gemma 2's ``attn_logit_softcapping``), or ``None``. Uses an explicit matmul
+            instead of SDPA.
+        scale: Logit scale; default ``head_dim ** -0.5`` (Gemma 2/3:
+            ``query_pre_attn_scalar ** -0.5``).
         attn_dropout: Dropout on attention weights while training.
     """
 
@@ -55,6 +66,7 @@ class MultiHeadAttention(nn.Module):
         pos_embeddings: nn.Module | None = None,
         q_norm: nn.Module | None = None,
         k_norm: nn.Module | None = None,
+        qk_norm_scope: Literal["head", "full"] = "head",
         sliding_window: int | None = None,
         softcap: float | None = None,
         scale: float | None = None,
@@ -65,6 +77,8 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(
                 f"num_heads ({num_heads}) must be a multiple of num_kv_heads ({num_kv_heads})"
             )
+        if qk_norm_scope not in ("head", "full"):
+            raise ValueError(f"qk_norm_scope must be 'head' or 'full', not {qk_norm_scope!r}")
         self.embed_dim = embed_dim
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads
@@ -73,6 +87,7 @@ class MultiHeadAttention(nn.Module):
         self.output_proj = output_proj
         self.pos_embeddings = pos_embeddings
         self.q_norm, self.k_norm = q_norm, k_norm
+        self.qk_norm_scope = qk_norm_scope
         self.sliding_window = sliding_window
         self.softcap = softcap
         self.scale = scale if scale is not None else head_dim**-0.5
@@ -108,13 +123,14 @@ class MultiHeadAttention(nn.Module):
         b, s, _ = x.shape
         if input_pos is None:
             input_pos = torch.arange(s, device=x.device).expand(b, s)
-        q = self.q_proj(x).view(b, s, self.num_heads, self.head_dim)  # (b, s, h, d)
-        k = self.k_proj(x).view(b, s, self.num_kv_heads, self.head_dim)  # (b, s, h_kv, d)
-        v = self.v_proj(x).view(b, s, self.num_kv_heads, self.head_dim)  # (b, s, h_kv, d)
-        if self.q_norm is not None:
-            q = self.q_norm(q)
-        if self.k_norm is not None:
-            k = self.k_norm(k)
+        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)  # (b, s, h * d), (b, s, h_kv * d)
+        if self.qk_norm_scope == "full":
+            q, k = self._norm_qk(q, k)
+        q = q.view(b, s, self.num_heads, self.head_dim)  # (b, s, h, d)
+        k = k.view(b, s, self.num_kv_heads, self.head_dim)  # (b, s, h_kv, d)
+        v = v.view(b, s, self.num_kv_heads, self.head_dim)  # (b, s, h_kv, d)
+        if self.qk_norm_scope == "head":
+            q, k = self._norm_qk(q, k)
         if self.pos_embeddings is not None:
             q, k = self.pos_embeddings(q, input_pos), self.pos_embeddings(k, input_pos)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (b, h, s, d), (b, h_kv, s, d)
@@ -146,6 +162,11 @@ class MultiHeadAttention(nn.Module):
             out = self._capped_attention(q, k, v, attn_mask, dropout)  # (b, h, s, d)
         out = out.transpose(1, 2).reshape(b, s, self.num_heads * self.head_dim)  # (b, s, h * d)
         return self.output_proj(out)
+
+    def _norm_qk(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        q = q if self.q_norm is None else self.q_norm(q)
+        k = k if self.k_norm is None else self.k_norm(k)
+        return q, k
 
     def _window(
         self, mask: torch.Tensor | None, first_slot: int, s: int, kv_len: int, device: torch.device

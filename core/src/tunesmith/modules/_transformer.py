@@ -10,16 +10,31 @@ from tunesmith.modules._attention import MultiHeadAttention
 __all__ = ["TiedLinear", "TransformerDecoder", "TransformerSelfAttentionLayer"]
 
 
+def _maybe(norm: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
+    return x if norm is None else norm(x)
+
+
 class TransformerSelfAttentionLayer(nn.Module):
-    """A pre-norm residual block: ``x + attn(sa_norm(x))``, then ``h + mlp(mlp_norm(h))``.
+    """A residual block: ``h = x + post(attn(pre(x)))``, then ``h + post(mlp(pre(h)))``.
+
+    Every norm is optional, so one block serves each placement in use:
+
+    - pre-norm only (Llama, Mistral, Qwen, Phi-3): ``sa_norm``, ``mlp_norm``;
+    - post-norm only (OLMo 2): ``sa_post_norm``, ``mlp_post_norm``;
+    - both (Gemma 2/3): all four.
+
+    A norm left out is ``None``: it has no module and no state-dict entry.
 
     Args:
         attn: A :class:`MultiHeadAttention`.
         mlp: The feed-forward network.
-        sa_norm: Norm before attention.
-        mlp_norm: Norm before the MLP.
-        sa_post_norm: Norm of the attention output before the residual add (Gemma 2/3), or ``None``.
-        mlp_post_norm: Norm of the MLP output before the residual add, or ``None``.
+        sa_norm: Norm of the block input before attention (HF ``input_layernorm``), or ``None``.
+        mlp_norm: Norm before the MLP (HF Llama's ``post_attention_layernorm``,
+            Gemma 2/3's ``pre_feedforward_layernorm``), or ``None``.
+        sa_post_norm: Norm of the attention output before the residual add (Gemma 2/3,
+            OLMo 2 ``post_attention_layernorm``), or ``None``.
+        mlp_post_norm: Norm of the MLP output before the residual add (HF
+            ``post_feedforward_layernorm``), or ``None``.
     """
 
     def __init__(
@@ -27,16 +42,14 @@ class TransformerSelfAttentionLayer(nn.Module):
         *,
         attn: MultiHeadAttention,
         mlp: nn.Module,
-        sa_norm: nn.Module,
-        mlp_norm: nn.Module,
+        sa_norm: nn.Module | None = None,
+        mlp_norm: nn.Module | None = None,
         sa_post_norm: nn.Module | None = None,
         mlp_post_norm: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.sa_norm, self.attn = sa_norm, attn
-        self.mlp_norm, self.mlp = mlp_norm, mlp
-        self.sa_post_norm = sa_post_norm or nn.Identity()
-        self.mlp_post_norm = mlp_post_norm or nn.Identity()
+        self.sa_norm, self.attn, self.sa_post_norm = sa_norm, attn, sa_post_norm
+        self.mlp_norm, self.mlp, self.mlp_post_norm = mlp_norm, mlp, mlp_post_norm
 
     def forward(
         self,
@@ -45,8 +58,9 @@ class TransformerSelfAttentionLayer(nn.Module):
         mask: torch.Tensor | None = None,
         input_pos: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        h = x + self.sa_post_norm(self.attn(self.sa_norm(x), mask=mask, input_pos=input_pos))
-        return h + self.mlp_post_norm(self.mlp(self.mlp_norm(h)))
+        attn_out = self.attn(_maybe(self.sa_norm, x), mask=mask, input_pos=input_pos)
+        h = x + _maybe(self.sa_post_norm, attn_out)
+        return h + _maybe(self.mlp_post_norm, self.mlp(_maybe(self.mlp_norm, h)))
 
 
 class TiedLinear:
@@ -70,6 +84,13 @@ class TiedLinear:
 
 class TransformerDecoder(nn.Module):
     """A decoder-only language model assembled from injected parts.
+
+    The layers are built by the caller, so anything may differ per layer: pass each
+    :class:`MultiHeadAttention` its own ``sliding_window`` (Gemma 2 alternates local and
+    global layers, Gemma 3 has five local per global one, Qwen 2 windows only layers from
+    ``max_window_layers`` on) and its own ``pos_embeddings`` (Gemma 3's local and global
+    layers use different RoPE bases). :func:`~tunesmith.modules.build_decoder` does this
+    from per-layer lists.
 
     Args:
         tok_embeddings: ``vocab -> embed_dim``.

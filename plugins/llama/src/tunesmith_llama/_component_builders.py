@@ -5,17 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from torch import nn
-
-from tunesmith.modules import (
-    FeedForward,
-    MultiHeadAttention,
-    RMSNorm,
-    RotaryPositionalEmbeddings,
-    TiedLinear,
-    TransformerDecoder,
-    TransformerSelfAttentionLayer,
-)
+from tunesmith.modules import TransformerDecoder, build_decoder
 
 __all__ = ["llama"]
 
@@ -49,7 +39,7 @@ def llama(
         norm_eps: RMSNorm epsilon.
         rope_base: RoPE ``theta``.
         rope_scaling: RoPE frequency scaling (``{"rope_type": "llama3", ...}``), see
-            :func:`tunesmith.modules.rope_inverse_frequencies`.
+            :func:`tunesmith.modules.rope_frequencies`.
         tie_word_embeddings: Share the embedding matrix with the output head (Llama 3.2 1B/3B).
         attention_bias: Biases on q/k/v/output projections.
         head_dim: Per-head dimension; default ``embed_dim // num_heads``.
@@ -57,44 +47,19 @@ def llama(
     Returns:
         The model, with random weights.
     """
-    head_dim = head_dim or embed_dim // num_heads
-    # One RoPE module serves every layer: it holds no parameters, only a frequency table.
-    rope = RotaryPositionalEmbeddings(head_dim, base=rope_base, scaling=rope_scaling)
-
-    def layer() -> TransformerSelfAttentionLayer:
-        attn = MultiHeadAttention(
-            embed_dim=embed_dim,
-            num_heads=num_heads,
-            num_kv_heads=num_kv_heads,
-            head_dim=head_dim,
-            q_proj=nn.Linear(embed_dim, num_heads * head_dim, bias=attention_bias),
-            k_proj=nn.Linear(embed_dim, num_kv_heads * head_dim, bias=attention_bias),
-            v_proj=nn.Linear(embed_dim, num_kv_heads * head_dim, bias=attention_bias),
-            output_proj=nn.Linear(num_heads * head_dim, embed_dim, bias=attention_bias),
-            pos_embeddings=rope,
-        )
-        mlp = FeedForward(
-            gate_proj=nn.Linear(embed_dim, intermediate_dim, bias=False),
-            down_proj=nn.Linear(intermediate_dim, embed_dim, bias=False),
-            up_proj=nn.Linear(embed_dim, intermediate_dim, bias=False),
-        )
-        return TransformerSelfAttentionLayer(
-            attn=attn,
-            mlp=mlp,
-            sa_norm=RMSNorm(embed_dim, norm_eps),
-            mlp_norm=RMSNorm(embed_dim, norm_eps),
-        )
-
-    tok_embeddings = nn.Embedding(vocab_size, embed_dim)
-    output = (
-        TiedLinear(tok_embeddings)
-        if tie_word_embeddings
-        else nn.Linear(embed_dim, vocab_size, bias=False)
-    )
-    return TransformerDecoder(
-        tok_embeddings=tok_embeddings,
-        layers=[layer() for _ in range(num_layers)],
-        norm=RMSNorm(embed_dim, norm_eps),
-        output=output,
+    return build_decoder(
+        vocab_size=vocab_size,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        num_kv_heads=num_kv_heads,
+        head_dim=head_dim or embed_dim // num_heads,
+        embed_dim=embed_dim,
+        intermediate_dim=intermediate_dim,
         max_seq_len=max_seq_len,
+        norm_eps=norm_eps,
+        rope_base=rope_base,
+        rope_scaling=rope_scaling,
+        qkv_bias=attention_bias,
+        output_bias=attention_bias,
+        tie_word_embeddings=tie_word_embeddings,
     )

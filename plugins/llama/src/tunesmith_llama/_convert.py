@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from tunesmith import CheckpointError
-from tunesmith.checkpoint import remap_keys
+from tunesmith.checkpoint import config_dtype, hf_decoder_config, remap_keys
 from tunesmith_llama._component_builders import llama
 
 __all__ = [
@@ -68,65 +68,55 @@ META_TO_NATIVE = {
     "output.weight": "output.weight",
 }
 
+#: The RoPE variants Llama checkpoints use.
 _SUPPORTED_ROPE = ("default", "llama3", "linear")
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+#: ``LlamaConfig`` values for keys an old or hand-written config.json may omit.
+_HF_DEFAULTS = {"max_position_embeddings": 4096, "rms_norm_eps": 1e-6, "tie_word_embeddings": False}
 
 
 # ---------------------------------------------------------- Hugging Face ---
-
-
-def _rope_settings(config: Mapping[str, Any]) -> tuple[float, dict[str, Any] | None]:
-    """``(theta, scaling)`` from transformers-5 ``rope_parameters`` or transformers-4
-    top-level ``rope_theta`` / ``rope_scaling`` (most Hub checkpoints)."""
-    params = dict(config.get("rope_parameters") or config.get("rope_scaling") or {})
-    theta = float(params.pop("rope_theta", config.get("rope_theta", 10_000.0)))
-    # Old configs spell the variant "type"; transformers 4.45+ writes "rope_type".
-    rope_type = params.pop("rope_type", params.pop("type", "default"))
-    if rope_type not in _SUPPORTED_ROPE:
-        raise CheckpointError(
-            f"config.json asks for RoPE scaling '{rope_type}', which the llama plugin does not "
-            f"implement (it supports {', '.join(_SUPPORTED_ROPE)}): use a checkpoint without it "
-            "or pass model overrides rope_scaling=null to fine-tune at the original context"
-        )
-    if rope_type == "default":
-        return theta, None
-    return theta, {"rope_type": rope_type, **params}
 
 
 def llama_args_from_hf_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """The :func:`~tunesmith_llama.llama` arguments a ``config.json`` describes.
 
     Raises:
-        CheckpointError: the config uses a feature the native model lacks.
+        CheckpointError: a required key is missing, or the config uses a feature the
+            native model lacks.
     """
     if config.get("mlp_bias") or config.get("hidden_act", "silu") != "silu":
         raise CheckpointError(
             "config.json has mlp_bias=true or a hidden_act other than silu, which Llama "
             "checkpoints never use: check that checkpoint_dir holds a Llama model"
         )
-    theta, scaling = _rope_settings(config)
-    heads = config["num_attention_heads"]
+    hf = hf_decoder_config(config, defaults=_HF_DEFAULTS)
+    rope_type = (hf.rope_scaling or {}).get("rope_type", "default")
+    if rope_type not in _SUPPORTED_ROPE:
+        raise CheckpointError(
+            f"config.json asks for RoPE scaling '{rope_type}', which the llama plugin does not "
+            f"implement (it supports {', '.join(_SUPPORTED_ROPE)}): use a checkpoint without it "
+            "or pass model overrides rope_scaling=null to fine-tune at the original context"
+        )
     return dict(
-        vocab_size=config["vocab_size"],
-        num_layers=config["num_hidden_layers"],
-        num_heads=heads,
-        num_kv_heads=config.get("num_key_value_heads") or heads,
-        embed_dim=config["hidden_size"],
-        intermediate_dim=config["intermediate_size"],
-        max_seq_len=config.get("max_position_embeddings", 4096),
-        norm_eps=config.get("rms_norm_eps", 1e-6),
-        rope_base=theta,
-        rope_scaling=scaling,
-        tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
-        attention_bias=bool(config.get("attention_bias", False)),
-        head_dim=config.get("head_dim") or config["hidden_size"] // heads,
+        vocab_size=hf.vocab_size,
+        num_layers=hf.num_layers,
+        num_heads=hf.num_heads,
+        num_kv_heads=hf.num_kv_heads,
+        embed_dim=hf.embed_dim,
+        intermediate_dim=hf.intermediate_dim,
+        max_seq_len=hf.max_seq_len,
+        norm_eps=hf.norm_eps,
+        rope_base=hf.rope_base,
+        rope_scaling=hf.rope_scaling,
+        tie_word_embeddings=hf.tie_word_embeddings,
+        attention_bias=hf.attention_bias,
+        head_dim=hf.head_dim,
     )
 
 
 def hf_config_dtype(config: Mapping[str, Any]) -> torch.dtype | None:
     """The dtype a ``config.json`` records (``dtype``, or transformers-4 ``torch_dtype``)."""
-    name = config.get("dtype") or config.get("torch_dtype")
-    return _DTYPES.get(str(name).removeprefix("torch.")) if name else None
+    return config_dtype(dict(config))
 
 
 def build_from_hf_config(
@@ -142,14 +132,7 @@ def build_from_hf_config(
     Raises:
         CheckpointError: the config is not one this plugin can build; the message says why.
     """
-    try:
-        args = llama_args_from_hf_config(config)
-    except KeyError as exc:
-        raise CheckpointError(
-            f"config.json has no {exc.args[0]!r}: point checkpointer.checkpoint_dir at a "
-            "Hugging Face Llama model directory"
-        ) from None
-    model = llama(**{**args, **overrides})
+    model = llama(**{**llama_args_from_hf_config(config), **overrides})
     if dtype == "auto":
         dtype = hf_config_dtype(config)
     return model.to(dtype) if isinstance(dtype, torch.dtype) else model
