@@ -156,7 +156,7 @@ def test_registry_is_loaded_once_and_reset_reloads(acme, monkeypatch):
     reset_registry()
     second = get_registry()
     assert second is not first
-    assert second.names("models") == first.names("models") == ["acme_1b"]
+    assert second.names("models") == first.names("models") == ["acme_1b", "auto"]
 
 
 def test_importing_tunesmith_loads_no_plugin_and_no_torch(acme):

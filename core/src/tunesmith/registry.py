@@ -46,6 +46,7 @@ __all__ = [
     "PluginInfo",
     "Registry",
     "get_registry",
+    "load_registry",
     "reset_registry",
 ]
 
@@ -53,6 +54,7 @@ ENTRY_POINT_GROUP = "tunesmith"
 
 #: The core's own components, registered through the same hooks as any plugin.
 DEFAULT_PLUGINS = (
+    "tunesmith.builtins.models",
     "tunesmith.builtins.recipes",
     "tunesmith.builtins.datasets",
     "tunesmith.builtins.tokenizers",

@@ -115,13 +115,24 @@ def _to_python(node: Any) -> Any:
     return node
 
 
-def instantiate(node: Any, *args: Any, key: str | None = None, **overrides: Any) -> Any:
+def instantiate(
+    node: Any,
+    *args: Any,
+    key: str | None = None,
+    context: dict[str, Any] | None = None,
+    **overrides: Any,
+) -> Any:
     """Build the object a config node describes.
 
     ``node`` is a mapping with ``_component_``; its other keys (nested components
     instantiated first) plus ``overrides`` become keyword arguments, ``args`` are
     passed first (``instantiate(cfg.optimizer, model.parameters())``). ``None``
     returns ``None`` so optional blocks stay optional.
+
+    ``context`` holds what the recipe knows that a component may need, by parameter
+    name (``{"checkpointer": ...}``): each entry is passed only to a target whose
+    signature names that parameter, and only if the node does not set it. This is how
+    ``auto`` components read the run's checkpoint.
 
     Raises:
         ConfigError: the node has no ``_component_`` or the call rejects its arguments.
@@ -138,10 +149,24 @@ def instantiate(node: Any, *args: Any, key: str | None = None, **overrides: Any)
         if isinstance(value, dict) and "_component_" in value:
             kwargs[name] = instantiate(value, key=name)
     kwargs.update(overrides)
+    for name, value in (context or {}).items():
+        if name not in kwargs and _accepts(target, name):
+            kwargs[name] = value
     problem = argument_problem(target, args, kwargs)
     if problem:
         raise ConfigError(f"cannot build '{key or 'config'}': {problem}")
     return target(*args, **kwargs)
+
+
+def _accepts(target: Callable[..., Any], name: str) -> bool:
+    try:
+        parameter = inspect.signature(target).parameters.get(name)
+    except (TypeError, ValueError):
+        return False
+    return parameter is not None and parameter.kind in (
+        parameter.POSITIONAL_OR_KEYWORD,
+        parameter.KEYWORD_ONLY,
+    )
 
 
 def argument_problem(

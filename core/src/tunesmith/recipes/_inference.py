@@ -36,6 +36,9 @@ def load_for_inference(cfg: DictConfig) -> tuple[Any, Any, Any]:
         checkpoint_dir, dtype=dtype, device=device, adapter=cfg.get("adapter")
     )
     node = cfg.get("tokenizer")
-    if node is not None and node.get("_component_", "auto") != "auto":
-        tokenizer = instantiate(node, key="tokenizer")
+    if node is not None:  # replaces the checkpoint's own tokenizer (auto: the same kind)
+        from tunesmith.checkpoint import Checkpointer
+
+        context = {"checkpointer": Checkpointer(checkpoint_dir)}
+        tokenizer = instantiate(node, key="tokenizer", context=context)
     return model, tokenizer, device

@@ -71,29 +71,22 @@ class _Run:
 # ------------------------------------------------------------------- setup ---
 
 
+_AUTO = {"_component_": "auto"}
+
+
 def _build_model(
     cfg: DictConfig, checkpointer: Checkpointer, device: torch.device, dtype: torch.dtype
 ):
-    node = cfg.get("model")
+    context = {"checkpointer": checkpointer}
     with training.set_default_dtype(dtype), device:
-        if node is None or node.get("_component_") == "auto":
-            model = checkpointer.build_model()
-        else:
-            model = instantiate(node, key="model")
+        model = instantiate(cfg.get("model") or _AUTO, key="model", context=context)
     load_model_weights(model, checkpointer.load_state_dict())
     return model
 
 
 def _build_tokenizer(cfg: DictConfig, checkpointer: Checkpointer):
-    node = cfg.get("tokenizer")
-    if node is None or node.get("_component_") == "auto":
-        from tunesmith.tokenizers import auto_tokenizer
-
-        max_seq_len = node.get("max_seq_len") if node is not None else None
-        return auto_tokenizer(
-            checkpointer.checkpoint_dir, family=checkpointer.adapter.family, max_seq_len=max_seq_len
-        )
-    return instantiate(node, key="tokenizer")
+    context = {"checkpointer": checkpointer}
+    return instantiate(cfg.get("tokenizer") or _AUTO, key="tokenizer", context=context)
 
 
 def _build_loader(cfg, node_key, tokenizer, strategy, *, shuffle, drop_last=True):

@@ -19,10 +19,13 @@ def _family_from_config(directory: Path, registry: Any) -> str | None:
         ]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    for adapter in registry.values("checkpoint_adapters"):
-        if model_type in adapter.model_types:
-            return adapter.family
-    return None
+    from tunesmith.checkpoint import find_adapter
+    from tunesmith.errors import CheckpointError
+
+    try:
+        return find_adapter(str(model_type), registry=registry).family
+    except CheckpointError:
+        return None
 
 
 def find_tokenizer(checkpoint_dir: str | Path, *, family: str | None = None) -> tuple[Any, Path]:
