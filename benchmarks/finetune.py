@@ -445,7 +445,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="tunesmith-bench-") as tmp:
         directory = args.checkpoint
         if directory is None:
-            from tunesmith.testing import write_hf_tokenizer, write_tiny_llama_checkpoint
+            from tunesmith.testing import write_hf_tokenizer
+            from tunesmith_llama import write_tiny_llama_checkpoint
 
             config = _model_config(args)
             directory = write_tiny_llama_checkpoint(

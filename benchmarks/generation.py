@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="tunesmith-bench-") as tmp:
         directory = args.checkpoint
         if directory is None:
-            from tunesmith.testing import write_tiny_llama_checkpoint
+            from tunesmith_llama import write_tiny_llama_checkpoint
 
             directory = write_tiny_llama_checkpoint(
                 Path(tmp) / "model", variant="llama3_2", **BENCH_MODEL

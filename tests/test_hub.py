@@ -16,12 +16,8 @@ import tunesmith
 from tunesmith import TunesmithError
 from tunesmith import hub as tunesmith_hub
 from tunesmith.cli import cli
-from tunesmith.testing import (
-    FakeHub,
-    write_hf_tokenizer,
-    write_tiktoken_ranks,
-    write_tiny_llama_checkpoint,
-)
+from tunesmith.testing import FakeHub, write_hf_tokenizer, write_tiktoken_ranks
+from tunesmith_llama import write_tiny_llama_checkpoint
 
 pytest.importorskip("tunesmith_llama")
 pytestmark = pytest.mark.timeout(60)

@@ -19,7 +19,8 @@ from tunesmith.checkpoint import (
     remap_keys,
 )
 from tunesmith.registry import reset_registry
-from tunesmith.testing import write_hf_tokenizer, write_tiny_llama_checkpoint
+from tunesmith.testing import write_hf_tokenizer
+from tunesmith_llama import write_tiny_llama_checkpoint
 
 pytest.importorskip("tunesmith_llama")
 transformers = pytest.importorskip("transformers")

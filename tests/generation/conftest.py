@@ -28,7 +28,8 @@ def _one_thread():
 def write_chat_checkpoint(directory: Path, *, variant: str = "llama3_2", **overrides) -> Path:
     """A tiny Llama whose vocabulary, bos and eos match a trained HF tokenizer
     (``generation_config.json``'s eos is ``<|eot_id|>``, so it is a stop token)."""
-    from tunesmith.testing import write_hf_tokenizer, write_tiny_llama_checkpoint
+    from tunesmith.testing import write_hf_tokenizer
+    from tunesmith_llama import write_tiny_llama_checkpoint
 
     write_hf_tokenizer(directory, vocab_size=300)
     added = json.loads((directory / "tokenizer.json").read_text())["added_tokens"]

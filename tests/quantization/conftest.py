@@ -48,7 +48,8 @@ def _one_thread():
 
 def write_checkpoint(directory: Path, *, variant: str = "llama3_2") -> Path:
     """A tiny Llama (hidden 128, MLP 256) whose vocabulary matches a trained tokenizer."""
-    from tunesmith.testing import write_hf_tokenizer, write_tiny_llama_checkpoint
+    from tunesmith.testing import write_hf_tokenizer
+    from tunesmith_llama import write_tiny_llama_checkpoint
 
     write_hf_tokenizer(directory, vocab_size=300)
     added = json.loads((directory / "tokenizer.json").read_text())["added_tokens"]

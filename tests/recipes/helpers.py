@@ -14,7 +14,8 @@ import torch
 def write_base_checkpoint(directory: Path, **overrides: Any) -> Path:
     """A tiny random Llama 3.2 (tied embeddings, GQA) whose vocabulary, bos and eos
     match a byte-level BPE tokenizer written beside it."""
-    from tunesmith.testing import write_hf_tokenizer, write_tiny_llama_checkpoint
+    from tunesmith.testing import write_hf_tokenizer
+    from tunesmith_llama import write_tiny_llama_checkpoint
 
     write_hf_tokenizer(directory, vocab_size=300)
     added = json.loads((directory / "tokenizer.json").read_text())["added_tokens"]

@@ -45,7 +45,8 @@ def _one_thread():
 def checkpoint(tmp_path_factory):
     """A tiny Llama 3.2 whose vocabulary, bos and eos match a trained HF tokenizer."""
     from tunesmith.registry import reset_registry
-    from tunesmith.testing import write_hf_tokenizer, write_tiny_llama_checkpoint
+    from tunesmith.testing import write_hf_tokenizer
+    from tunesmith_llama import write_tiny_llama_checkpoint
 
     directory = tmp_path_factory.mktemp("eleuther") / "ckpt"
     write_hf_tokenizer(directory, vocab_size=300)

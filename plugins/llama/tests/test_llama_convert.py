@@ -10,8 +10,13 @@ from safetensors.torch import load_file
 
 from tunesmith import CheckpointError
 from tunesmith.checkpoint import remap_keys
-from tunesmith.testing import tiny_llama_config, write_tiny_llama_checkpoint
-from tunesmith_llama import build_from_hf_config, hf_config_from_meta_params, permute_meta_qk
+from tunesmith_llama import (
+    build_from_hf_config,
+    hf_config_from_meta_params,
+    permute_meta_qk,
+    tiny_llama_config,
+    write_tiny_llama_checkpoint,
+)
 from tunesmith_llama._convert import (
     META_TO_NATIVE,
     llama_args_from_hf_config,

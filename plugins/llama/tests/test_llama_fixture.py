@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from tunesmith.testing import tiny_llama_config, write_tiny_llama_checkpoint
+from tunesmith_llama import tiny_llama_config, write_tiny_llama_checkpoint
 
 
 def test_files_and_overrides(tmp_path):

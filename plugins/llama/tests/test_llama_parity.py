@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tunesmith.testing import tiny_llama_config, write_tiny_llama_checkpoint
+from tunesmith_llama import tiny_llama_config, write_tiny_llama_checkpoint
 
 transformers = pytest.importorskip("transformers")
 

@@ -15,7 +15,7 @@ peft = pytest.importorskip("peft")
 
 from tunesmith import merge_adapter  # noqa: E402
 from tunesmith.checkpoint import Checkpointer, load_model_weights  # noqa: E402
-from tunesmith.testing import write_tiny_llama_checkpoint  # noqa: E402
+from tunesmith_llama import write_tiny_llama_checkpoint  # noqa: E402
 from tunesmith_lora import (  # noqa: E402
     LoRATransform,
     load_adapter,

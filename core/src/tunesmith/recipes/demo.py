@@ -1,6 +1,7 @@
 """``tunesmith demo``: the whole workflow on an embedded default, offline, on a CPU.
 
-1. Writes a tiny random Llama-architecture checkpoint and a byte-level BPE
+1. Writes a tiny random checkpoint of an installed model family (the first, by
+   name, whose checkpoint adapter offers a ``tiny_config``) and a byte-level BPE
    tokenizer trained on the bundled alpaca-style sample (Hugging Face format).
 2. Fine-tunes it with the ``full_finetune_single_device`` recipe and the shipped
    ``demo/tiny_full_single_device`` config.
@@ -19,7 +20,7 @@ __all__ = ["run_demo"]
 
 CONFIG = "demo/tiny_full_single_device"
 
-# A ~4M-parameter Llama 3.2-style model: small enough to learn the sample in minutes on 2 CPU cores.
+# ~4M parameters: small enough to learn the sample in minutes on 2 CPU cores.
 _MODEL = {
     "hidden_size": 256,
     "intermediate_size": 768,
@@ -39,26 +40,42 @@ def _sample_rows() -> list[dict[str, str]]:
     ]
 
 
-def _write_base(directory: Path) -> None:
+def _tiny_config() -> dict:
+    """The tiny config of the first installed family that offers one."""
+    import tunesmith
+
+    adapters = [
+        a for a in tunesmith.get_registry().values("checkpoint_adapters") if a.tiny_config
+    ]
+    if not adapters:
+        raise TunesmithError(
+            "tunesmith demo needs a model family plugin and none is installed: "
+            "pip install tunesmith-llama"
+        )
+    return dict(adapters[0].tiny_config())
+
+
+def _write_base(directory: Path) -> str:
+    """Write the base checkpoint; returns its ``model_type``."""
     from tokenizers import Tokenizer
 
-    from tunesmith.testing import write_hf_tokenizer, write_tiny_llama_checkpoint
+    from tunesmith.testing import write_hf_tokenizer, write_tiny_checkpoint
 
+    config = _tiny_config()
     rows = _sample_rows()
     corpus = "\n".join(" ".join(row.values()) for row in rows)
     write_hf_tokenizer(directory, vocab_size=700, corpus=corpus)
     vocab_size = Tokenizer.from_file(str(directory / "tokenizer.json")).get_vocab_size()
     special = json.loads((directory / "tokenizer.json").read_text())["added_tokens"]
     ids = {t["content"]: t["id"] for t in special}
-    write_tiny_llama_checkpoint(
-        directory,
-        variant="llama3_2",
-        seed=0,
+    config.update(
+        _MODEL,
         vocab_size=vocab_size,
         bos_token_id=ids["<|begin_of_text|>"],
         eos_token_id=ids["<|eot_id|>"],
-        **_MODEL,
     )
+    write_tiny_checkpoint(directory, config, seed=0)
+    return str(config["model_type"])
 
 
 def run_demo(
@@ -79,8 +96,9 @@ def run_demo(
     output_dir = Path(output_dir).resolve()
     base = output_dir / "base"
     finetuned = output_dir / "finetuned"
-    print(f"[1/3] Writing a tiny Llama-architecture model and tokenizer to {base}")
-    _write_base(base)
+    print(f"[1/3] Writing a tiny model and tokenizer to {base}")
+    model_type = _write_base(base)
+    print(f"      architecture: {model_type}")
 
     print(f"[2/3] Fine-tuning it on the bundled sample (config {CONFIG})")
     overrides = [f"checkpointer.checkpoint_dir={base}", f"output_dir={finetuned}"]

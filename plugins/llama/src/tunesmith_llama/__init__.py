@@ -30,6 +30,7 @@ from tunesmith_llama._model_builders import (
     llama3_8b,
     llama3_70b,
 )
+from tunesmith_llama._tiny import tiny_llama_config, write_tiny_llama_checkpoint
 from tunesmith_llama._tokenizer import (
     Llama2Tokenizer,
     Llama3Tokenizer,
@@ -68,4 +69,6 @@ __all__ = [
     "llama3_tokenizer",
     "meta_to_native",
     "permute_meta_qk",
+    "tiny_llama_config",
+    "write_tiny_llama_checkpoint",
 ]

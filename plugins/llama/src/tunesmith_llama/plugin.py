@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tunesmith import CheckpointAdapter, Config, Model, Tokenizer, hookimpl
-from tunesmith_llama import _convert, _model_builders, _tokenizer
+from tunesmith_llama import _convert, _model_builders, _tiny, _tokenizer
 
 TUNESMITH_PLUGIN_API = 1
 
@@ -69,6 +69,9 @@ def register_checkpoint_adapters(register):
             model_types=("llama",),
             hf_to_native=_convert.HF_TO_NATIVE,
             build_from_hf_config=_convert.build_from_hf_config,
+            # torchtune's checkpointer model_type names for these checkpoints
+            aliases=("LLAMA2", "LLAMA3", "LLAMA3_1", "LLAMA3_2", "CODE_LLAMA2"),
+            tiny_config=_tiny.tiny_llama_config,
             meta_to_native=_convert.meta_to_native,
             build_from_meta_params=_convert.build_from_meta_params,
             hf_config_from_meta_params=_convert.hf_config_from_meta_params,

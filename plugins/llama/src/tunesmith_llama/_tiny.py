@@ -1,8 +1,7 @@
-"""Tiny random Llama checkpoints in Hugging Face format, written without transformers."""
+"""Tiny random Llama configs and checkpoints in Hugging Face format, for tests and the demo."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -88,12 +87,7 @@ def write_tiny_llama_checkpoint(
     dtype: torch.dtype = torch.float32,
     **overrides: Any,
 ) -> Path:
-    """Write a random tiny Llama in HF format: ``model.safetensors``, ``config.json``,
-    ``generation_config.json``.
-
-    Weights are drawn from a seeded generator: projections and embeddings with std
-    0.02, norm weights around 1 (not all ones, so a norm applied in the wrong place
-    shows up in parity tests). Needs the ``tunesmith-llama`` plugin installed.
+    """Write a random tiny Llama in HF format (see :func:`tunesmith.testing.write_tiny_checkpoint`).
 
     Args:
         directory: Created if missing.
@@ -105,29 +99,8 @@ def write_tiny_llama_checkpoint(
     Returns:
         ``directory`` as a ``Path``.
     """
-    from safetensors.torch import save_file
+    from tunesmith.testing import write_tiny_checkpoint
 
-    from tunesmith import get_registry
-    from tunesmith.checkpoint import remap_keys
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    config = tiny_llama_config(variant, **overrides)
-    config["dtype"] = str(dtype).removeprefix("torch.")
-    adapter = get_registry().get("checkpoint_adapters", "llama")
-    model = adapter.build_from_hf_config(config)
-
-    generator = torch.Generator().manual_seed(seed)
-    state_dict = {}
-    for name, param in sorted(model.state_dict().items()):
-        noise = torch.randn(param.shape, generator=generator)
-        state_dict[name] = (
-            (1.0 + 0.1 * noise if "norm" in name else 0.02 * noise).to(dtype).contiguous()
-        )
-
-    tensors = remap_keys(state_dict, adapter.native_to_hf, source="tiny model")
-    save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
-    (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    generation = {"bos_token_id": config["bos_token_id"], "eos_token_id": config["eos_token_id"]}
-    (directory / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
-    return directory
+    return write_tiny_checkpoint(
+        directory, tiny_llama_config(variant, **overrides), seed=seed, dtype=dtype
+    )
