@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -78,3 +79,46 @@ def test_qk_norm_and_multi_query():
     causal = torch.ones(4, 4, dtype=torch.bool).tril()
     torch.testing.assert_close(attn(x), _reference(attn, x, causal))
     assert set(attn.state_dict()) >= {"q_norm.weight", "k_norm.weight"}
+
+
+def test_full_width_qk_norm_normalises_before_the_head_split():
+    # OLMo 2: one norm over all of q (num_heads * head_dim), one over all of k.
+    rope = RotaryPositionalEmbeddings(8)
+    attn = _attention(
+        q_norm=RMSNorm(32), k_norm=RMSNorm(16), qk_norm_scope="full", pos_embeddings=rope
+    )
+    with torch.no_grad():
+        attn.q_norm.weight.uniform_(0.5, 1.5)
+        attn.k_norm.weight.uniform_(0.5, 1.5)
+    # The same attention with the norms folded into the projections.
+    folded = _attention(pos_embeddings=rope)
+    folded.load_state_dict(attn.state_dict(), strict=False)
+    folded.q_proj = nn.Sequential(folded.q_proj, attn.q_norm)
+    folded.k_proj = nn.Sequential(folded.k_proj, attn.k_norm)
+    x = torch.randn(2, 5, 16)
+    torch.testing.assert_close(attn(x), folded(x))
+    per_head = _attention(q_norm=RMSNorm(8), k_norm=RMSNorm(8), pos_embeddings=rope)
+    assert not torch.allclose(per_head(x), _attention(pos_embeddings=rope)(x))
+
+
+def test_qk_norm_scope_is_checked():
+    with pytest.raises(ValueError, match="qk_norm_scope"):
+        _attention(qk_norm_scope="heads")
+
+
+def test_biases_come_with_the_injected_projections():
+    attn = MultiHeadAttention(
+        embed_dim=16,
+        num_heads=2,
+        num_kv_heads=2,
+        head_dim=8,
+        q_proj=nn.Linear(16, 16, bias=True),
+        k_proj=nn.Linear(16, 16, bias=True),
+        v_proj=nn.Linear(16, 16, bias=True),
+        output_proj=nn.Linear(16, 16, bias=False),
+    )
+    assert {k for k in attn.state_dict() if k.endswith("bias")} == {
+        "q_proj.bias",
+        "k_proj.bias",
+        "v_proj.bias",
+    }

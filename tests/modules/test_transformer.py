@@ -149,3 +149,49 @@ def test_cache_state_helpers():
     assert model.layers[0].attn.kv_cache.size == 3
     model.reset_caches()
     assert model.layers[0].attn.kv_cache.size == 0
+
+
+def _block(**norms):
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(
+        embed_dim=DIM,
+        num_heads=HEADS,
+        num_kv_heads=KV_HEADS,
+        head_dim=HEAD_DIM,
+        q_proj=nn.Linear(DIM, HEADS * HEAD_DIM, bias=False),
+        k_proj=nn.Linear(DIM, KV_HEADS * HEAD_DIM, bias=False),
+        v_proj=nn.Linear(DIM, KV_HEADS * HEAD_DIM, bias=False),
+        output_proj=nn.Linear(HEADS * HEAD_DIM, DIM, bias=False),
+    )
+    mlp = FeedForward(
+        gate_proj=nn.Linear(DIM, 64, bias=False),
+        down_proj=nn.Linear(64, DIM, bias=False),
+        up_proj=nn.Linear(DIM, 64, bias=False),
+    )
+    return TransformerSelfAttentionLayer(attn=attn, mlp=mlp, **norms)
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ("sa_norm", "mlp_norm"),
+        ("sa_post_norm", "mlp_post_norm"),
+        ("sa_norm", "mlp_norm", "sa_post_norm", "mlp_post_norm"),
+        (),
+    ],
+    ids=["pre", "post", "both", "none"],
+)
+def test_norm_placements(names):
+    norms = {name: RMSNorm(DIM) for name in names}
+    for i, norm in enumerate(norms.values()):
+        with torch.no_grad():
+            norm.weight.fill_(0.5 + i)
+    block = _block(**norms)
+    keys = {k.rsplit(".", 1)[0] for k in block.state_dict() if "norm" in k}
+    assert keys == set(names)  # a norm left out has no key ...
+    assert not any(isinstance(m, nn.Identity) for m in block.modules())  # ... and no stand-in
+    x = torch.randn(2, 5, DIM)
+    n = lambda name, t: norms[name](t) if name in norms else t  # noqa: E731
+    h = x + n("sa_post_norm", block.attn(n("sa_norm", x)))
+    expected = h + n("mlp_post_norm", block.mlp(n("mlp_norm", h)))
+    torch.testing.assert_close(block(x), expected)
