@@ -135,8 +135,8 @@ def test_chat_reports_a_too_long_turn_and_goes_on(checkpoints):
             ["prompt.user=" + "the sea and the ships " * 60, "max_new_tokens=16"],
             "exceeds the model's max_seq_len",
         ),
-        (["prompt.user=Hi", "top_p=2"], "top_p must be in (0, 1]"),
-        (["prompt.user=Hi", "max_new_tokens=0"], "max_new_tokens must be a positive integer"),
+        (["prompt.user=Hi", "top_p=2"], "'top_p' must be in (0, 1], not 2"),
+        (["prompt.user=Hi", "max_new_tokens=0"], "'max_new_tokens' must be at least 1, not 0"),
         (["prompt.user=Hi", "temprature=0.5"], "did you mean 'temperature'"),
     ],
 )

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from tunesmith.config._schema import RecipeSchema
     from tunesmith.protocols import (
         ModelEvaluator,
         ModelQuantizer,
@@ -284,12 +285,20 @@ class Recipe:
 
     Attributes:
         name: Registry key, used as ``tunesmith run <name>``.
-        run: ``run(cfg: omegaconf.DictConfig) -> None``.
-        keys: The top-level config keys the recipe accepts (for validation and
-            typo suggestions); ``None`` accepts anything.
-        required: Top-level keys that must be present.
-        defaults: Config values applied beneath the user's config (how aliases differ).
+        run: ``run(cfg: omegaconf.DictConfig) -> None``. ``tunesmith run`` hands it the
+            config resolved, checked against ``schema``, with the schema's defaults filled
+            in beneath the user's and ``${...}``-only variables dropped.
+        keys: Plugin API 1: the top-level config keys the recipe accepts; ``None``
+            accepts anything. Derived from ``schema`` when that is given.
+        required: Plugin API 1: top-level keys that must be present. Derived from
+            ``schema`` when that is given.
+        defaults: Config values applied beneath the user's config and above the
+            schema's defaults (how aliases differ); their keys must be in ``schema``.
         distributed: Whether the recipe may be launched through torchrun.
+        schema: Every key the recipe reads, with types, ranges, defaults and help
+            (:class:`tunesmith.config.RecipeSchema`). Without one, a permissive schema is
+            derived from ``keys`` and ``required``: each listed name with the type the
+            core's recipes give it, no defaults; ``keys=None`` accepts any key.
     """
 
     name: str
@@ -300,6 +309,33 @@ class Recipe:
     distributed: bool = False
     description: str = ""
     origin: Origin = _UNKNOWN
+    schema: RecipeSchema | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        from tunesmith.config._schema import RecipeSchema
+
+        if self.schema is None:
+            schema = RecipeSchema.from_keys(self.keys, self.required)
+            object.__setattr__(self, "schema", schema)
+            object.__setattr__(self, "keys", None if schema.open else schema.names)
+            object.__setattr__(self, "required", schema.required)
+            return
+        if not isinstance(self.schema, RecipeSchema):
+            raise TypeError(f"recipe {self.name!r}: schema must be a RecipeSchema")
+        keys = None if self.schema.open else self.schema.names
+        if self.keys is None and not self.required:
+            object.__setattr__(self, "keys", keys)
+            object.__setattr__(self, "required", self.schema.required)
+        elif (self.keys, frozenset(self.required)) != (keys, self.schema.required):
+            raise ValueError(
+                f"recipe {self.name!r}: give schema or keys/required, not both "
+                "(keys and required are derived from the schema)"
+            )
+        unknown = sorted(set(self.defaults) - self.schema.names)
+        if unknown and not self.schema.open:
+            raise ValueError(
+                f"recipe {self.name!r}: defaults for keys not in its schema: {unknown}"
+            )
 
 
 @dataclass(frozen=True)

@@ -180,8 +180,8 @@ def cp(source: str, destination: str, force: bool) -> None:
 
 
 def _load(recipe_name: str | None, config: str, overrides: tuple[str, ...]):
-    """The recipe and its fully resolved config."""
-    from tunesmith.config import find_config, load_config
+    """The recipe and its config: schema defaults filled in, overrides applied, validated."""
+    from tunesmith.config import find_config, load_recipe_config
 
     registry = get_registry()
     _, shipped_for = find_config(config)
@@ -191,7 +191,7 @@ def _load(recipe_name: str | None, config: str, overrides: tuple[str, ...]):
             f"{config} is a file, so name its recipe: tunesmith validate {config} --recipe <name>"
         )
     recipe = registry.get("recipes", name)
-    return recipe, load_config(config, overrides, defaults=recipe.defaults)
+    return recipe, load_recipe_config(config, recipe, overrides)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
@@ -199,18 +199,53 @@ def _load(recipe_name: str | None, config: str, overrides: tuple[str, ...]):
 @click.argument("overrides", nargs=-1, type=click.UNPROCESSED)
 @click.option("--recipe", help="Recipe to validate against (default: the config's own).")
 def validate(config: str, overrides: tuple[str, ...], recipe: str | None) -> None:
-    """Check a config: keys, types, components and their arguments.
+    """Check a config: keys, types, ranges, components and their arguments, overrides.
+
+    Every problem is listed at once. `tunesmith run RECIPE --help` lists the keys a
+    recipe reads.
 
     \b
     Examples:
       tunesmith validate llama3_2/1B_lora_single_device
       tunesmith validate my.yaml --recipe lora_finetune_single_device batch_size=8
     """
-    from tunesmith.config import validate as check
-
-    recipe_record, cfg = _load(recipe, config, overrides)
-    check(cfg, recipe_record)
+    recipe_record, _ = _load(recipe, config, overrides)
     click.echo(f"Config is valid for recipe {recipe_record.name}.")
+
+
+def _recipe_keys(recipe) -> str:
+    """The ``--help`` section listing the keys ``recipe``'s schema reads."""
+    schema = recipe.schema
+    formatter = click.HelpFormatter()
+    title = f"Config keys of {recipe.name}"
+    if schema.open:
+        title += " (it also accepts keys not listed)"
+    with formatter.section(title):
+        rows = []
+        for key in schema:
+            kind, default = key.describe()
+            text = (
+                f"{kind}, {default}" if default in ("required", "unset") else f"{kind} = {default}"
+            )
+            rows.append((key.name, f"{text}. {key.help}" if key.help else text))
+        formatter.write_dl(rows or [("-", "none declared")])
+    if recipe.defaults:
+        with formatter.section(f"Defaults of {recipe.name} (over the schema's)"):
+            from tunesmith.config._schema import yaml_text
+
+            formatter.write_dl([(k, yaml_text(v)) for k, v in recipe.defaults.items()])
+    formatter.write_paragraph()
+    formatter.write_text(
+        "Any key above may be overridden as key=value even if the config leaves it out. "
+        + (
+            ""
+            if schema.open
+            else "Other top-level keys are refused, unless ${...} "
+            "references elsewhere in the config use them as variables (base_dir). "
+        )
+        + "Keys with no default ('unset') take the recipe's own behaviour when left out."
+    )
+    return formatter.getvalue()
 
 
 # ---------------------------------------------------------------------- run ---
@@ -238,18 +273,34 @@ def _split_torchrun(args: list[str]) -> tuple[list[str], list[str]]:
     return torchrun, rest
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.argument("recipe")
+@cli.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+@click.argument("recipe", required=False)
 @click.option("--config", "-c", "config", help="Shipped config name or YAML path.")
 @click.option(
     "--chat", is_flag=True, help="Chat interactively (generate: prompt.interactive=true)."
 )
+@click.option(
+    "--help", "-h", "show_help", is_flag=True, help="Show this message (and RECIPE's keys)."
+)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def run(recipe: str, config: str | None, args: tuple[str, ...], chat: bool) -> None:
+@click.pass_context
+def run(
+    ctx: click.Context,
+    recipe: str | None,
+    config: str | None,
+    args: tuple[str, ...],
+    chat: bool,
+    show_help: bool,
+) -> None:
     """Run RECIPE with a config and key=value overrides.
 
     torchrun's flags (--nproc-per-node, --nnodes, --rdzv-*, --standalone, ...)
-    launch the recipe on several processes through torchrun.
+    launch the recipe on several processes through torchrun. `tunesmith run RECIPE
+    --help` lists the keys RECIPE reads, with their types and defaults; any of them
+    can be overridden (key=value) even when the config leaves it out.
 
     \b
     Examples:
@@ -259,14 +310,21 @@ def run(recipe: str, config: str | None, args: tuple[str, ...], chat: bool) -> N
       tunesmith run full_finetune_distributed --nproc-per-node 2 \\
           --config llama3_2/1B_full_distributed
       tunesmith run generate --config generation checkpointer.checkpoint_dir=out/epoch_0 --chat
+      tunesmith run lora_finetune_single_device --help
     """
-    from tunesmith.config import load_config
-    from tunesmith.config import validate as check
+    registry = get_registry()
+    if show_help:
+        click.echo(ctx.get_help())
+        if recipe is not None:
+            click.echo("\n" + _recipe_keys(registry.get("recipes", recipe)).rstrip())
+        return
+    if recipe is None:
+        raise click.UsageError("Missing argument 'RECIPE'.", ctx)
+    from tunesmith.config import load_recipe_config
 
     torchrun, overrides = _split_torchrun(list(args))
     if chat:
         overrides.append("prompt.interactive=true")
-    registry = get_registry()
     record = registry.get("recipes", recipe)
     if config is None:
         shipped = [c.name for c in registry.values("configs") if c.recipe == recipe]
@@ -275,8 +333,7 @@ def run(recipe: str, config: str | None, args: tuple[str, ...], chat: bool) -> N
         )
     if torchrun and not record.distributed:
         raise TunesmithError(f"recipe {recipe} runs on one device: drop {' '.join(torchrun)}")
-    cfg = load_config(config, overrides, defaults=record.defaults)
-    check(cfg, record)  # once here, rather than once per torchrun process
+    cfg = load_recipe_config(config, record, overrides)  # also checks it, once per process
     if torchrun:
         command = [
             sys.executable,

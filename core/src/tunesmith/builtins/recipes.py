@@ -6,11 +6,9 @@ from pathlib import Path
 
 from tunesmith import Config, Recipe, hookimpl
 from tunesmith.recipes import (
-    FINETUNE_KEYS,
-    FINETUNE_REQUIRED_KEYS,
-    GENERATE_KEYS,
-    QUANTIZE_KEYS,
-    QUANTIZE_REQUIRED_KEYS,
+    FINETUNE_SCHEMA,
+    GENERATE_SCHEMA,
+    QUANTIZE_SCHEMA,
     run_finetune,
     run_generate,
     run_quantize,
@@ -23,8 +21,7 @@ def _finetune(name: str, description: str, *, distributed: bool) -> Recipe:
     return Recipe(
         name=name,
         run=run_finetune,
-        keys=FINETUNE_KEYS,
-        required=FINETUNE_REQUIRED_KEYS,
+        schema=FINETUNE_SCHEMA,
         distributed=distributed,
         description=description,
     )
@@ -51,8 +48,7 @@ def register_recipes(register):
         Recipe(
             name="generate",
             run=run_generate,
-            keys=GENERATE_KEYS,
-            required=frozenset({"checkpointer"}),
+            schema=GENERATE_SCHEMA,
             description="Generate text from a checkpoint (optionally with a PEFT adapter)",
         )
     )
@@ -60,8 +56,7 @@ def register_recipes(register):
         Recipe(
             name="quantize",
             run=run_quantize,
-            keys=QUANTIZE_KEYS,
-            required=QUANTIZE_REQUIRED_KEYS,
+            schema=QUANTIZE_SCHEMA,
             description="Post-training quantization of a checkpoint through torchao",
         )
     )

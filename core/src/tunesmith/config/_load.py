@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +11,11 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from tunesmith._components import Recipe
 from tunesmith.errors import ConfigError, NotFoundError, did_you_mean
 from tunesmith.registry import get_registry
 
-__all__ = ["apply_overrides", "find_config", "load_config", "parse_value"]
+__all__ = ["apply_overrides", "find_config", "load_config", "load_recipe_config", "parse_value"]
 
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
@@ -55,11 +56,29 @@ def find_config(name_or_path: str | Path) -> tuple[Path, str | None]:
     return config.path, config.recipe
 
 
-def load_config(
-    name_or_path: str | Path, overrides: Iterable[str] = (), *, defaults: Any = None
-) -> DictConfig:
-    """Load a YAML config, lay it over ``defaults`` and apply command-line overrides."""
-    path, _ = find_config(name_or_path)
+def _check_interpolations(value: Any, where: str, problems: list[str]) -> Any:
+    """``value`` with each malformed ``${...}`` reported and escaped, so that loading goes
+    on and every other problem is found too."""
+    if isinstance(value, dict):
+        return {
+            k: _check_interpolations(v, f"{where}.{k}" if where else str(k), problems)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_check_interpolations(v, f"{where}.{i}", problems) for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+        try:
+            OmegaConf.create({"value": value})
+        except OmegaConfBaseException:
+            problems.append(
+                f"'{where}' has a malformed interpolation {value!r}: write ${{key}} or "
+                "${key.subkey} (\\${ for a literal ${)"
+            )
+            return value.replace("${", "\\${")
+    return value
+
+
+def _read(path: Path, problems: list[str]) -> dict[str, Any]:
     try:
         loaded = yaml.load(path.read_text(), Loader=_YamlLoader) or {}
     except yaml.YAMLError as exc:
@@ -72,10 +91,87 @@ def load_config(
         raise ConfigError(
             f"{path} must hold a mapping of keys to values, not {type(loaded).__name__}"
         )
-    cfg = OmegaConf.create(loaded)
+    return _check_interpolations(loaded, "", problems)
+
+
+def _raise(problems: list[str]) -> None:
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        from tunesmith.config._validate import format_problems
+
+        raise ConfigError(format_problems(problems))
+
+
+def load_config(
+    name_or_path: str | Path, overrides: Iterable[str] = (), *, defaults: Any = None
+) -> DictConfig:
+    """Load a YAML config, lay it over ``defaults`` and apply command-line overrides.
+
+    Raises:
+        ConfigError: invalid YAML, a malformed ``${...}``, or an override that does not
+            apply (all of them, one per line).
+    """
+    path, _ = find_config(name_or_path)
+    problems: list[str] = []
+    cfg = OmegaConf.create(_read(path, problems))
     if defaults:
         cfg = OmegaConf.merge(OmegaConf.create(dict(defaults)), cfg)
-    return apply_overrides(cfg, overrides)
+    cfg = apply_overrides(cfg, overrides, problems=problems)
+    _raise(problems)
+    return cfg
+
+
+def load_recipe_config(
+    name_or_path: str | Path, recipe: Recipe, overrides: Iterable[str] = ()
+) -> DictConfig:
+    """The config ``recipe`` runs with, as ``tunesmith run`` and ``validate`` build it.
+
+    Layers, lowest first: the schema's defaults, the recipe's (alias) ``defaults``, the
+    file, the overrides. Any key of the schema may be overridden without ``+``, even
+    when the file leaves it out; deleting one (``~key``) brings its default back. The
+    result is validated, and top-level keys that only serve as ``${...}`` variables
+    (``base_dir``) are resolved into the values that use them and dropped.
+
+    Raises:
+        ConfigError: every problem (bad overrides, malformed or broken ``${...}``,
+            unknown or missing keys, wrong types and ranges, bad component arguments),
+            one per line, each with a fix.
+    """
+    from tunesmith.config._validate import _problems, config_variables, format_problems
+
+    schema = recipe.schema
+    assert schema is not None  # Recipe derives one
+    path, _ = find_config(name_or_path)
+    problems: list[str] = []
+    cfg = OmegaConf.create(_read(path, problems))
+    if recipe.defaults:
+        cfg = OmegaConf.merge(OmegaConf.create(dict(recipe.defaults)), cfg)
+    cfg = apply_overrides(cfg, overrides, known=schema.names, problems=problems)
+    cfg = schema.with_defaults(cfg)
+    problems += _problems(cfg, recipe)
+    if problems:
+        raise ConfigError(format_problems(problems))
+    variables = config_variables(cfg, schema)
+    if variables:
+        _inline(cfg, OmegaConf.to_container(cfg, resolve=False), variables)
+        for name in variables:
+            del cfg[name]
+    return cfg
+
+
+def _inline(node: Any, raw: Any, variables: frozenset[str], top: bool = True) -> None:
+    """Replace each ``${...}`` that mentions one of ``variables`` by its value."""
+    items = raw.items() if isinstance(raw, dict) else enumerate(raw)
+    for key, value in items:
+        if top and key in variables:
+            continue
+        if isinstance(value, (dict, list)):
+            _inline(node[key], value, variables, top=False)
+        elif isinstance(value, str) and any(
+            re.search(rf"\$\{{\s*{re.escape(v)}\b", value) for v in variables
+        ):
+            node[key] = node[key]
 
 
 def parse_value(text: str) -> Any:
@@ -93,7 +189,7 @@ def _split_key(key: str) -> list[str]:
     return [part for part in key.split(".") if part]
 
 
-def _walk(cfg: DictConfig, parts: list[str], full_key: str) -> Any:
+def _walk(cfg: DictConfig, parts: list[str], full_key: str, known: Collection[str] = ()) -> Any:
     """The node holding the last part of ``parts``; errors on a missing parent."""
     node: Any = cfg
     for i, part in enumerate(parts[:-1]):
@@ -103,6 +199,8 @@ def _walk(cfg: DictConfig, parts: list[str], full_key: str) -> Any:
         if not isinstance(node, DictConfig) or part not in node:
             prefix = ".".join(parts[:i]) or "the config"
             choices = list(node.keys()) if isinstance(node, DictConfig) else []
+            if i == 0:
+                choices += sorted(set(known) - set(choices))
             raise ConfigError(
                 f"cannot override '{full_key}': '{part}' is not a key of {prefix}"
                 f"{did_you_mean(part, choices)}"
@@ -111,10 +209,10 @@ def _walk(cfg: DictConfig, parts: list[str], full_key: str) -> Any:
     return node
 
 
-def _apply_one(cfg: DictConfig, override: str) -> None:
+def _apply_one(cfg: DictConfig, override: str, known: Collection[str]) -> None:
     if override.startswith("~"):
         parts = _split_key(override[1:])
-        parent = _walk(cfg, parts, override[1:])
+        parent = _walk(cfg, parts, override[1:], known)
         if not isinstance(parent, DictConfig) or parts[-1] not in parent:
             raise ConfigError(f"cannot delete '{override[1:]}': no such key in the config")
         del parent[parts[-1]]
@@ -127,7 +225,14 @@ def _apply_one(cfg: DictConfig, override: str) -> None:
     add = key.startswith("+")
     parts = _split_key(key.lstrip("+"))
     full_key = ".".join(parts)
-    parent = _walk(cfg, parts, full_key)
+    top = parts[0]
+    if (
+        len(parts) > 1
+        and top in known
+        and (top not in cfg or (not OmegaConf.is_interpolation(cfg, top) and cfg[top] is None))
+    ):
+        cfg[top] = {}  # a block of the recipe's schema that the file leaves out: start it
+    parent = _walk(cfg, parts, full_key, known)
     leaf = parts[-1]
     value = parse_value(text)
     if isinstance(parent, ListConfig):
@@ -137,25 +242,51 @@ def _apply_one(cfg: DictConfig, override: str) -> None:
         return
     if not isinstance(parent, DictConfig):
         raise ConfigError(f"cannot override '{full_key}': its parent is not a mapping")
-    if leaf not in parent and not add:
+    schema_key = parent is cfg and leaf in known
+    if leaf not in parent and not add and not schema_key:
+        choices = list(parent.keys())
+        if parent is cfg:
+            choices += sorted(set(known) - set(choices))
         raise ConfigError(
-            f"cannot override '{full_key}': no such key{did_you_mean(leaf, list(parent.keys()))}"
+            f"cannot override '{full_key}': no such key{did_you_mean(leaf, choices)}"
             f" (to add a new key, write +{full_key}={text})"
         )
     parent[leaf] = value
 
 
-def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
+def apply_overrides(
+    cfg: DictConfig,
+    overrides: Iterable[str],
+    *,
+    known: Collection[str] = (),
+    problems: list[str] | None = None,
+) -> DictConfig:
     """Apply ``key=value``, ``a.b.c=value``, ``+new=value`` and ``~key`` overrides in order.
 
     Values are parsed as YAML (``lr=1e-4``, ``modules=[q_proj,v_proj]``, ``x=null``).
     Overriding a key that does not exist is an error; ``+key=value`` adds one.
+
+    Args:
+        cfg: The config; it is not modified (a copy is returned).
+        overrides: The overrides, applied in order.
+        known: Top-level keys that may be set without ``+`` even when absent (the
+            recipe's schema); ``known.x=1`` also starts an absent or null ``known`` block.
+        problems: Collect each failing override's message here and go on with the
+            next, instead of raising at the first.
+
+    Raises:
+        ConfigError: an override does not apply (unless ``problems`` is given).
     """
     cfg = cfg.copy()
     for override in overrides:
         try:
-            _apply_one(cfg, override)
-        except OmegaConfBaseException as exc:
-            reason = str(exc.msg).splitlines()[0]  # drop OmegaConf's full_key/object_type lines
-            raise ConfigError(f"cannot apply override '{override}': {reason}") from None
+            try:
+                _apply_one(cfg, override, known)
+            except OmegaConfBaseException as exc:
+                reason = str(exc.msg).splitlines()[0]  # drop OmegaConf's full_key/object_type lines
+                raise ConfigError(f"cannot apply override '{override}': {reason}") from None
+        except ConfigError as exc:
+            if problems is None:
+                raise
+            problems.append(str(exc))
     return cfg

@@ -1,10 +1,12 @@
 """Built-in recipes. Importing this package is cheap: each recipe's module (and
 torch) loads when the recipe runs, so ``tunesmith ls`` stays fast.
 
-Plugins alias the fine-tuning recipe with their own defaults::
+Each recipe kind has one :class:`tunesmith.config.RecipeSchema` (``FINETUNE_SCHEMA``,
+``GENERATE_SCHEMA``, ``QUANTIZE_SCHEMA``) that validation, ``tunesmith run`` and the
+recipe itself read. Plugins alias the fine-tuning recipe with their own defaults::
 
-    Recipe(name="lora_finetune_single_device", run=run_finetune, keys=FINETUNE_KEYS,
-           required=FINETUNE_REQUIRED_KEYS, defaults={"peft": {"_component_": "lora"}})
+    Recipe(name="lora_finetune_single_device", run=run_finetune, schema=FINETUNE_SCHEMA,
+           defaults={"peft": {"_component_": "lora"}})
 """
 
 from __future__ import annotations
@@ -13,46 +15,37 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from tunesmith.recipes._schemas import (
+    FINETUNE_SCHEMA,
+    GENERATE_SCHEMA,
+    QUANTIZE_SCHEMA,
+    well_known_key,
+)
+
 __all__ = [
     "FINETUNE_KEYS",
     "FINETUNE_REQUIRED_KEYS",
+    "FINETUNE_SCHEMA",
     "GENERATE_KEYS",
+    "GENERATE_SCHEMA",
     "QUANTIZE_KEYS",
     "QUANTIZE_REQUIRED_KEYS",
+    "QUANTIZE_SCHEMA",
     "checkpoint_dir_of",
     "lazy_recipe",
     "load_for_inference",
     "run_finetune",
     "run_generate",
     "run_quantize",
+    "well_known_key",
 ]
 
-#: Every top-level key the ``finetune`` recipe reads.
-FINETUNE_KEYS = frozenset(
-    {
-        "output_dir", "model", "tokenizer", "checkpointer", "peft", "save_adapter_weights_only",
-        "dataset", "validation_dataset", "run_val_every_n_steps", "max_val_steps",
-        "seed", "shuffle", "batch_size", "epochs", "max_steps_per_epoch",
-        "gradient_accumulation_steps", "clip_grad_norm", "optimizer", "lr_scheduler", "loss",
-        "device", "dtype", "enable_activation_checkpointing", "enable_activation_offloading",
-        "compile", "metric_logger", "log_every_n_steps", "log_peak_memory_stats",
-        "save_every_n_steps", "keep_last_n_epochs", "resume_from_checkpoint", "num_workers",
-    }
-)  # fmt: skip
-FINETUNE_REQUIRED_KEYS = frozenset({"output_dir", "checkpointer", "dataset", "optimizer"})
-
-#: Every top-level key the ``generate`` recipe reads.
-GENERATE_KEYS = frozenset(
-    {
-        "model", "tokenizer", "checkpointer", "adapter", "prompt", "chat", "max_new_tokens",
-        "temperature", "top_k", "top_p", "seed", "enable_kv_cache", "device", "dtype",
-        "output_dir",
-    }
-)  # fmt: skip
-
-#: Every top-level key the ``quantize`` recipe reads.
-QUANTIZE_KEYS = frozenset({"checkpointer", "output_dir", "quantizer", "adapter", "device", "dtype"})
-QUANTIZE_REQUIRED_KEYS = frozenset({"checkpointer", "output_dir", "quantizer"})
+# The key sets of plugin API 1, derived from the schemas (kept for existing plugins).
+FINETUNE_KEYS = FINETUNE_SCHEMA.names
+FINETUNE_REQUIRED_KEYS = FINETUNE_SCHEMA.required
+GENERATE_KEYS = GENERATE_SCHEMA.names
+QUANTIZE_KEYS = QUANTIZE_SCHEMA.names
+QUANTIZE_REQUIRED_KEYS = QUANTIZE_SCHEMA.required
 
 
 def lazy_recipe(module: str, function: str = "run") -> Callable[[Any], None]:

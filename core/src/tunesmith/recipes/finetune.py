@@ -32,11 +32,11 @@ from tunesmith.checkpoint import Checkpointer, load_model_weights
 from tunesmith.config import instantiate
 from tunesmith.data import CROSS_ENTROPY_IGNORE_IDX, PackedDataset, packed_collate, padded_collate
 from tunesmith.errors import ConfigError
-from tunesmith.recipes import FINETUNE_KEYS, FINETUNE_REQUIRED_KEYS
+from tunesmith.recipes import FINETUNE_KEYS, FINETUNE_REQUIRED_KEYS, FINETUNE_SCHEMA
 from tunesmith.recipes._sampler import EpochSampler
 from tunesmith.recipes._strategy import Strategy, get_strategy
 
-__all__ = ["FINETUNE_KEYS", "FINETUNE_REQUIRED_KEYS", "run"]
+__all__ = ["FINETUNE_KEYS", "FINETUNE_REQUIRED_KEYS", "FINETUNE_SCHEMA", "run"]
 
 
 @dataclass
@@ -115,7 +115,7 @@ def _build_loader(cfg, node_key, tokenizer, strategy, *, shuffle, drop_last=True
         collate_fn=collate,
         # Training steps need full batches; validation must count every row.
         drop_last=drop_last,
-        num_workers=int(cfg.get("num_workers") or 0),
+        num_workers=cfg.num_workers,
         # Its own generator: iter() on a DataLoader without one draws from the global RNG,
         # which would shift the dropout masks of a resumed run (its RNG is restored first).
         generator=torch.Generator().manual_seed(int(cfg.seed or 0)),
@@ -124,7 +124,7 @@ def _build_loader(cfg, node_key, tokenizer, strategy, *, shuffle, drop_last=True
 
 
 def _build_scheduler(cfg: DictConfig, optimizer, total_steps: int):
-    node = cfg.get("lr_scheduler")
+    node = cfg.lr_scheduler
     if node is None:
         return None
     from tunesmith.config import resolve_component
@@ -136,11 +136,11 @@ def _build_scheduler(cfg: DictConfig, optimizer, total_steps: int):
 
 
 def _setup(cfg: DictConfig) -> _Run:
-    device = training.resolve_device(cfg.get("device", "auto"))
+    device = training.resolve_device(cfg.device)
     strategy = get_strategy(device)
     device = strategy.device
-    dtype = training.resolve_dtype(cfg.get("dtype", "auto"), device)
-    cfg.seed = training.set_seed(cfg.get("seed"))
+    dtype = training.resolve_dtype(cfg.dtype, device)
+    cfg.seed = training.set_seed(cfg.seed)
 
     ckpt_cfg = cfg.checkpointer
     checkpointer = Checkpointer(
@@ -151,33 +151,31 @@ def _setup(cfg: DictConfig) -> _Run:
     )
     # Data first: a bad dataset should fail before minutes of loading weights.
     tokenizer = _build_tokenizer(cfg, checkpointer)
-    loader, sampler = _build_loader(
-        cfg, "dataset", tokenizer, strategy, shuffle=cfg.get("shuffle", True)
-    )
+    loader, sampler = _build_loader(cfg, "dataset", tokenizer, strategy, shuffle=cfg.shuffle)
     val_loader = None
-    if cfg.get("validation_dataset") is not None:
+    if cfg.validation_dataset is not None:
         val_loader, _ = _build_loader(
             cfg, "validation_dataset", tokenizer, strategy, shuffle=False, drop_last=False
         )
 
-    accumulation = int(cfg.get("gradient_accumulation_steps", 1))
+    accumulation = cfg.gradient_accumulation_steps
     steps_per_epoch = len(loader) // accumulation
-    if cfg.get("max_steps_per_epoch"):
-        steps_per_epoch = min(steps_per_epoch, int(cfg.max_steps_per_epoch))
+    if cfg.max_steps_per_epoch is not None:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
     if steps_per_epoch == 0:
         raise ConfigError(
             f"the dataset gives {len(loader)} batch(es) per epoch, fewer than one optimizer step "
             f"(batch_size={cfg.batch_size} × gradient_accumulation_steps={accumulation}): "
             "lower one of them or use more data"
         )
-    peft = instantiate(cfg.get("peft"), key="peft")
+    peft = instantiate(cfg.peft, key="peft")
     model = _build_model(cfg, checkpointer, device, dtype)
     if peft is not None:
         peft.apply(model)
     layers = list(model.layers)
-    if cfg.get("enable_activation_checkpointing"):
+    if cfg.enable_activation_checkpointing:
         training.apply_activation_checkpointing(model, layer_types=(type(layers[0]),))
-    if cfg.get("compile"):
+    if cfg.compile:
         for layer in layers:
             layer.compile()
     model = strategy.prepare(model, layers)
@@ -185,10 +183,8 @@ def _setup(cfg: DictConfig) -> _Run:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = instantiate(cfg.optimizer, params, key="optimizer")
     scheduler = _build_scheduler(cfg, optimizer, steps_per_epoch * int(cfg.epochs))
-    loss_fn = instantiate(cfg.get("loss"), key="loss") or training.ChunkedCrossEntropyLoss()
-    logger = (
-        instantiate(cfg.get("metric_logger"), key="metric_logger") if strategy.is_main else None
-    )
+    loss_fn = instantiate(cfg.loss, key="loss") or training.ChunkedCrossEntropyLoss()
+    logger = instantiate(cfg.metric_logger, key="metric_logger") if strategy.is_main else None
     return _Run(
         cfg, strategy, dtype, checkpointer, model, peft, tokenizer, loader, sampler, val_loader,
         optimizer, scheduler, loss_fn, logger or training.StdoutLogger(), steps_per_epoch,
@@ -215,7 +211,7 @@ def _save_state(run: _Run) -> None:
         "rng": training.rng_state(),
         "position": vars(run.position).copy(),
         "seed": run.cfg.seed,
-        "peft": OmegaConf.to_container(run.cfg.peft) if run.cfg.get("peft") else None,
+        "peft": OmegaConf.to_container(run.cfg.peft) if run.cfg.peft else None,
     }
     if run.strategy.is_main:
         run.checkpointer.save_training_state(state)
@@ -270,8 +266,8 @@ def _save_epoch(run: _Run, epoch: int) -> Path | None:
 
 def _remove_old_epochs(run: _Run, epoch: int) -> None:
     """Honour ``keep_last_n_epochs``: delete this run's older ``epoch_N`` folders."""
-    keep = run.cfg.get("keep_last_n_epochs")
-    if not keep:
+    keep = run.cfg.keep_last_n_epochs
+    if keep is None:
         return
     for old in range(epoch - int(keep), -1, -1):
         directory = run.checkpointer.epoch_dir(old)
@@ -287,7 +283,7 @@ def _forward_loss(run: _Run, batch: dict[str, torch.Tensor]) -> tuple[torch.Tens
     tokens = batch["tokens"].to(device)
     labels = training.shift_labels(batch["labels"].to(device))
     extra = {k: batch[k].to(device) for k in ("mask", "input_pos") if k in batch}
-    with training.activation_offloading(bool(run.cfg.get("enable_activation_offloading"))):
+    with training.activation_offloading(run.cfg.enable_activation_offloading):
         logits = run.model(tokens, **extra)
     return run.loss_fn(logits, labels)
 
@@ -296,7 +292,7 @@ def _forward_loss(run: _Run, batch: dict[str, torch.Tensor]) -> tuple[torch.Tens
 def _validate(run: _Run) -> float:
     run.model.eval()
     total, count = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.int64)
-    max_steps = run.cfg.get("max_val_steps")
+    max_steps = run.cfg.max_val_steps
     for i, batch in enumerate(run.val_loader):
         if max_steps and i >= max_steps:
             break
@@ -322,7 +318,7 @@ def _train_step(run: _Run, batches) -> tuple[float, int]:
     params = [p for p in run.model.parameters() if p.requires_grad]
     # FSDP averages gradients over ranks; scaling by world_size restores the sum.
     training.scale_grads(params, run.strategy.world_size / tokens_total.clamp(min=1).item())
-    if run.cfg.get("clip_grad_norm") is not None:
+    if run.cfg.clip_grad_norm is not None:
         nn.utils.clip_grad_norm_(params, float(run.cfg.clip_grad_norm))
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
@@ -339,17 +335,17 @@ def _after_step(run: _Run, loss: float, lr: float, meter: training.ThroughputMet
     """Log, validate and save mid-epoch state as the config asks."""
     cfg, pos = run.cfg, run.position
     step = pos.global_step
-    if step % int(cfg.get("log_every_n_steps", 1)) == 0:
+    if step % cfg.log_every_n_steps == 0:
         metrics = {"loss": loss, "lr": lr, "tokens_per_second": meter.tokens_per_second}
         metrics["epoch"] = pos.epoch
-        if cfg.get("log_peak_memory_stats"):
+        if cfg.log_peak_memory_stats:
             metrics.update(training.memory_stats(run.strategy.device))
         run.logger.log_dict(metrics, step=step)
         meter.reset()
-    val_every = cfg.get("run_val_every_n_steps")
+    val_every = cfg.run_val_every_n_steps
     if run.val_loader is not None and val_every and step % val_every == 0:
         run.logger.log_dict({"val_loss": _validate(run)}, step=step)
-    save_every = cfg.get("save_every_n_steps")
+    save_every = cfg.save_every_n_steps
     if save_every and step % save_every == 0 and pos.step_in_epoch < run.steps_per_epoch:
         _save_state(run)
 
@@ -357,7 +353,7 @@ def _after_step(run: _Run, loss: float, lr: float, meter: training.ThroughputMet
 def _run_epoch(run: _Run, epoch: int) -> float:
     """Train the remaining steps of ``epoch``; returns the last step's loss."""
     cfg, pos = run.cfg, run.position
-    accumulation = int(cfg.get("gradient_accumulation_steps", 1))
+    accumulation = cfg.gradient_accumulation_steps
     run.sampler.set_position(epoch, pos.step_in_epoch * accumulation * int(cfg.batch_size))
     batches = iter(run.loader)
     meter = training.ThroughputMeter()
@@ -393,7 +389,7 @@ def _train(run: _Run) -> None:
     for epoch in range(pos.epoch, int(run.cfg.epochs)):
         pos.epoch = epoch
         loss = _run_epoch(run, epoch)
-        if run.val_loader is not None and not run.cfg.get("run_val_every_n_steps"):
+        if run.val_loader is not None and run.cfg.run_val_every_n_steps is None:
             run.logger.log_dict({"val_loss": _validate(run)}, step=pos.global_step)
         pos.step_in_epoch, pos.epoch = 0, epoch + 1
         path = _save_epoch(run, epoch)
@@ -405,8 +401,10 @@ def _train(run: _Run) -> None:
 
 
 def run(cfg: DictConfig) -> None:
-    """Fine-tune as ``cfg`` says (see the module docstring and the shipped configs)."""
-    cfg = cfg.copy()
+    """Fine-tune as ``cfg`` says (see the module docstring, the shipped configs and
+    ``tunesmith run finetune --help``); keys it leaves out take ``FINETUNE_SCHEMA``'s
+    defaults."""
+    cfg = FINETUNE_SCHEMA.with_defaults(cfg)  # a copy; `tunesmith run` has filled them already
     run_state = _setup(cfg)
     trainable, total = training.count_parameters(run_state.model)
     if run_state.strategy.is_main:
@@ -416,7 +414,7 @@ def run(cfg: DictConfig) -> None:
             f"in {str(run_state.dtype).removeprefix('torch.')}"
         )
         run_state.logger.log_config(OmegaConf.to_container(cfg, resolve=True))
-    if cfg.get("resume_from_checkpoint"):
+    if cfg.resume_from_checkpoint:
         _restore_state(run_state)
     try:
         _train(run_state)

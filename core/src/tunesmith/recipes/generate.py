@@ -23,9 +23,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from tunesmith.data import Message
 from tunesmith.errors import ConfigError, TunesmithError
-from tunesmith.recipes import GENERATE_KEYS, load_for_inference
+from tunesmith.recipes import GENERATE_KEYS, GENERATE_SCHEMA, load_for_inference
 
-__all__ = ["GENERATE_KEYS", "run"]
+__all__ = ["GENERATE_KEYS", "GENERATE_SCHEMA", "run"]
 
 _EXIT_WORDS = {"exit", "quit", "/exit", "/quit"}
 
@@ -44,17 +44,14 @@ def _settings(cfg: DictConfig) -> _Settings:
     from tunesmith.generation import check_sampling
 
     settings = _Settings(
-        max_new_tokens=cfg.get("max_new_tokens", 256),
-        temperature=float(cfg.get("temperature", 0.0) or 0.0),
-        top_k=cfg.get("top_k"),
-        top_p=cfg.get("top_p"),
-        seed=cfg.get("seed"),
-        enable_kv_cache=bool(cfg.get("enable_kv_cache", True)),
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=float(cfg.temperature),
+        top_k=cfg.top_k,
+        top_p=cfg.top_p,
+        seed=cfg.seed,
+        enable_kv_cache=cfg.enable_kv_cache,
     )
     check_sampling(settings.temperature, settings.top_k, settings.top_p)
-    n = settings.max_new_tokens
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConfigError(f"max_new_tokens must be a positive integer, not {n!r}")
     return settings
 
 
@@ -162,13 +159,14 @@ def run(cfg: DictConfig) -> None:
     """
     from tunesmith.generation import tokenize_prompt
 
-    prompt = cfg.get("prompt") or OmegaConf.create({})
+    cfg = GENERATE_SCHEMA.with_defaults(cfg)  # (tunesmith run has filled them in already)
+    prompt = cfg.prompt or OmegaConf.create({})
     if not isinstance(prompt, DictConfig):
         raise ConfigError(
             f"'prompt' must be a mapping, not {prompt!r}: use prompt.user=\"...\" (and prompt.system=...)"
         )
     system = prompt.get("system")
-    interactive = bool(prompt.get("interactive") or cfg.get("chat"))
+    interactive = bool(prompt.get("interactive") or cfg.chat)
     user = prompt.get("user")
     if not interactive and (user is None or not str(user).strip()):
         raise ConfigError(

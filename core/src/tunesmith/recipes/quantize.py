@@ -27,9 +27,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
 from tunesmith.errors import ConfigError
-from tunesmith.recipes import QUANTIZE_KEYS
+from tunesmith.recipes import QUANTIZE_KEYS, QUANTIZE_SCHEMA
 
-__all__ = ["QUANTIZE_KEYS", "run"]
+__all__ = ["QUANTIZE_KEYS", "QUANTIZE_SCHEMA", "run"]
 
 
 def _human(nbytes: int) -> str:
@@ -57,7 +57,7 @@ def _source(cfg: DictConfig) -> Path:
 def _output(cfg: DictConfig, source: Path) -> Path:
     from tunesmith.quantization import is_quantized_dir
 
-    value = cfg.get("output_dir")
+    value = cfg.output_dir
     if not value:
         raise ConfigError("output_dir is not set: add output_dir=<directory to write>")
     output = Path(value).expanduser()
@@ -125,17 +125,18 @@ def run(cfg: DictConfig) -> None:
     from tunesmith.config import instantiate
     from tunesmith.quantization import import_torchao, save_quantized, tensor_bytes
 
+    cfg = QUANTIZE_SCHEMA.with_defaults(cfg)  # (tunesmith run has filled them in already)
     source = _source(cfg)
     output = _output(cfg, source)
-    node = cfg.get("quantizer")
+    node = cfg.quantizer
     quantizer = instantiate(node, key="quantizer")
-    device = training.resolve_device(cfg.get("device", "auto"))
-    dtype = training.resolve_dtype(cfg.get("dtype", "auto"), device, training=False)
+    device = training.resolve_device(cfg.device)
+    dtype = training.resolve_dtype(cfg.dtype, device, training=False)
     import_torchao()  # a missing torchao fails now, not after loading a large model
     dtype_name = str(dtype).removeprefix("torch.")
 
     print(f"Loading {source} on {device} in {dtype_name}", flush=True)
-    ckpt, model = _load(source, output, cfg.get("adapter"), device, dtype)
+    ckpt, model = _load(source, output, cfg.adapter, device, dtype)
     tensors = dict(model.named_parameters())
     before = {name: tensor_bytes([t]) for name, t in tensors.items()}
     total_before = tensor_bytes([*model.parameters(), *model.buffers()])

@@ -19,25 +19,55 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from tunesmith.config import Key, RecipeSchema, at_least
 from tunesmith.errors import ConfigError
 
-__all__ = ["EVAL_KEYS", "RESULTS_FILE", "run"]
+__all__ = ["EVAL_KEYS", "EVAL_SCHEMA", "RESULTS_FILE", "run"]
 
-#: The evaluator's settings, written at the top level as in torchtune's configs.
-_EVALUATOR_KEYS = frozenset(
-    {
-        "tasks", "limit", "num_fewshot", "batch_size", "max_seq_len", "max_seq_length",
-        "apply_chat_template", "include_path", "include_defaults", "seed", "enable_kv_cache",
-    }
-)  # fmt: skip
+
+def _auto_model(value: dict[str, Any]) -> str | None:
+    component = value.get("_component_", "auto")
+    if component == "auto":
+        return None
+    return (
+        "is not used: eleuther_eval builds the model from checkpointer.checkpoint_dir's "
+        f"config.json: remove 'model' or set model._component_=auto (not {component!r})"
+    )
+
+
+#: The evaluator's settings, written at the top level as in torchtune's configs. They
+#: have no defaults here: what is left out takes EleutherEvaluator's own default.
+_EVALUATOR = (
+    Key("tasks", (list, str), help="lm_eval task, group or tag names; globs work"),
+    Key("limit", (int, float, None), help="Documents per task (a fraction in (0, 1] too)"),
+    Key("num_fewshot", (int, None), check=at_least(0), help="null: each task's default"),
+    Key("batch_size", int, check=at_least(1), help="Requests per forward pass (default 8)"),
+    Key("max_seq_len", (int, None), check=at_least(1), help="null: the model's own"),
+    Key("max_seq_length", (int, None), check=at_least(1), help="torchtune's max_seq_len"),
+    Key("apply_chat_template", bool, help="Prompts in the chat format (default false)"),
+    Key("include_path", (str, list, None), help="Extra task YAML directories"),
+    Key("include_defaults", bool, help="false skips lm_eval's own tasks (default true)"),
+    Key("seed", (int, None), help="lm_eval's seeds (default null)"),
+    Key("enable_kv_cache", bool, help="Cache keys and values while generating (default true)"),
+)
+_EVALUATOR_KEYS = frozenset(key.name for key in _EVALUATOR)
 
 #: Every top-level key the ``eleuther_eval`` recipe reads.
-EVAL_KEYS = _EVALUATOR_KEYS | frozenset(
-    {
-        "checkpointer", "model", "tokenizer", "adapter", "evaluator", "quantizer", "device",
-        "dtype", "output_dir",
-    }
-)  # fmt: skip
+EVAL_SCHEMA = RecipeSchema(
+    (
+        Key("checkpointer", dict, required=True, help="{checkpoint_dir}: the model to evaluate"),
+        Key("model", (dict, None), None, check=_auto_model, help="null or {_component_: auto}"),
+        Key("tokenizer", (dict, None), None, help="null or {_component_: auto}: the checkpoint's"),
+        Key("adapter", (str, None), None, help="A PEFT adapter directory applied on top, or null"),
+        Key("quantizer", (dict, None), None, help="A quantizer applied before evaluating, or null"),
+        Key("evaluator", (dict, None), None, help="{_component_: eleuther, tasks, ...} instead"),
+        *_EVALUATOR,
+        Key("device", str, "auto", help="auto (CUDA when present, else CPU), cpu, cuda, mps"),
+        Key("dtype", str, "auto", help="auto (bf16 on CUDA, else fp32), bf16, fp32"),
+        Key("output_dir", (str, None), None, help="Where eleuther_eval_results.json goes"),
+    )
+)
+EVAL_KEYS = EVAL_SCHEMA.names
 
 #: The results file written to ``output_dir``.
 RESULTS_FILE = "eleuther_eval_results.json"
@@ -80,16 +110,10 @@ def _evaluator(cfg: DictConfig) -> Any:
 
 def _load(cfg: DictConfig) -> tuple[Any, Any]:
     from tunesmith.config import instantiate
-    from tunesmith.recipes import checkpoint_dir_of, load_for_inference
+    from tunesmith.recipes import load_for_inference
 
-    model_node = cfg.get("model")
-    if model_node is not None and model_node.get("_component_", "auto") != "auto":
-        raise ConfigError(
-            f"eleuther_eval builds the model from {checkpoint_dir_of(cfg)}'s config.json: remove "
-            f"'model' or set model._component_=auto (not {model_node.get('_component_')!r})"
-        )
     model, tokenizer, device = load_for_inference(cfg)
-    if cfg.get("quantizer") is not None:
+    if cfg.quantizer is not None:
         quantizer = instantiate(cfg.quantizer, key="quantizer")
         model = quantizer.quantize(model, device)
     return model, tokenizer
@@ -99,10 +123,10 @@ def _model_args(cfg: DictConfig, model: Any) -> dict[str, Any]:
     """What was evaluated, for the results' ``config.model_args`` (lm_eval leaves it
     empty for a model object)."""
     param = next(model.parameters(), None)
-    quantizer = cfg.get("quantizer")
+    quantizer = cfg.quantizer
     return {
         "checkpoint_dir": str(cfg.checkpointer.checkpoint_dir),
-        "adapter": None if cfg.get("adapter") is None else str(cfg.adapter),
+        "adapter": None if cfg.adapter is None else str(cfg.adapter),
         "quantizer": None if quantizer is None else quantizer.get("_component_"),
         "dtype": None if param is None else str(param.dtype).removeprefix("torch."),
         "device": None if param is None else str(param.device),
@@ -148,6 +172,7 @@ def run(cfg: DictConfig) -> None:
         ConfigError: no checkpoint directory or tasks, or invalid settings.
         NotFoundError: an unknown task name.
     """
+    cfg = EVAL_SCHEMA.with_defaults(cfg)  # (tunesmith run has filled them in already)
     evaluator = _evaluator(cfg)
     if hasattr(evaluator, "resolve_tasks"):
         evaluator.resolve_tasks()  # a misspelled task fails before the model loads
@@ -156,7 +181,6 @@ def run(cfg: DictConfig) -> None:
     if isinstance(results.get("config"), dict):
         results["config"]["model_args"] = _model_args(cfg, model)
     print(_table(results), flush=True)
-    output_dir = cfg.get("output_dir")
-    if output_dir:
-        path = _write(results, output_dir)
+    if cfg.output_dir:
+        path = _write(results, cfg.output_dir)
         print(f"Wrote {path}", file=sys.stderr, flush=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from tunesmith import Config, Evaluator, Recipe, hookimpl
 from tunesmith.recipes import lazy_recipe
 from tunesmith_eval_eleuther._evaluator import eleuther
-from tunesmith_eval_eleuther._recipe import EVAL_KEYS
+from tunesmith_eval_eleuther._recipe import EVAL_SCHEMA
 
 TUNESMITH_PLUGIN_API = 1
 
@@ -37,8 +37,7 @@ def register_recipes(register: Callable[[Recipe | Config], None]) -> None:
         Recipe(
             name="eleuther_eval",
             run=lazy_recipe("tunesmith_eval_eleuther._recipe"),
-            keys=EVAL_KEYS,
-            required=frozenset({"checkpointer"}),
+            schema=EVAL_SCHEMA,
             description="Evaluate a checkpoint on EleutherAI lm-eval tasks",
         )
     )

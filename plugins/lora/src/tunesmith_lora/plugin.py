@@ -95,15 +95,14 @@ def register_peft_methods(register: Callable[[PeftMethod], None]) -> None:
 def register_recipes(register: Callable[[Recipe], None]) -> None:
     # tunesmith.recipes is cheap to import: run_finetune loads the recipe (and torch)
     # only when a job runs.
-    from tunesmith.recipes import FINETUNE_KEYS, FINETUNE_REQUIRED_KEYS, run_finetune
+    from tunesmith.recipes import FINETUNE_SCHEMA, run_finetune
 
     for name, method, distributed, description in _ALIASES:
         register(
             Recipe(
                 name=name,
                 run=run_finetune,
-                keys=FINETUNE_KEYS,
-                required=FINETUNE_REQUIRED_KEYS,
+                schema=FINETUNE_SCHEMA,
                 defaults={"peft": {"_component_": method}},
                 distributed=distributed,
                 description=f"{description} (the finetune recipe with peft: {method})",
