@@ -76,13 +76,6 @@ def test_relative_positions_only_matter():
     torch.testing.assert_close(dot(7, 3), dot(104, 100))
 
 
-def test_builds_on_meta_device_without_state():
-    with torch.device("meta"):
-        rope = RotaryPositionalEmbeddings(16, base=10_000.0)
-    assert rope.inv_freq.device.type == "cpu"  # usable after to_empty / load_state_dict
-    assert rope.state_dict() == {}
-
-
 # ---- parity with transformers: frequency tables, cos/sin, cast order --------
 
 HEAD_DIM = 16
@@ -249,3 +242,17 @@ def test_longrope_without_factor_takes_the_length_ratio():
     assert RotaryPositionalEmbeddings(HEAD_DIM, scaling=scaling).attention_factor == pytest.approx(
         math.sqrt(1 + math.log(4) / math.log(16))
     )
+
+
+@pytest.mark.parametrize("variant", ["default", "yarn", "longrope"])
+def test_builds_on_meta_device_without_state(variant):
+    _, scaling = ROPE_VARIANTS[variant]
+    scaling = {k: v for k, v in scaling.items() if k != "rope_theta"}
+    scaling.setdefault("original_max_position_embeddings", 16)
+    scaling.setdefault("factor", 4.0)
+    with torch.device("meta"):
+        rope = RotaryPositionalEmbeddings(HEAD_DIM, base=10_000.0, scaling=scaling)
+    assert rope.inv_freq.device.type == "cpu"  # usable after to_empty / load_state_dict
+    assert rope.state_dict() == {}
+    cos, _ = rope.cos_sin(torch.arange(20)[None])
+    assert cos.device.type == "cpu" and torch.isfinite(cos).all()

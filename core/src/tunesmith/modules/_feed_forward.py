@@ -11,6 +11,10 @@ __all__ = ["FeedForward"]
 class FeedForward(nn.Module):
     """``w2(activation(w1(x)) * w3(x))``: SwiGLU with SiLU, GeGLU with GELU.
 
+    Biases come with the injected projections (``nn.Linear(..., bias=True)`` for
+    Llama's ``mlp_bias``). A family that fuses gate and up (Phi-3's ``gate_up_proj``)
+    splits the fused weight in its checkpoint adapter.
+
     Args:
         gate_proj: ``w1``, ``embed_dim -> hidden_dim`` (HF ``gate_proj``).
         down_proj: ``w2``, ``hidden_dim -> embed_dim`` (HF ``down_proj``).

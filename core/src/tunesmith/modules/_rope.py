@@ -88,7 +88,9 @@ def _yarn(dim: int, base: float, scaling: Mapping[str, Any]) -> tuple[torch.Tens
     low, high = max(low, 0), min(high, dim - 1)
     if low == high:
         high += 0.001  # no zero-width ramp
-    ramp = torch.clamp((torch.arange(dim // 2, dtype=torch.float32) - low) / (high - low), 0, 1)
+    ramp = torch.clamp(
+        (torch.arange(dim // 2, dtype=torch.float32, device="cpu") - low) / (high - low), 0, 1
+    )
 
     # Dimensions that turn fast keep their frequency (extrapolation), slow ones are
     # divided by `factor` (interpolation), and the band between blends linearly.
@@ -111,7 +113,7 @@ def _longrope(
             1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(old_len))
         )
     factors = long if seq_len and seq_len > old_len else short
-    ext = torch.tensor(factors, dtype=torch.float32)
+    ext = torch.tensor(factors, dtype=torch.float32, device="cpu")
     return 1.0 / (ext * base ** _exponents(dim)), attention_factor
 
 
