@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 from tunesmith import Config, Model, NotFoundError, Recipe, TunesmithError, __version__, hookimpl
 from tunesmith import cli as cli_module
 from tunesmith.cli import _split_torchrun, cli
+from tunesmith.config import Key, RecipeSchema, at_least
 from tunesmith.registry import load_registry, reset_registry
 
 
@@ -41,6 +42,19 @@ model:
 """
 
 
+TYPED = RecipeSchema(
+    (
+        Key("output_dir", str, required=True, help="Where ran.json goes"),
+        Key("model", (dict, None), None, help="{_component_: fake_lm}"),
+        Key("optimizer", (dict, None), None),
+        Key("batch_size", int, 1, check=at_least(1), help="Samples per step"),
+        Key("epochs", int, 1, check=at_least(1)),
+        Key("max_steps_per_epoch", (int, None), None, check=at_least(1), help="null: all"),
+    ),
+    refused={"checkpointer": "fake_typed reads no checkpoint: remove it"},
+)
+
+
 class FakePlugin:
     def __init__(self, config_path: Path) -> None:
         self.config_path = config_path
@@ -63,6 +77,12 @@ class FakePlugin:
         )
         register(Recipe(name="fake_distributed", run=fake_run, keys=keys, distributed=True))
         register(Config(name="fake/tiny_train", recipe="fake_train", path=self.config_path))
+
+
+class TypedPlugin:
+    @hookimpl
+    def register_recipes(self, register):
+        register(Recipe(name="fake_typed", run=fake_run, schema=TYPED, defaults={"epochs": 2}))
 
 
 class BrokenPlugin:
@@ -106,6 +126,11 @@ def install(**plugins) -> None:
 @pytest.fixture
 def fake(config_path):
     install(fake=FakePlugin(config_path))
+
+
+@pytest.fixture
+def typed(config_path):
+    install(fake=FakePlugin(config_path), typed=TypedPlugin())
 
 
 @pytest.fixture
@@ -368,6 +393,123 @@ def test_installed_script_debug_shows_the_traceback(tmp_path):
     assert debug.returncode == 1
     assert "Traceback (most recent call last)" in debug.stderr
     assert "NotFoundError: unknown recipe 'no_such_recipe'" in debug.stderr
+
+
+# ---------------------------------------------------------- recipe schemas ---
+
+
+def _ran(out_dir: Path) -> dict:
+    return json.loads((out_dir / "ran.json").read_text())
+
+
+def test_run_fills_schema_defaults_and_overrides_a_key_the_file_lacks(runner, typed, out_dir):
+    result = invoke(
+        runner, "run", "fake_typed", "-c", "fake/tiny_train", "max_steps_per_epoch=1"
+    )  # no + although the file has no max_steps_per_epoch
+    assert result.exit_code == 0, result.output
+    assert _ran(out_dir) == {
+        "output_dir": str(out_dir),
+        "batch_size": 2,  # the file
+        "model": {"_component_": "fake_lm", "dim": 4},
+        "epochs": 2,  # the recipe's alias default, over the schema's 1
+        "optimizer": None,  # the schema's defaults
+        "max_steps_per_epoch": 1,  # the override
+    }
+
+
+def test_api1_recipe_still_validates_and_runs(runner, typed, out_dir):
+    """``Recipe(keys=..., required=..., defaults=...)`` (fake_train): no schema defaults."""
+    assert invoke(runner, "validate", "fake/tiny_train").exit_code == 0
+    assert invoke(runner, "run", "fake_train", "-c", "fake/tiny_train").exit_code == 0
+    assert _ran(out_dir) == {
+        "epochs": 1,
+        "output_dir": str(out_dir),
+        "batch_size": 2,
+        "model": {"_component_": "fake_lm", "dim": 4},
+    }
+
+
+def test_interpolation_variables_run_through_validate_and_run(runner, typed, tmp_path):
+    config = tmp_path / "vars.yaml"
+    config.write_text(
+        "base_dir: " + str(tmp_path) + "\nrun_name: first\n"
+        "output_dir: ${base_dir}/runs/${run_name}\nmodel: {_component_: fake_lm}\n"
+    )
+    result = invoke(runner, "validate", str(config), "--recipe", "fake_typed")
+    assert result.exit_code == 0, result.output
+    result = invoke(runner, "run", "fake_typed", "-c", str(config), "run_name=second")
+    assert result.exit_code == 0, result.output
+    ran = _ran(tmp_path / "runs" / "second")
+    assert ran["output_dir"] == str(tmp_path / "runs" / "second")
+    assert "base_dir" not in ran and "run_name" not in ran  # variables, not settings
+
+
+def test_typo_and_unreferenced_keys_are_refused(runner, typed, tmp_path):
+    config = tmp_path / "typo.yaml"
+    config.write_text("output_dir: /x\nbatch_sise: 2\nbase_dir: /m\ncheckpointer: {}\n")
+    result = invoke(runner, "validate", str(config), "--recipe", "fake_typed")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.splitlines() == [
+        "error: config has 3 problems:",
+        "  - unknown key 'batch_sise' for recipe fake_typed — did you mean 'batch_size'?",
+        "  - unknown key 'base_dir' for recipe fake_typed (remove it; `tunesmith run fake_typed "
+        "--help` lists the keys it reads)",
+        "  - key 'checkpointer' is not read by recipe fake_typed: fake_typed reads no "
+        "checkpoint: remove it",
+    ]
+
+
+def test_validate_lists_every_bad_override_and_argument(runner, typed):
+    result = invoke(
+        runner, "validate", "fake/tiny_train", "--recipe", "fake_typed",
+        "+optimizer={_component_: torch.optim.AdamW, lr: 0.1}", "optimizer.lr=abc", "epochs=0",
+        "model.dim=four", "bach_size=3", "~nope", "max_steps_per_epoch", "model.dimm.x=1",
+    )  # fmt: skip
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.splitlines() == [
+        "error: config has 7 problems:",
+        "  - cannot override 'bach_size': no such key — did you mean 'batch_size'? "
+        "(to add a new key, write +bach_size=3)",
+        "  - cannot delete 'nope': no such key in the config",
+        "  - override 'max_steps_per_epoch' is not of the form key=value (or ~key to delete, "
+        "+key=value to add)",
+        "  - cannot override 'model.dimm.x': 'dimm' is not a key of model — did you mean 'dim'?",
+        "  - 'epochs' must be at least 1, not 0",
+        "  - 'model.dim' must be int, not 'four'",
+        # AdamW's lr is annotated float | Tensor: its float default says a number.
+        "  - 'optimizer.lr' must be a number, not 'abc' (AdamW's default is 0.001)",
+    ]
+
+
+def test_generate_refuses_a_model_block(runner, tmp_path):
+    reset_registry(load_registry(entry_points=False))  # the core's own recipes
+    config = tmp_path / "gen.yaml"
+    config.write_text(
+        "checkpointer: {checkpoint_dir: /models/x}\nmodel: {_component_: auto}\n"
+        "prompt: {user: Hi}\n"
+    )
+    result = invoke(runner, "validate", str(config), "--recipe", "generate")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "error: config has 1 problem:",
+        "  - key 'model' is not read by recipe generate: generate builds the model from "
+        "checkpointer.checkpoint_dir's config.json: remove 'model' and point "
+        "checkpointer.checkpoint_dir at the model to use",
+    ]
+    assert invoke(runner, "validate", str(config), "--recipe", "generate", "~model").exit_code == 0
+
+
+def test_run_recipe_help_lists_its_keys(runner, typed):
+    result = invoke(runner, "run", "fake_typed", "--help")
+    assert result.exit_code == 0, result.output
+    assert "Examples:" in result.stdout
+    keys = result.stdout.split("Config keys of fake_typed:", 1)[1]
+    rows = [" ".join(line.split()) for line in keys.splitlines()]
+    assert "output_dir str, required. Where ran.json goes" in rows
+    assert "batch_size int >= 1 = 1. Samples per step" in rows
+    assert "max_steps_per_epoch int >= 1 or null = null. null: all" in rows
+    assert "epochs 2" in rows  # the alias default
+    assert invoke(runner, "run").exit_code == 2  # RECIPE is still needed to run
 
 
 # --------------------------------------------------------------- torchrun ---

@@ -147,6 +147,9 @@ def load_recipe_config(
     cfg = OmegaConf.create(_read(path, problems))
     if recipe.defaults:
         cfg = OmegaConf.merge(OmegaConf.create(dict(recipe.defaults)), cfg)
+    # Before the overrides, so they can set a default's keys (prompt.user=...); after
+    # them, so that ~key brings a key's default back.
+    cfg = schema.with_defaults(cfg)
     cfg = apply_overrides(cfg, overrides, known=schema.names, problems=problems)
     cfg = schema.with_defaults(cfg)
     problems += _problems(cfg, recipe)
@@ -232,6 +235,7 @@ def _apply_one(cfg: DictConfig, override: str, known: Collection[str]) -> None:
         and (top not in cfg or (not OmegaConf.is_interpolation(cfg, top) and cfg[top] is None))
     ):
         cfg[top] = {}  # a block of the recipe's schema that the file leaves out: start it
+        add = True  # whatever goes into it is new (validation checks the block's keys)
     parent = _walk(cfg, parts, full_key, known)
     leaf = parts[-1]
     value = parse_value(text)
