@@ -75,24 +75,32 @@ def cli(debug: bool) -> None:
 # ------------------------------------------------------------------ plugins ---
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("--all", "show_builtins", is_flag=True, help="Include the core's built-in plugins.")
-def plugins(as_json: bool, show_builtins: bool) -> None:
+@click.pass_context
+def plugins(ctx: click.Context, as_json: bool, show_builtins: bool) -> None:
     """List installed plugins, what each registered, and load errors.
+
+    The JSON form is documented in docs/plugins.md ("Inspecting plugins").
 
     \b
     Examples:
       tunesmith plugins
       tunesmith plugins --all --json
       TUNESMITH_LOAD_PLUGINS=llama tunesmith plugins
+      tunesmith plugins check llama
     """
+    if ctx.invoked_subcommand is not None:
+        return
     registry = get_registry()
     shown = [p for p in registry.plugins.values() if show_builtins or not p.builtin]
+    missing = registry.missing_requirements()
     if as_json:
         payload = {
             "plugins": [p.to_dict() for p in shown],
             "conflicts": [c.message() for c in registry.conflicts.values()],
+            "missing": missing,
         }
         click.echo(json.dumps(payload, indent=2))
         return
@@ -110,6 +118,40 @@ def plugins(as_json: bool, show_builtins: bool) -> None:
                 click.echo(f"  {kind}: {', '.join(sorted(names))}")
     for conflict in registry.conflicts.values():
         click.echo(f"CONFLICT: {conflict.message()}")
+    for distribution, configs in missing.items():
+        click.echo(
+            f"MISSING: {len(configs)} config(s) need {distribution} "
+            f"(e.g. {configs[0]}): pip install {distribution}"
+        )
+
+
+@plugins.command(name="check")
+@click.argument("name")
+@click.option("--work-dir", type=click.Path(path_type=Path), help="Keep the checkpoints here.")
+def plugins_check(name: str, work_dir: Path | None) -> None:
+    """Run the conformance kit on everything plugin NAME registered.
+
+    Families get the HF round trip, KV-cache, logits and greedy-generation parity with
+    transformers and a LoRA step checked in PEFT; PEFT methods, quantizers and shipped
+    configs get their own checks. Needs the test dependencies (transformers, peft).
+
+    \b
+    Examples:
+      tunesmith plugins check llama
+      tunesmith plugins check lora --work-dir /tmp/kit
+    """
+    from tunesmith.testing import ConformanceError, check_plugin
+
+    try:
+        results = check_plugin(name, work_dir=work_dir)
+    except ConformanceError as exc:
+        click.echo(f"FAIL {name}", err=True)
+        click.echo(str(exc), err=True)
+        raise SystemExit(1) from None
+    for component, ran in results.items():
+        shown = ", ".join(ran) if len(ran) <= 8 else f"{len(ran)} checks"
+        click.echo(f"ok {component}: {shown}")
+    click.echo(f"PASS {name}: {sum(len(r) for r in results.values())} checks")
 
 
 # -------------------------------------------------------------- ls, cp, val ---
@@ -135,6 +177,8 @@ def ls_(show_all: bool) -> None:
         configs = by_recipe.get(recipe.name) or ["-"]
         for i, name in enumerate(configs):
             click.echo(f"{recipe.name if i == 0 else '':<{width}}  {name}")
+    for distribution, names in registry.missing_requirements().items():
+        click.echo(f"\n({len(names)} more configs need {distribution}: pip install {distribution})")
     if show_all:
         for kind in KINDS:
             if kind in ("recipes", "configs"):
@@ -215,6 +259,8 @@ def validate(config: str, overrides: tuple[str, ...], recipe: str | None) -> Non
 
 def _recipe_keys(recipe) -> str:
     """The ``--help`` section listing the keys ``recipe``'s schema reads."""
+    from tunesmith.config._schema import yaml_text
+
     schema = recipe.schema
     formatter = click.HelpFormatter()
     title = f"Config keys of {recipe.name}"
@@ -229,14 +275,15 @@ def _recipe_keys(recipe) -> str:
             )
             rows.append((key.name, f"{text}. {key.help}" if key.help else text))
         formatter.write_dl(rows or [("-", "none declared")])
+    if schema.refused:
+        with formatter.section(f"Keys {recipe.name} refuses"):
+            formatter.write_dl(list(schema.refused.items()))
     if recipe.defaults:
         with formatter.section(f"Defaults of {recipe.name} (over the schema's)"):
-            from tunesmith.config._schema import yaml_text
-
             formatter.write_dl([(k, yaml_text(v)) for k, v in recipe.defaults.items()])
     formatter.write_paragraph()
     formatter.write_text(
-        "Any key above may be overridden as key=value even if the config leaves it out. "
+        "Each config key may be set as key=value even when the config leaves it out. "
         + (
             ""
             if schema.open

@@ -166,6 +166,15 @@ class Registry:
         """Every ``(kind, component)`` registered under ``name``, in any table."""
         return [(kind, t[name]) for kind, t in self.tables.items() if name in t]
 
+    def missing_requirements(self) -> dict[str, list[str]]:
+        """Distribution -> the shipped configs that need it: their recipe is not
+        registered and their ``Config.requires`` names the distribution that has it."""
+        missing: dict[str, list[str]] = {}
+        for config in self.values("configs"):
+            if config.recipe not in self.tables["recipes"] and config.requires:
+                missing.setdefault(config.requires, []).append(config.name)
+        return missing
+
     def load_errors(self) -> dict[str, str]:
         return {p.name: p.error for p in self.plugins.values() if p.error}
 

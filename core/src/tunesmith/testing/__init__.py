@@ -1,7 +1,21 @@
-"""Test helpers for tunesmith and its plugins: fixtures and conformance checks."""
+"""Test helpers for tunesmith and its plugins: tiny fixtures, a fake Hub, and the
+conformance kit (``check_family``, ``check_peft_method``, ... and ``check_plugin``, which
+``tunesmith plugins check NAME`` runs)."""
 
 from tunesmith.testing._fake_hub import FakeHub
 from tunesmith.testing._fake_tokenizer import FakeTokenizer
+from tunesmith.testing._kit import ConformanceError, check_family, reference_checkpoint
+from tunesmith.testing._kit_components import (
+    CONVERSATIONS,
+    check_chat_template,
+    check_configs,
+    check_dataset,
+    check_evaluator,
+    check_peft_method,
+    check_plugin,
+    check_quantizer,
+    check_tokenizer,
+)
 from tunesmith.testing._tiny import random_state_dict, write_tiny_checkpoint
 from tunesmith.testing._tokenizers import (
     LLAMA3_CHAT_TEMPLATE,
@@ -11,10 +25,22 @@ from tunesmith.testing._tokenizers import (
 )
 
 __all__ = [
+    "CONVERSATIONS",
     "LLAMA3_CHAT_TEMPLATE",
+    "ConformanceError",
     "FakeHub",
     "FakeTokenizer",
+    "check_chat_template",
+    "check_configs",
+    "check_dataset",
+    "check_evaluator",
+    "check_family",
+    "check_peft_method",
+    "check_plugin",
+    "check_quantizer",
+    "check_tokenizer",
     "random_state_dict",
+    "reference_checkpoint",
     "write_hf_tokenizer",
     "write_sentencepiece_model",
     "write_tiktoken_ranks",

@@ -92,6 +92,8 @@ def shipped_configs() -> list[Config]:
                 recipe=recipe,
                 path=path,
                 description=f"{path.parent.name} {size}: {recipe.replace('_', ' ')}",
+                # the LoRA recipes are tunesmith-lora's, a dependency of this distribution
+                requires="tunesmith-lora" if "lora" in kind else None,
             )
         )
     return configs
