@@ -509,6 +509,7 @@ def test_run_recipe_help_lists_its_keys(runner, typed):
     assert "batch_size int >= 1 = 1. Samples per step" in rows
     assert "max_steps_per_epoch int >= 1 or null = null. null: all" in rows
     assert "epochs 2" in rows  # the alias default
+    assert "checkpointer fake_typed reads no checkpoint: remove it" in rows  # refused
     assert invoke(runner, "run").exit_code == 2  # RECIPE is still needed to run
 
 

@@ -217,6 +217,7 @@ def test_every_problem_is_listed_at_once(registry, tmp_path):
         "top_p=0",  # out of range
         "clip_grad_norm=0",
         "prompt.user=${nowhere}",  # broken reference
+        "prompt.system=${oops",  # malformed
         "~output_dir",  # required
     ]
     with pytest.raises(ConfigError) as caught:
@@ -228,6 +229,8 @@ def test_every_problem_is_listed_at_once(registry, tmp_path):
         "(to add a new key, write +batch_sise=2)",
         "cannot delete 'nothing': no such key in the config",
         "override 'epochs' is not of the form key=value (or ~key to delete, +key=value to add)",
+        "override 'prompt.system=${oops': 'prompt.system' has a malformed interpolation "
+        "'${oops': write ${key} or ${key.subkey} (\\${ for a literal ${)",
         "cannot resolve 'prompt.user': Interpolation key 'nowhere' not found: fix the ${...} "
         "reference",
         "key 'model' is not read by recipe typed: it builds the model from "

@@ -238,7 +238,10 @@ def _apply_one(cfg: DictConfig, override: str, known: Collection[str]) -> None:
         add = True  # whatever goes into it is new (validation checks the block's keys)
     parent = _walk(cfg, parts, full_key, known)
     leaf = parts[-1]
-    value = parse_value(text)
+    malformed: list[str] = []
+    value = _check_interpolations(parse_value(text), full_key, malformed)
+    if malformed:
+        raise ConfigError(f"override {override!r}: {malformed[0]}")
     if isinstance(parent, ListConfig):
         if not leaf.isdigit() or int(leaf) >= len(parent):
             raise ConfigError(f"cannot override '{full_key}': index {leaf} is outside the list")
