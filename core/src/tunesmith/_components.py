@@ -344,6 +344,9 @@ class Config:
     ``lora_finetune_single_device``. Registered through ``register_recipes``.
 
     Attributes:
+        path: The YAML file (or, with ``text``, the template it was rendered from).
+        text: The complete YAML, when it was rendered rather than read from ``path``
+            (see :func:`tunesmith.config.render_configs`).
         requires: The distribution that registers ``recipe`` when another plugin does
             (``"tunesmith-lora"``): while it is missing the config is hidden from
             ``tunesmith ls`` and ``tunesmith plugins`` says what to install.
@@ -353,8 +356,13 @@ class Config:
     recipe: str
     path: Path
     description: str = ""
+    text: str | None = None
     requires: str | None = None
     origin: Origin = _UNKNOWN
+
+    def read_text(self) -> str:
+        """The config's YAML: ``text``, or the contents of ``path``."""
+        return self.text if self.text is not None else self.path.read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)

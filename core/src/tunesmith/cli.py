@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -198,7 +197,7 @@ def cp(source: str, destination: str, force: bool) -> None:
       tunesmith cp llama3_2/1B_lora_single_device ./my_lora.yaml
       tunesmith cp llama3_2/1B_full_single_device configs/
     """
-    from tunesmith.config import find_config
+    from tunesmith.config import config_source
 
     registry = get_registry()
     if source in registry.tables["recipes"] and source not in registry.tables["configs"]:
@@ -208,8 +207,10 @@ def cp(source: str, destination: str, force: bool) -> None:
         run = registry.get("recipes", source).run
         module = getattr(run, "recipe_module", None)
         path = Path(importlib.util.find_spec(module).origin if module else inspect.getfile(run))
+        text = path.read_text(encoding="utf-8")
     else:
-        path, _ = find_config(source)
+        text, _, _ = config_source(source)
+        path = Path(f"{Path(source).name.removesuffix('.yaml')}.yaml")
     # A trailing slash names a folder even before it exists (Path() would drop it).
     target = Path(destination)
     if target.is_dir() or destination.endswith(("/", os.sep)):
@@ -219,7 +220,7 @@ def cp(source: str, destination: str, force: bool) -> None:
     if target.exists() and not force:
         raise TunesmithError(f"{target} already exists: choose another name or pass --force")
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, target)
+    target.write_text(text, encoding="utf-8")
     click.echo(f"Copied {source} to {target}")
 
 
@@ -447,7 +448,7 @@ def _next_command(directory: Path) -> str:
     configs = []
     for config in get_registry().values("configs"):
         try:
-            text = config.path.read_text(encoding="utf-8")
+            text = config.read_text()
         except OSError:
             continue
         if re.search(rf"^\s*checkpoint_dir:\s*\S*/{re.escape(directory.name)}\s*$", text, re.M):

@@ -19,6 +19,7 @@ from tunesmith.config._instantiate import (
 )
 from tunesmith.config._load import (
     apply_overrides,
+    config_source,
     find_config,
     load_config,
     load_recipe_config,
@@ -32,6 +33,7 @@ from tunesmith.config._schema import (
     greater_than,
     in_range,
 )
+from tunesmith.config._templates import render_configs
 from tunesmith.config._validate import validate
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "apply_overrides",
     "argument_problem",
     "at_least",
+    "config_source",
     "find_config",
     "greater_than",
     "in_range",
@@ -49,6 +52,7 @@ __all__ = [
     "load_config",
     "load_recipe_config",
     "parse_value",
+    "render_configs",
     "resolve_component",
     "validate",
 ]

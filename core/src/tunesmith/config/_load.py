@@ -15,7 +15,14 @@ from tunesmith._components import Recipe
 from tunesmith.errors import ConfigError, NotFoundError, did_you_mean
 from tunesmith.registry import get_registry
 
-__all__ = ["apply_overrides", "find_config", "load_config", "load_recipe_config", "parse_value"]
+__all__ = [
+    "apply_overrides",
+    "config_source",
+    "find_config",
+    "load_config",
+    "load_recipe_config",
+    "parse_value",
+]
 
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
@@ -29,6 +36,26 @@ _YamlLoader.add_implicit_resolver(
     re.compile(r"^[+-]?(\d[\d_]*\.?[\d_]*|\.\d[\d_]*)[eE][+-]?\d+$"),
     list("+-.0123456789"),
 )
+
+
+def config_source(name_or_path: str | Path) -> tuple[str, str, str | None]:
+    """``(yaml_text, where, recipe)`` of a config argument: a file's contents (``recipe``
+    ``None``), or a shipped config's YAML (read or rendered) and the recipe it is for.
+
+    Raises:
+        NotFoundError: neither a file nor a registered config.
+        ConfigError: the file cannot be read.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        try:
+            return path.read_text(encoding="utf-8"), str(path), None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read {path} ({exc}): check the file") from None
+    find_config(name_or_path)  # raises with the right message
+    name = str(name_or_path).removesuffix(".yaml").removesuffix(".yml")
+    config = get_registry().get("configs", name)
+    return config.read_text(), f"config {config.name}", config.recipe
 
 
 def find_config(name_or_path: str | Path) -> tuple[Path, str | None]:
@@ -78,9 +105,10 @@ def _check_interpolations(value: Any, where: str, problems: list[str]) -> Any:
     return value
 
 
-def _read(path: Path, problems: list[str]) -> dict[str, Any]:
+def _read(name_or_path: str | Path, problems: list[str]) -> dict[str, Any]:
+    text, path, _ = config_source(name_or_path)
     try:
-        loaded = yaml.load(path.read_text(), Loader=_YamlLoader) or {}
+        loaded = yaml.load(text, Loader=_YamlLoader) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -112,9 +140,8 @@ def load_config(
         ConfigError: invalid YAML, a malformed ``${...}``, or an override that does not
             apply (all of them, one per line).
     """
-    path, _ = find_config(name_or_path)
     problems: list[str] = []
-    cfg = OmegaConf.create(_read(path, problems))
+    cfg = OmegaConf.create(_read(name_or_path, problems))
     if defaults:
         cfg = OmegaConf.merge(OmegaConf.create(dict(defaults)), cfg)
     cfg = apply_overrides(cfg, overrides, problems=problems)
@@ -142,9 +169,8 @@ def load_recipe_config(
 
     schema = recipe.schema
     assert schema is not None  # Recipe derives one
-    path, _ = find_config(name_or_path)
     problems: list[str] = []
-    cfg = OmegaConf.create(_read(path, problems))
+    cfg = OmegaConf.create(_read(name_or_path, problems))
     if recipe.defaults:
         cfg = OmegaConf.merge(OmegaConf.create(dict(recipe.defaults)), cfg)
     # Before the overrides, so they can set a default's keys (prompt.user=...); after

@@ -405,7 +405,7 @@ def check_configs(plugin: str, *, registry: Any = None) -> list[str]:
     """Check every config ``plugin`` ships: it loads, names a registered recipe (or
     declares the distribution that registers it in ``Config.requires``) and passes
     ``validate`` against that recipe, and its first line is a comment."""
-    from tunesmith.config import load_config, validate
+    from tunesmith.config import load_recipe_config
 
     registry = _registry(registry)
     report = _Report(f"configs of '{plugin}'")
@@ -413,14 +413,14 @@ def check_configs(plugin: str, *, registry: Any = None) -> list[str]:
         if config.origin.plugin != plugin:
             continue
         with report.check(config.name):
-            if not config.path.read_text(encoding="utf-8").startswith("#"):
+            if not config.read_text().startswith("#"):
                 raise AssertionError("does not open with a comment showing how to run it")
             if config.recipe not in registry.tables["recipes"]:
                 if config.requires:
                     raise _Skip(f"recipe {config.recipe} comes with {config.requires}")
                 raise AssertionError(f"names recipe {config.recipe}, which nothing registers")
             recipe = registry.get("recipes", config.recipe)
-            validate(load_config(config.path, defaults=recipe.defaults), recipe)
+            load_recipe_config(config.name, recipe)
     return report.finish()
 
 
