@@ -1,4 +1,4 @@
-"""Every shipped YAML is registered, consistent with its name, and validates."""
+"""Every shipped config is rendered, registered, consistent with its name, and validates."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import yaml
 
 import tunesmith
 from tunesmith.registry import reset_registry
-from tunesmith_llama.plugin import CONFIG_DIR
+from tunesmith_llama._configs import TEMPLATES, shipped_configs
 
-YAMLS = sorted(CONFIG_DIR.rglob("*.yaml"))
-NAMES = [f"{p.parent.relative_to(CONFIG_DIR)}/{p.stem}" for p in YAMLS]
+CONFIGS = {c.name: c for c in shipped_configs()}
+NAMES = sorted(CONFIGS)
 FAMILIES = {
     "llama2": ["7B", "13B", "70B"],
     "code_llama2": ["7B", "13B", "70B"],
@@ -49,24 +49,25 @@ def test_every_size_ships_every_kind():
     assert len(NAMES) == 65
 
 
-def test_every_yaml_is_registered(registry):
+def test_every_config_is_registered_from_one_template_per_kind(registry):
     registered = {
         c.name: c for c in registry.values("configs") if c.origin.distribution == "tunesmith-llama"
     }
     assert set(registered) == set(NAMES)
-    for name, path in zip(NAMES, YAMLS, strict=True):
-        config = registered[name]
-        assert config.path == path
+    assert sorted(p.stem for p in TEMPLATES.glob("*.yaml")) == sorted(KINDS)
+    for name, config in registered.items():
+        assert config.path == TEMPLATES / f"{name.split('/')[1].split('_', 1)[1]}.yaml"
         assert config.recipe == _kind(name)
+        assert config.requires == ("tunesmith-lora" if "lora" in name else None)
 
 
 def _kind(name: str) -> str:
     return KINDS[name.split("/")[1].split("_", 1)[1]]
 
 
-@pytest.mark.parametrize("name, path", list(zip(NAMES, YAMLS, strict=True)), ids=NAMES)
-def test_config_content(registry, name, path):
-    text = path.read_text()
+@pytest.mark.parametrize("name", NAMES)
+def test_config_content(registry, name):
+    text = CONFIGS[name].text
     cfg = yaml.safe_load(text)
     recipe = _kind(name)
     family, rest = name.split("/")
@@ -97,8 +98,25 @@ def test_config_content(registry, name, path):
         assert cfg["peft"]["lora_attn_modules"] == ["q_proj", "v_proj", "output_proj"]
         assert cfg["optimizer"]["lr"] == 3e-4
     assert isinstance(cfg["optimizer"]["lr"], float)  # plain YAML reads 3e-4 as a string
-    if "distributed" in kind or (method == "full" and size not in ("1B", "3B")):
-        assert cfg["enable_activation_checkpointing"] is True
+    if "distributed" in kind:
+        checkpointing = True
+    elif method == "full":
+        checkpointing = size not in ("1B", "3B")
+    else:
+        checkpointing = size in ("70B", "405B")
+    assert cfg["enable_activation_checkpointing"] is checkpointing
+
+
+def test_cp_writes_the_complete_rendered_yaml(registry, tmp_path):
+    from click.testing import CliRunner
+
+    from tunesmith.cli import cli
+
+    result = CliRunner().invoke(cli, ["cp", "llama3_1/8B_lora_single_device", str(tmp_path) + "/"])
+    assert result.exit_code == 0, result.output
+    written = (tmp_path / "8B_lora_single_device.yaml").read_text()
+    assert written == CONFIGS["llama3_1/8B_lora_single_device"].text
+    assert "{{" not in written and "_component_: llama3_1_8b" in written
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -111,4 +129,7 @@ def test_config_validates_against_its_recipe(registry, name):
     recipe = registry.get("recipes", config.recipe)
     cfg = load_config(name, defaults=recipe.defaults)
     validate(cfg, recipe)
+    assert (
+        cfg.model._component_ == name.split("/")[0] + "_" + name.split("/")[1].split("_")[0].lower()
+    )
     assert Path(cfg.tokenizer.path).name == "tokenizer.model"  # interpolation resolved

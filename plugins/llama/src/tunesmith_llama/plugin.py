@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from tunesmith import CheckpointAdapter, Config, Model, Tokenizer, hookimpl
-from tunesmith_llama import _convert, _model_builders, _tiny, _tokenizer
+from tunesmith import CheckpointAdapter, Model, Tokenizer, hookimpl
+from tunesmith_llama import _configs, _convert, _model_builders, _tiny, _tokenizer
 
 TUNESMITH_PLUGIN_API = 1
-
-CONFIG_DIR = Path(__file__).parent / "configs"
-
-_RECIPE_KINDS = {
-    "full_single_device": "full_finetune_single_device",
-    "full_distributed": "full_finetune_distributed",
-    "lora_single_device": "lora_finetune_single_device",
-    "lora_distributed": "lora_finetune_distributed",
-    "qlora_single_device": "qlora_finetune_single_device",
-}
 
 
 @hookimpl
@@ -80,26 +68,7 @@ def register_checkpoint_adapters(register):
     )
 
 
-def shipped_configs() -> list[Config]:
-    """A :class:`tunesmith.Config` per YAML under ``configs/<family>/<size>_<kind>.yaml``."""
-    configs = []
-    for path in sorted(CONFIG_DIR.glob("*/*.yaml")):
-        size, _, kind = path.stem.partition("_")
-        recipe = _RECIPE_KINDS[kind]
-        configs.append(
-            Config(
-                name=f"{path.parent.name}/{path.stem}",
-                recipe=recipe,
-                path=path,
-                description=f"{path.parent.name} {size}: {recipe.replace('_', ' ')}",
-                # the LoRA recipes are tunesmith-lora's, a dependency of this distribution
-                requires="tunesmith-lora" if "lora" in kind else None,
-            )
-        )
-    return configs
-
-
 @hookimpl
 def register_recipes(register):
-    for config in shipped_configs():
+    for config in _configs.shipped_configs():
         register(config)
