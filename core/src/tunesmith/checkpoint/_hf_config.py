@@ -192,7 +192,10 @@ class HFDecoderConfig:
 
 
 def hf_decoder_config(
-    config: Mapping[str, Any], *, defaults: Mapping[str, Any] | None = None
+    config: Mapping[str, Any],
+    *,
+    defaults: Mapping[str, Any] | None = None,
+    rope_aliases: Mapping[str, str] | None = None,
 ) -> HFDecoderConfig:
     """Read the shared decoder settings of a ``config.json`` (transformers 4 or 5).
 
@@ -202,6 +205,8 @@ def hf_decoder_config(
             transformers config class defaults, e.g. ``{"max_position_embeddings": 4096}``,
             Gemma 2's ``{"layer_types": [...]}`` for files written before transformers 5).
             Without one, a missing optional key takes transformers' generic default.
+        rope_aliases: The family's old names of RoPE variants, passed to
+            :func:`hf_rope_settings` (Phi-3's ``{"su": "longrope", "yarn": "longrope"}``).
 
     Raises:
         CheckpointError: a required key is missing (the message names it and the fix),
@@ -223,7 +228,9 @@ def hf_decoder_config(
             raise _missing(key)
     heads, layers = required["num_attention_heads"], required["num_hidden_layers"]
     nested = _is_nested(_rope_dict(full), full)
-    theta, scaling = hf_rope_settings(full, layer_type="full_attention" if nested else None)
+    theta, scaling = hf_rope_settings(
+        full, layer_type="full_attention" if nested else None, aliases=rope_aliases
+    )
     # transformers 5 moves partial_rotary_factor into (flat) rope_parameters.
     partial = None if nested else _rope_dict(full).get("partial_rotary_factor")
     if partial is None:
