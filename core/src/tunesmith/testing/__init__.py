@@ -23,10 +23,12 @@ from tunesmith.testing._tokenizers import (
     write_sentencepiece_model,
     write_tiktoken_ranks,
 )
+from tunesmith.testing._workflow import WORKFLOW_STEPS, check_workflow
 
 __all__ = [
     "CONVERSATIONS",
     "LLAMA3_CHAT_TEMPLATE",
+    "WORKFLOW_STEPS",
     "ConformanceError",
     "FakeHub",
     "FakeTokenizer",
@@ -39,6 +41,7 @@ __all__ = [
     "check_plugin",
     "check_quantizer",
     "check_tokenizer",
+    "check_workflow",
     "random_state_dict",
     "reference_checkpoint",
     "write_hf_tokenizer",
