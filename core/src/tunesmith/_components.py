@@ -147,6 +147,13 @@ class CheckpointAdapter:
         passthrough: Regular expressions of HF keys that are not part of the native
             model (e.g. a multimodal checkpoint's vision tower): they are not loaded,
             and are written back unchanged beside the trained weights.
+        key_layouts: Other layouts a checkpoint of this family may store its keys in,
+            each ``{prefix the hf_to_native table uses: prefix stored instead}`` (a
+            multimodal checkpoint whose text model transformers versions save under
+            different prefixes). A checkpoint is read in whichever layout its keys use
+            (the first whose stored prefixes begin a key), and the checkpointer writes
+            the trained weights back in that same layout. The table's own names are the
+            ones PEFT adapters use (the module names of the transformers model).
         tiny_config: ``f() -> dict``: a tiny ``config.json`` of this family (a few
             layers, small widths) for tests, the conformance kit and ``tunesmith demo``.
         meta_to_native: ``f(state_dict, params: dict) -> native state_dict`` for Meta
@@ -166,6 +173,7 @@ class CheckpointAdapter:
     convert_from_hf: Callable[[dict, Mapping[str, Any]], dict] | None = None
     convert_to_hf: Callable[[dict, Mapping[str, Any]], dict] | None = None
     passthrough: tuple[str, ...] = ()
+    key_layouts: tuple[Mapping[str, str], ...] = ()
     tiny_config: Callable[[], dict[str, Any]] | None = None
     meta_to_native: Callable[[dict, dict], dict] | None = None
     build_from_meta_params: Callable[..., NativeModel] | None = None

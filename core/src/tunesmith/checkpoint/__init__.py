@@ -19,6 +19,7 @@ from tunesmith.checkpoint._hf import (
 )
 from tunesmith.checkpoint._hf_config import HFDecoderConfig, hf_decoder_config, hf_rope_settings
 from tunesmith.checkpoint._keys import (
+    detect_key_layout,
     hf_to_native_state_dict,
     native_to_hf_state_dict,
     remap_keys,
@@ -36,6 +37,7 @@ __all__ = [
     "convert_checkpoint",
     "copy_support_files",
     "detect_format",
+    "detect_key_layout",
     "find_adapter",
     "find_hf_weight_files",
     "hf_decoder_config",

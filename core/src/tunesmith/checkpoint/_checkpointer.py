@@ -23,6 +23,7 @@ from tunesmith.checkpoint._hf import (
     require_dir,
     save_hf_state_dict,
 )
+from tunesmith.checkpoint._keys import detect_key_layout
 from tunesmith.checkpoint._meta import find_meta_files, is_meta_checkpoint, load_meta_checkpoint
 from tunesmith.checkpoint._weights import load_model_weights
 from tunesmith.errors import CheckpointError
@@ -153,6 +154,9 @@ class Checkpointer:
         self.adapter: CheckpointAdapter = self._find_adapter(model_type)
         #: HF tensors of ``adapter.passthrough`` read by :meth:`load_state_dict`.
         self.passthrough: dict[str, torch.Tensor] = {}
+        #: The ``adapter.key_layouts`` entry the weights were stored in (``None``: the
+        #: adapter's own names); :meth:`to_hf` writes the same.
+        self.key_layout: Mapping[str, str] | None = None
 
     def _find_adapter(self, model_type: str | None) -> CheckpointAdapter:
         if model_type:
@@ -248,6 +252,7 @@ class Checkpointer:
         if self.format == "hf":
             hf = load_hf_state_dict(self.checkpoint_dir, self.checkpoint_files, device=device)
             self.passthrough = _passthrough(hf, self.adapter)
+            self.key_layout = detect_key_layout(hf, self.adapter)
             return self.adapter.hf_to_native_state_dict(
                 hf, self.hf_config, ignore=HF_IGNORED_KEYS, source=source
             )
@@ -281,7 +286,7 @@ class Checkpointer:
         ):
             del state["output.weight"]  # transformers re-ties it from the embedding
         try:
-            hf = self.adapter.native_to_hf_state_dict(state, self.hf_config)
+            hf = self.adapter.native_to_hf_state_dict(state, self.hf_config, layout=self.key_layout)
         except CheckpointError as exc:
             raise CheckpointError(
                 f"cannot name the model's weights in Hugging Face format ({exc}) — merge "

@@ -8,7 +8,7 @@ from typing import Any
 
 from tunesmith.errors import CheckpointError
 
-__all__ = ["hf_to_native_state_dict", "native_to_hf_state_dict", "remap_keys"]
+__all__ = ["detect_key_layout", "hf_to_native_state_dict", "native_to_hf_state_dict", "remap_keys"]
 
 
 def _pattern(template: str) -> re.Pattern[str]:
@@ -123,6 +123,33 @@ def _fuse_parts(state_dict: Mapping[str, Any], fused: Any) -> tuple[dict[str, An
     return out, rest
 
 
+def detect_key_layout(keys: Any, adapter: Any) -> Mapping[str, str] | None:
+    """The entry of ``adapter.key_layouts`` a checkpoint's keys are stored in, or
+    ``None`` when they use the names of the adapter's own table.
+
+    Args:
+        keys: The checkpoint's HF keys (a state dict or any iterable of names).
+        adapter: The family's :class:`~tunesmith.CheckpointAdapter`.
+    """
+    for layout in getattr(adapter, "key_layouts", ()):
+        stored = tuple(s for table, s in layout.items() if s != table)
+        if stored and any(key.startswith(stored) for key in keys):
+            return layout
+    return None
+
+
+def _reprefix(state_dict: Mapping[str, Any], prefixes: Mapping[str, str]) -> dict[str, Any]:
+    """Replace the first of ``prefixes`` (old -> new) that begins each key."""
+    out = {}
+    for key, value in state_dict.items():
+        for old, new in prefixes.items():
+            if key.startswith(old):
+                key = new + key[len(old) :]
+                break
+        out[key] = value
+    return out
+
+
 def hf_to_native_state_dict(
     state_dict: Mapping[str, Any],
     adapter: Any,
@@ -133,15 +160,19 @@ def hf_to_native_state_dict(
 ) -> dict[str, Any]:
     """A Hugging Face state dict under native names, through a family's adapter.
 
-    Applies, in order: the adapter's ``convert_from_hf`` (arbitrary conversions),
-    its ``fused`` specs (split a fused HF tensor into native parts), then its
-    ``hf_to_native`` key table. Keys matching ``adapter.passthrough`` are dropped
-    (the checkpointer keeps them aside).
+    Applies, in order: the adapter's ``key_layouts`` (keys stored under another
+    prefix are renamed to the table's, see :func:`detect_key_layout`), its
+    ``convert_from_hf`` (arbitrary conversions), its ``fused`` specs (split a fused HF
+    tensor into native parts), then its ``hf_to_native`` key table. Keys matching
+    ``adapter.passthrough`` are dropped (the checkpointer keeps them aside).
 
     Raises:
         CheckpointError: a key no rule names, or a fused tensor whose size does not
             match ``config``.
     """
+    layout = detect_key_layout(state_dict, adapter)
+    if layout is not None:
+        state_dict = _reprefix(state_dict, {s: table for table, s in layout.items()})
     if adapter.convert_from_hf is not None:
         state_dict = adapter.convert_from_hf(dict(state_dict), config)
     native, rest = _split_fused(state_dict, adapter.fused, config)
@@ -156,11 +187,17 @@ def native_to_hf_state_dict(
     config: Mapping[str, Any],
     *,
     source: str = "model state dict",
+    layout: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The inverse of :func:`hf_to_native_state_dict`: native names -> Hugging Face
-    names, fusing parts and then applying the adapter's ``convert_to_hf``."""
+    names, fusing parts, applying the adapter's ``convert_to_hf``, then storing the
+    keys in ``layout`` (an entry of ``adapter.key_layouts``, as
+    :func:`detect_key_layout` found it in the source checkpoint; ``None``: the table's
+    own names)."""
     hf, rest = _fuse_parts(state_dict, adapter.fused)
     hf.update(remap_keys(rest, adapter.native_to_hf, source=source))
     if adapter.convert_to_hf is not None:
         hf = adapter.convert_to_hf(hf, config)
+    if layout is not None:
+        hf = _reprefix(hf, layout)
     return hf
