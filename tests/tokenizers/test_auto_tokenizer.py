@@ -136,10 +136,12 @@ def test_nothing_matching_names_the_directory_the_files_and_the_fix(tmp_path):
         "original/tok.model (fam_v3)",
         "tok.model, alt.model (fam_v2)",
         "tokenizer.json (hf_tokenizer)",
+        "tokenizer.model (sentencepiece_tokenizer)",
     ):
         assert expected in message
     assert (
-        "tokenizer: {_component_: fam_v3 | fam_v2 | hf_tokenizer, path: <tokenizer file>}"
+        "tokenizer: {_component_: fam_v3 | fam_v2 | hf_tokenizer | sentencepiece_tokenizer, "
+        "path: <tokenizer file>}"
         in message
     )
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith import Tokenizer, hookimpl
-from tunesmith.tokenizers import auto_tokenizer, hf_tokenizer
+from tunesmith.tokenizers import auto_tokenizer, hf_tokenizer, sentencepiece_tokenizer
 
 
 def auto(
@@ -50,5 +50,17 @@ def register_tokenizers(register):
             family=None,
             priority=0,
             description="Any checkpoint's tokenizer.json + tokenizer_config.json (chat template)",
+        )
+    )
+    # Below hf_tokenizer: a checkpoint that ships both files reads tokenizer.json,
+    # and a family's own tokenizer.model reader (llama2_tokenizer) wins over this one.
+    register(
+        Tokenizer(
+            name="sentencepiece_tokenizer",
+            builder=sentencepiece_tokenizer,
+            files=("tokenizer.model",),
+            family=None,
+            priority=-10,
+            description="Any checkpoint's sentencepiece tokenizer.model + tokenizer_config.json",
         )
     )

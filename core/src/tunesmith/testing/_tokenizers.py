@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = [
@@ -100,6 +101,7 @@ def write_sentencepiece_model(
     byte_fallback: bool = False,
     filename: str = "tokenizer.model",
     corpus: str | None = None,
+    control_symbols: Sequence[str] = (),
 ) -> Path:
     """Train a Llama-2-style BPE sentencepiece model and write it.
 
@@ -113,6 +115,8 @@ def write_sentencepiece_model(
             does) instead of ``<unk>``; needs ``vocab_size >= 350`` for this corpus.
         filename: The file name.
         corpus: Training text, one sentence per line; default :data:`TOKENIZER_CORPUS`.
+        control_symbols: Control pieces numbered from 3, after ``</s>`` (e.g.
+            ``[INST]``, ``[/INST]``, ...): never produced from text by sentencepiece.
 
     Returns:
         The path of the written model.
@@ -138,6 +142,7 @@ def write_sentencepiece_model(
         bos_id=1,
         eos_id=2,
         pad_id=-1,
+        control_symbols=list(control_symbols),
         num_threads=1,
         shuffle_input_sentence=False,
         minloglevel=2,

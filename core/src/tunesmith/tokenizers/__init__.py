@@ -1,5 +1,6 @@
-"""Tokenizers: the generic Hugging Face ``tokenizer.json`` one, ``auto`` selection, and the
-helpers every family's tokenizer shares (chat templates, loss masks, truncation).
+"""Tokenizers: the generic Hugging Face ``tokenizer.json`` and sentencepiece
+``tokenizer.model`` ones, ``auto`` selection, and the helpers every family's tokenizer
+shares (chat templates, loss masks, truncation).
 
 Families ship their own tokenizers in their plugins (``llama3_tokenizer``...) and
 register them with ``register_tokenizers``; all implement
@@ -9,6 +10,12 @@ register them with ``register_tokenizers``; all implement
 from tunesmith.tokenizers._auto import auto_tokenizer, find_tokenizer
 from tunesmith.tokenizers._chat_template import ChatTemplate
 from tunesmith.tokenizers._hf import HFTokenizer, hf_tokenizer
+from tunesmith.tokenizers._sentencepiece import SentencePieceTokenizer, sentencepiece_tokenizer
+from tunesmith.tokenizers._templated import (
+    TemplatedTokenizer,
+    TokenizerSettings,
+    read_tokenizer_settings,
+)
 from tunesmith.tokenizers._utils import (
     common_prefix_len,
     join_chunks,
@@ -19,11 +26,16 @@ from tunesmith.tokenizers._utils import (
 __all__ = [
     "ChatTemplate",
     "HFTokenizer",
+    "SentencePieceTokenizer",
+    "TemplatedTokenizer",
+    "TokenizerSettings",
     "auto_tokenizer",
     "common_prefix_len",
     "find_tokenizer",
     "hf_tokenizer",
     "join_chunks",
     "mask_from_offsets",
+    "read_tokenizer_settings",
+    "sentencepiece_tokenizer",
     "truncate",
 ]
