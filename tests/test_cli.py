@@ -176,8 +176,8 @@ def test_plugins_text(runner, config_path):
     )
     assert lines[7:] == [
         "future (future 0)",
-        "  ERROR: built for plugin API 99, but this tunesmith implements 1: install a version of "
-        "future made for this tunesmith",
+        "  ERROR: built for plugin API 99, but this tunesmith supports plugin API 1 and 2: "
+        "install a version of future made for this tunesmith",
     ]
 
 
@@ -187,12 +187,14 @@ def test_plugins_json(runner, config_path):
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["conflicts"] == []
+    assert payload["missing"] == {}
     fake, broken = payload["plugins"]
     assert fake == {
         "name": "fake",
         "distribution": "fake",
         "version": "0",
         "builtin": False,
+        "api": 2,
         "hooks": ["register_models", "register_recipes"],
         "components": {
             "models": ["fake_lm"],

@@ -254,4 +254,5 @@ def test_hookspec_is_typed_and_documented(name):
 def test_hookimpl_is_exported_from_the_package_root():
     assert tunesmith.hookimpl is hookspecs.hookimpl
     assert tunesmith.hookimpl.project_name == "tunesmith"
-    assert tunesmith.PLUGIN_API_VERSION == hookspecs.PLUGIN_API_VERSION == 1
+    assert tunesmith.PLUGIN_API_VERSION == hookspecs.PLUGIN_API_VERSION == 2
+    assert hookspecs.SUPPORTED_PLUGIN_APIS == (1, 2)

@@ -245,7 +245,7 @@ def test_plugin_built_for_another_api_version_is_skipped(acme, monkeypatch):
 
     error = registry.plugins["future"].error
     assert "built for plugin API 99" in error
-    assert "implements 1" in error
+    assert "supports plugin API 1 and 2" in error
     assert "install a version of tunesmith-future made for this tunesmith" in error
     assert "future_1b" not in registry.tables["models"]
     assert registry.names("models") == ["acme_1b"]

@@ -33,8 +33,13 @@ from tunesmith._components import (
 
 PROJECT = "tunesmith"
 #: The plugin-API version this core implements. A plugin module may declare
-#: ``TUNESMITH_PLUGIN_API = 1``; a plugin declaring another version is skipped.
-PLUGIN_API_VERSION = 1
+#: ``TUNESMITH_PLUGIN_API = 2``; one declaring a version outside
+#: :data:`SUPPORTED_PLUGIN_APIS` is skipped with a message naming the version it needs.
+#: What each version changed is listed in docs/plugins.md ("Versions").
+PLUGIN_API_VERSION = 2
+#: Versions whose plugins still load. API 2 only added to API 1 (protocols, declared
+#: PEFT types, fused modules, recipe schemas, rendered configs), so API-1 plugins work.
+SUPPORTED_PLUGIN_APIS = (1, 2)
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)

@@ -95,6 +95,7 @@ class PluginInfo:
     distribution: str
     version: str
     builtin: bool = False
+    api: int | None = None
     hooks: list[str] = field(default_factory=list)
     components: dict[str, list[str]] = field(default_factory=dict)
     error: str | None = None
@@ -105,6 +106,7 @@ class PluginInfo:
             "distribution": self.distribution,
             "version": self.version,
             "builtin": self.builtin,
+            "api": self.api,
             "hooks": self.hooks,
             "components": self.components,
             "error": self.error,
@@ -265,12 +267,13 @@ class _Loader:
                 info, "the plugin object is not hashable: point the entry point at a module"
             )
         api = getattr(plugin, "TUNESMITH_PLUGIN_API", hookspecs.PLUGIN_API_VERSION)
-        if api != hookspecs.PLUGIN_API_VERSION:
+        info.api = api
+        if api not in hookspecs.SUPPORTED_PLUGIN_APIS:
+            supported = " and ".join(map(str, hookspecs.SUPPORTED_PLUGIN_APIS))
             return self._fail(
                 info,
-                f"built for plugin API {api}, but this tunesmith implements "
-                f"{hookspecs.PLUGIN_API_VERSION}: install a version of {info.distribution} "
-                "made for this tunesmith",
+                f"built for plugin API {api}, but this tunesmith supports plugin API "
+                f"{supported}: install a version of {info.distribution} made for this tunesmith",
             )
         try:
             self.pm.register(plugin, name=info.name)

@@ -15,7 +15,7 @@ from tunesmith.recipes import lazy_recipe
 from tunesmith_eval_eleuther._evaluator import eleuther
 from tunesmith_eval_eleuther._recipe import EVAL_SCHEMA
 
-TUNESMITH_PLUGIN_API = 1
+TUNESMITH_PLUGIN_API = 2
 
 _CONFIGS = Path(__file__).resolve().parent / "configs"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tunesmith import CheckpointAdapter, Model, Tokenizer, hookimpl
 from tunesmith_llama import _configs, _convert, _model_builders, _tiny, _tokenizer
 
-TUNESMITH_PLUGIN_API = 1
+TUNESMITH_PLUGIN_API = 2
 
 
 @hookimpl

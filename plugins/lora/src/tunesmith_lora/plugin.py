@@ -9,7 +9,7 @@ from typing import Any
 
 from tunesmith import PeftMethod, Recipe, hookimpl
 
-TUNESMITH_PLUGIN_API = 1
+TUNESMITH_PLUGIN_API = 2
 
 # (name, peft method, distributed, description)
 _ALIASES = (
