@@ -62,8 +62,25 @@ def test_a_real_family_passes(tmp_path, monkeypatch):
     ran = check_family("llama", work_dir=tmp_path)
     assert ran == [
         f"{name} [llama #0]"
-        for name in ("load", "round_trip", "kv_cache", "logits", "generation", "lora")
+        for name in ("load", "round_trip", "kv_cache", "logits", "bf16", "generation", "lora")
     ]
+
+
+def test_a_wrong_cast_order_fails_the_bf16_check(tmp_path, monkeypatch):
+    def build(config, **overrides):
+        model = tunesmith_llama.build_from_hf_config(config, **overrides)
+        for layer in model.layers:  # Llama's reference rotates in the input dtype
+            layer.attn.pos_embeddings.rotate_in_fp32 = True
+        return model
+
+    registry = _broken_family(monkeypatch, build)
+    config = tunesmith_llama.tiny_llama_config("llama3_2")
+    check_family(
+        "broken", configs=[config], checks=["logits"], work_dir=tmp_path / "a", registry=registry
+    )  # fmt: skip  (fp32 cannot tell)
+    with pytest.raises(ConformanceError, match="bf16 .* another order than the reference"):
+        check_family("broken", configs=[config], checks=["bf16"], work_dir=tmp_path / "b",
+                     registry=registry)  # fmt: skip
 
 
 def test_wrong_rope_fails_the_logits_check(tmp_path, monkeypatch):

@@ -33,7 +33,7 @@ from tunesmith.errors import TunesmithError
 
 __all__ = ["ConformanceError", "check_family", "reference_checkpoint"]
 
-FAMILY_CHECKS = ("round_trip", "kv_cache", "logits", "generation", "lora")
+FAMILY_CHECKS = ("round_trip", "kv_cache", "logits", "bf16", "generation", "lora")
 _FP32_ATOL = 1e-4
 
 
@@ -172,6 +172,10 @@ def check_family(
     - ``logits``: the native model's logits equal transformers' model of the same
       ``model_type`` on the same checkpoint (a sequence longer than a small sliding
       window or RoPE threshold).
+    - ``bf16``: in bfloat16, the native logits' error against transformers' fp32 logits
+      is at most 1.5x transformers' own bf16 error, and the native bf16 logits agree
+      with transformers' bf16 logits to within half that error (a norm or RoPE that
+      casts in another order than the reference shows here, not in fp32).
     - ``generation``: greedy ids equal transformers' ``generate``, one prompt and a
       left-padded batch, with and without the KV cache.
     - ``lora``: one training step of the installed LoRA method (by its declared
@@ -250,6 +254,7 @@ def _check_one_config(
             _kv_cache(model, config)
     for name, run in (
         ("logits", lambda: _reference_logits(model, reference, config, atol)),
+        ("bf16", lambda: _bf16(checkpointer, reference, config)),
         ("generation", lambda: _greedy(model, reference, config)),
         ("lora", lambda: _lora(model, reference, checkpointer, root, config, atol)),
     ):
@@ -328,6 +333,30 @@ def _reference_logits(model: Any, reference: Any, config: Mapping[str, Any], ato
     if not expected.std() > 1e-3:
         raise AssertionError("the reference logits are constant: the tiny config is degenerate")
     _expect_close("logits and transformers'", _logits(model, tokens), expected, atol)
+
+
+def _bf16(checkpointer: Any, reference: Any, config: Mapping[str, Any]) -> None:
+    import transformers
+
+    tokens = _tokens(int(config["vocab_size"]), 2, _seq_len(config), seed=1)
+    exact = _logits(reference, tokens)
+    source = checkpointer.checkpoint_dir
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=torch.bfloat16)
+    reference_error = _max_diff(_logits(theirs.eval(), tokens), exact)
+    ours = _logits(checkpointer.load_model(dtype=torch.bfloat16).eval(), tokens)
+    our_error = _max_diff(ours, exact)
+    if not our_error <= 1.5 * reference_error + 1e-6:
+        raise AssertionError(
+            f"bf16 logits are off by {our_error:.3g} from transformers' fp32 ones, more than "
+            f"1.5x transformers' own bf16 error ({reference_error:.3g})"
+        )
+    disagreement = _max_diff(ours, _logits(theirs, tokens))
+    if not disagreement <= 0.5 * reference_error + 1e-6:
+        raise AssertionError(
+            f"bf16 logits differ from transformers' bf16 ones by {disagreement:.3g}, as much "
+            f"as bf16's own error ({reference_error:.3g}): a norm, RoPE or softmax casts in "
+            "another order than the reference (see the cast options of tunesmith.modules)"
+        )
 
 
 def _hf_greedy(
