@@ -62,7 +62,16 @@ def test_a_real_family_passes(tmp_path, monkeypatch):
     ran = check_family("llama", work_dir=tmp_path)
     assert ran == [
         f"{name} [llama #0]"
-        for name in ("load", "round_trip", "kv_cache", "logits", "bf16", "generation", "lora")
+        for name in (
+            "load",
+            "round_trip",
+            "kv_cache",
+            "packing",
+            "logits",
+            "bf16",
+            "generation",
+            "lora",
+        )  # fmt: skip
     ]
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tunesmith.registry import reset_registry
+from tunesmith.testing import check_family
 from tunesmith_llama import tiny_llama_config, write_tiny_llama_checkpoint
 
 transformers = pytest.importorskip("transformers")
@@ -21,53 +23,15 @@ def _tokens(batch=2, seq=24, vocab=512, seed=1):
     return torch.randint(0, vocab, (batch, seq), generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_logits_match_transformers(tmp_path, load_native, variant):
-    directory = write_tiny_llama_checkpoint(tmp_path, variant=variant, seed=3)
-    ours, theirs = load_native(directory), _hf_model(directory)
-    tokens = _tokens()
-    with torch.no_grad():
-        expected = theirs(tokens).logits
-        actual = ours(tokens)
-    assert actual.shape == (2, 24, 512)
-    # Random weights with std 0.02 give small logits; make sure they are not trivial.
-    assert expected.std() > 0.05
-    torch.testing.assert_close(actual, expected, atol=ATOL, rtol=0)
-
-
-def test_transformers_checkpoint_loads_into_ours(tmp_path, load_native):
-    config = transformers.LlamaConfig(**tiny_llama_config("llama3_1"))
-    torch.manual_seed(0)
-    theirs = transformers.LlamaForCausalLM(config).eval()
-    with torch.no_grad():  # HF initialises norms to ones: randomise so they matter
-        for name, param in theirs.named_parameters():
-            if "norm" in name:
-                param.uniform_(0.5, 1.5)
-    theirs.save_pretrained(tmp_path)
-    ours = load_native(tmp_path)
-    tokens = _tokens(seed=2)
-    with torch.no_grad():
-        torch.testing.assert_close(ours(tokens), theirs(tokens).logits, atol=ATOL, rtol=0)
-
-
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_every_weight_key_maps_both_ways(variant, llama_registry):
-    adapter = llama_registry.get("checkpoint_adapters", "llama")
-    config_dict = tiny_llama_config(variant, attention_bias=variant == "llama2")
-    ours = adapter.build_from_hf_config(config_dict)
-    with torch.device("meta"):
-        theirs = transformers.LlamaForCausalLM(transformers.LlamaConfig(**config_dict))
-    hf_keys = set(theirs.state_dict())
-    if config_dict["tie_word_embeddings"]:
-        hf_keys.discard("lm_head.weight")  # the same tensor as the embeddings; not saved
-    from tunesmith.checkpoint import remap_keys
-
-    native = dict.fromkeys(ours.state_dict())
-    assert set(remap_keys(native, adapter.native_to_hf)) == hf_keys
-    assert set(remap_keys(dict.fromkeys(hf_keys), adapter.hf_to_native)) == set(native)
-    if variant == "llama2":
-        assert "layers.0.attn.q_proj.bias" in native
-    assert ("output.weight" in native) is not config_dict["tie_word_embeddings"]
+def test_conformance_with_transformers_and_peft(tmp_path, monkeypatch):
+    """The kit: HF round trip, KV cache, packing, fp32 and bf16 logits, greedy ids and a
+    LoRA step loaded in PEFT, for MHA + attention bias, GQA with llama3 RoPE, and tied."""
+    monkeypatch.setenv("TUNESMITH_LOAD_PLUGINS", "llama,lora")  # lora: a dependency
+    reset_registry()
+    configs = [tiny_llama_config("llama2", attention_bias=True)]
+    configs += [tiny_llama_config(v) for v in ("llama3_1", "llama3_2")]
+    ran = check_family("llama", configs=configs, work_dir=tmp_path)
+    assert len(ran) == 3 * 8 and not [r for r in ran if "skipped" in r]
 
 
 def test_hf_module_names(llama_registry):

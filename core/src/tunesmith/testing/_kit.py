@@ -33,7 +33,7 @@ from tunesmith.errors import TunesmithError
 
 __all__ = ["ConformanceError", "check_family", "reference_checkpoint"]
 
-FAMILY_CHECKS = ("round_trip", "kv_cache", "logits", "bf16", "generation", "lora")
+FAMILY_CHECKS = ("round_trip", "kv_cache", "packing", "logits", "bf16", "generation", "lora")
 _FP32_ATOL = 1e-4
 
 
@@ -169,6 +169,8 @@ def check_family(
       gives the same tensors under the same names, and native -> HF -> native too.
     - ``kv_cache``: decoding token by token with the KV cache gives the logits of one
       full forward pass.
+    - ``packing``: two documents packed in one row (a block-causal mask, positions
+      restarting) give the logits of each document alone.
     - ``logits``: the native model's logits equal transformers' model of the same
       ``model_type`` on the same checkpoint (a sequence longer than a small sliding
       window or RoPE threshold).
@@ -252,6 +254,9 @@ def _check_one_config(
     if "kv_cache" in checks:
         with report.check(f"kv_cache {label}"):
             _kv_cache(model, config)
+    if "packing" in checks:
+        with report.check(f"packing {label}"):
+            _packing(model, config)
     for name, run in (
         ("logits", lambda: _reference_logits(model, reference, config, atol)),
         ("bf16", lambda: _bf16(checkpointer, reference, config)),
@@ -325,6 +330,22 @@ def _kv_cache(model: Any, config: Mapping[str, Any]) -> None:
     finally:
         model.remove_caches()
     _expect_close("logits with the KV cache and without", torch.cat(steps, dim=1), full, 1e-4)
+
+
+def _packing(model: Any, config: Mapping[str, Any]) -> None:
+    vocab, seq = int(config["vocab_size"]), _seq_len(config)
+    first, second = _tokens(vocab, 1, seq - 5, seed=4), _tokens(vocab, 1, 5, seed=6)
+    total = first.shape[1] + second.shape[1]
+    block = torch.zeros(total, total, dtype=torch.bool)
+    block[: first.shape[1], : first.shape[1]] = True
+    block[first.shape[1] :, first.shape[1] :] = True
+    mask = (torch.ones(total, total, dtype=torch.bool).tril() & block)[None]  # (1, s, s)
+    positions = torch.cat([torch.arange(first.shape[1]), torch.arange(second.shape[1])])[None]
+    packed = _logits(model, torch.cat([first, second], dim=1), mask=mask, input_pos=positions)
+    _expect_close("packed and separate logits of the first document",
+                  packed[:, : first.shape[1]], _logits(model, first), 1e-4)  # fmt: skip
+    _expect_close("packed and separate logits of the second document",
+                  packed[:, first.shape[1] :], _logits(model, second), 1e-4)  # fmt: skip
 
 
 def _reference_logits(model: Any, reference: Any, config: Mapping[str, Any], atol: float) -> None:
