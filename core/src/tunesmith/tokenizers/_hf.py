@@ -38,6 +38,9 @@ class HFTokenizer(TemplatedTokenizer):
         add_bos: Whether ``encode(add_bos=True)`` prepends ``bos``; default: the
             config's ``add_bos_token``, else whether the tokenizer's post-processor
             adds it.
+        backend: A ``tokenizers.Tokenizer`` to use instead of reading ``tokenizer.json``
+            (one a family plugin built from older files, e.g. ``vocab.json`` +
+            ``merges.txt``); ``path`` is then the directory of the settings files.
 
     Raises:
         CheckpointError: a file is missing or unreadable, or no eos token is defined.
@@ -50,24 +53,28 @@ class HFTokenizer(TemplatedTokenizer):
         max_seq_len: int | None = None,
         chat_template: str | None = None,
         add_bos: bool | None = None,
+        backend: Any = None,
     ) -> None:
         from tokenizers import Tokenizer as _Backend
 
         path = Path(path).expanduser()
         file = path / "tokenizer.json" if path.is_dir() else path
-        if not file.is_file():
+        if backend is not None:
+            self.path, self._tok = file, backend
+        elif not file.is_file():
             raise CheckpointError(
                 f"no tokenizer.json at {path}: point tokenizer.path at a Hugging Face model "
                 "directory (or its tokenizer.json), or choose the family's tokenizer with "
                 "tokenizer: {_component_: <name>, path: ...}"
             )
-        self.path = file
-        try:
-            self._tok = _Backend.from_file(str(file))
-        except Exception as exc:
-            raise CheckpointError(
-                f"cannot load {file}: {exc}; re-download it, or upgrade the tokenizers library"
-            ) from None
+        else:
+            self.path = file
+            try:
+                self._tok = _Backend.from_file(str(file))
+            except Exception as exc:
+                raise CheckpointError(
+                    f"cannot load {file}: {exc}; re-download it, or upgrade the tokenizers library"
+                ) from None
         self._setup(
             read_tokenizer_settings(file.parent),
             vocabulary=file.name,
