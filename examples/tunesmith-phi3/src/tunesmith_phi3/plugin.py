@@ -1,0 +1,83 @@
+"""The hook implementations that register Phi-3 with tunesmith."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tunesmith import CheckpointAdapter, Model, hookimpl
+from tunesmith.config import render_configs
+from tunesmith_phi3 import _builders, _convert
+
+TUNESMITH_PLUGIN_API = 1
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+#: Recipe kind (a template in ``templates/``) -> the recipe its configs run.
+RECIPES = {
+    "full_single_device": "full_finetune_single_device",
+    "lora_single_device": "lora_finetune_single_device",
+    "qlora_single_device": "qlora_finetune_single_device",
+}
+
+_AUTO_NOTE = (
+    "# model: auto builds Phi-3 from the download's own config.json: the repository's\n"
+    "# revisions differ in their LongRoPE factors (phi3_mini_128k has the first release's).\n"
+)
+
+#: Config size -> template variables.
+SIZES = {
+    "mini_4k": dict(
+        title="Phi-3 mini 4k",
+        model="phi3_mini_4k",
+        repo=_builders.HF_REPOS[_builders.phi3_mini_4k],
+        max_seq_len=4096,
+        model_note="",
+    ),
+    "mini_128k": dict(
+        title="Phi-3 mini 128k",
+        model="auto",
+        repo=_builders.HF_REPOS[_builders.phi3_mini_128k],
+        max_seq_len=8192,
+        model_note=_AUTO_NOTE,
+    ),
+}
+
+
+@hookimpl
+def register_models(register):
+    for builder, repo in _builders.HF_REPOS.items():
+        register(
+            Model(
+                name=builder.__name__,
+                builder=builder,
+                family="phi3",
+                hf_repo=repo,
+                description=(builder.__doc__ or "").strip().splitlines()[0],
+            )
+        )
+
+
+@hookimpl
+def register_checkpoint_adapters(register):
+    register(
+        CheckpointAdapter(
+            family="phi3",
+            model_types=("phi3",),
+            hf_to_native=_convert.HF_TO_NATIVE,
+            fused=_convert.FUSED,
+            build_from_hf_config=_convert.build_from_hf_config,
+            aliases=("PHI3_MINI",),  # torchtune's checkpointer model_type
+            tiny_config=_convert.tiny_phi3_config,
+            description="Phi-3 (mini 4k, mini 128k LongRoPE): HF safetensors with fused qkv/gate_up",
+        )
+    )
+
+
+@hookimpl
+def register_recipes(register):
+    # The LoRA recipes come with tunesmith-lora, a dependency of this distribution.
+    requires = {kind: "tunesmith-lora" for kind in RECIPES if "lora" in kind}
+    for config in render_configs(
+        family="phi3", sizes=SIZES, templates=TEMPLATES, recipes=RECIPES, requires=requires
+    ):
+        register(config)

@@ -1,0 +1,140 @@
+"""Fixtures for tunesmith-phi3's tests: a registry with this plugin and tunesmith-lora,
+a tiny Phi-3 checkpoint with a Phi-3-style tokenizer beside it, and a small Alpaca file."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+# Before anything imports huggingface_hub or datasets (the suite's root conftest does the
+# same when it runs).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TORCHAO_FORCE_SKIP_LOADING_SO_FILES", "1")
+if "HF_HOME" not in os.environ:
+    os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="tunesmith-phi3-hf-")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+#: The chat template of microsoft/Phi-3-mini-4k-instruct's tokenizer_config.json.
+PHI3_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{'<|system|>\n' + message['content'] + '<|end|>\n'}}"
+    "{% elif message['role'] == 'user' %}{{'<|user|>\n' + message['content'] + '<|end|>\n'}}"
+    "{% elif message['role'] == 'assistant' %}"
+    "{{'<|assistant|>\n' + message['content'] + '<|end|>\n'}}"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}"
+)
+#: Phi-3's tokens after the Llama 2 vocabulary; the chat ones swallow the whitespace after them.
+_ADDED = [("<|endoftext|>", False), ("<|assistant|>", True), ("<|system|>", True)]
+_ADDED += [("<|end|>", True), ("<|user|>", True)]
+
+
+@pytest.fixture(autouse=True)
+def _registry(monkeypatch):
+    """A registry with this plugin and tunesmith-lora (its LoRA recipes), fresh per test."""
+    from tunesmith.registry import reset_registry
+
+    monkeypatch.setenv("TUNESMITH_LOAD_PLUGINS", "phi3,lora")
+    reset_registry()
+    yield
+    reset_registry()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _corpus() -> list[str]:
+    from tunesmith.data import SAMPLE_ALPACA
+
+    rows = [json.loads(line) for line in Path(SAMPLE_ALPACA).read_text().splitlines() if line]
+    return [f"{r['instruction']} {r['input']} {r['output']}\n" for r in rows]
+
+
+def write_phi3_tokenizer(directory: Path) -> dict[str, int]:
+    """A byte-level BPE with Phi-3's special tokens and chat template, in HF format.
+
+    Returns:
+        The special tokens' ids.
+    """
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        min_frequency=2,
+        special_tokens=["<unk>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_corpus(), trainer)
+    tokenizer.add_special_tokens(
+        [AddedToken(t, special=True, normalized=False, rstrip=strip) for t, strip in _ADDED]
+    )
+    tokenizer.save(str(directory / "tokenizer.json"))
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": "<s>",
+        "eos_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>",
+        "unk_token": "<unk>",
+        "add_bos_token": False,
+        "add_eos_token": False,
+        "clean_up_tokenization_spaces": False,
+        "model_max_length": 4096,
+        "chat_template": PHI3_CHAT_TEMPLATE,
+    }
+    (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    names = ["<s>", "</s>", *(t for t, _ in _ADDED)]
+    return {name: tokenizer.token_to_id(name) for name in names}
+
+
+@pytest.fixture(scope="session")
+def phi3_dir(tmp_path_factory) -> Path:
+    """A tiny random Phi-3 mini 4k checkpoint with its tokenizer, laid out as on the Hub:
+    the embedding padded past the tokenizer (as 32064 rows for 32011 tokens), and
+    generation_config.json stopping at ``<|endoftext|>``, ``<|assistant|>`` and ``<|end|>``."""
+    from tunesmith.registry import load_registry
+    from tunesmith.testing import write_tiny_checkpoint
+    from tunesmith_phi3 import plugin, tiny_phi3_config
+
+    directory = tmp_path_factory.mktemp("phi3_base")
+    ids = write_phi3_tokenizer(directory)
+    assert max(ids.values()) < 320
+    config = tiny_phi3_config(
+        "mini_4k",
+        vocab_size=320,
+        bos_token_id=ids["<s>"],
+        eos_token_id=ids["<|endoftext|>"],
+        pad_token_id=ids["<|endoftext|>"],
+    )
+    # Session fixtures start before the per-test registry: name the plugin explicitly.
+    registry = load_registry(builtins=False, entry_points=False, extra={"phi3": plugin})
+    write_tiny_checkpoint(directory, config, seed=3, registry=registry)
+    stops = [ids[t] for t in ("<|endoftext|>", "<|assistant|>", "<|end|>")]
+    generation = {"bos_token_id": ids["<s>"], "eos_token_id": stops, "pad_token_id": stops[0]}
+    (directory / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+    return directory
+
+
+@pytest.fixture(scope="session")
+def alpaca_file(tmp_path_factory) -> Path:
+    """Eight rows of the bundled Alpaca sample, as a local JSONL file."""
+    from tunesmith.data import SAMPLE_ALPACA
+
+    rows = [line for line in Path(SAMPLE_ALPACA).read_text().splitlines() if line.strip()]
+    path = tmp_path_factory.mktemp("phi3_data") / "train.jsonl"
+    path.write_text("\n".join(rows[:8]) + "\n")
+    return path

@@ -1,0 +1,121 @@
+"""The shipped configs: they validate, and LoRA / QLoRA runs through tunesmith-lora's
+recipes write adapters of HF's fused ``qkv_proj`` / ``gate_up_proj`` that PEFT loads
+with our logits, and merged weights that transformers loads with our logits."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+import tunesmith
+from tunesmith.cli import cli
+from tunesmith.testing import check_configs
+
+transformers = pytest.importorskip("transformers")
+peft = pytest.importorskip("peft")
+
+RANK, ALPHA = 8, 16  # the shipped configs' lora_rank and lora_alpha
+PREFIX = "base_model.model.model.layers.0."
+
+
+def test_shipped_configs_validate():
+    ran = check_configs("phi3")
+    assert sorted(ran) == [
+        f"phi3/mini_{size}_{kind}_single_device"
+        for size in ("128k", "4k")
+        for kind in ("full", "lora", "qlora")
+    ]
+    registry = tunesmith.get_registry()
+    for name in ran:
+        config = registry.get("configs", name)
+        assert config.read_text().startswith("# Phi-3 mini")
+        assert f"tunesmith run {config.recipe} --config {name} \\" in config.read_text()
+
+
+def _run(kind: str, base, data, out):
+    overrides = [
+        f"checkpointer.checkpoint_dir={base}",
+        f"output_dir={out}",
+        "model._component_=auto",  # the shipped phi3_mini_4k is 3.8B; this tiny one is not
+        f"dataset.source={data}",
+        "tokenizer.max_seq_len=64",
+        "batch_size=2",
+        "gradient_accumulation_steps=1",
+        "max_steps_per_epoch=2",
+        "device=cpu",
+        "dtype=fp32",
+        "optimizer.lr=1e-2",
+        "lr_scheduler.num_warmup_steps=1",
+    ]
+    recipe = f"{kind}_finetune_single_device"
+    config = f"phi3/mini_4k_{kind}_single_device"
+    result = CliRunner().invoke(cli, ["run", recipe, "--config", config, *overrides])
+    if result.exit_code != 0:
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        raise AssertionError(result.output)
+    return out / "epoch_0"
+
+
+@torch.no_grad()
+def _hf_logits(directory, tokens, adapter=None):
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(directory), dtype=torch.float32)
+    if adapter is not None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+            model = peft.PeftModel.from_pretrained(model, str(adapter))
+    return model.eval()(tokens).logits
+
+
+@torch.no_grad()
+def _our_logits(directory, tokens, adapter=None):
+    model, _ = tunesmith.load_pretrained(directory, dtype="fp32", device="cpu", adapter=adapter)
+    return model(tokens)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["lora", "qlora"])
+def test_adapter_of_fused_modules_loads_in_peft(kind, phi3_dir, alpaca_file, tmp_path):
+    epoch = _run(kind, phi3_dir, alpaca_file, tmp_path / "run")
+    adapter_dir = epoch / "adapter"
+    adapter_config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    assert adapter_config["target_modules"] == ["down_proj", "gate_up_proj", "o_proj", "qkv_proj"]
+    # q and v are adapted, k is not: one LoRA of rank 2r on qkv_proj; gate and up: 2r too.
+    # The fused LoRAs keep the parts' scale, alpha / r (PEFT's rank/alpha_pattern).
+    for layer in (0, 1):
+        for module, rank in (("self_attn.qkv_proj", 2 * RANK), ("mlp.gate_up_proj", 2 * RANK),
+                             ("self_attn.o_proj", RANK), ("mlp.down_proj", RANK)):  # fmt: skip
+            key = f"model.layers.{layer}.{module}"
+            r = adapter_config["rank_pattern"].get(key, adapter_config["r"])
+            alpha = adapter_config["alpha_pattern"].get(key, adapter_config["lora_alpha"])
+            assert (r, alpha / r) == (rank, ALPHA / RANK), key
+
+    tensors = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    q, kv, inter = 64, 32, 96  # the tiny config's q/kv rows and intermediate size
+    qkv_a = tensors[f"{PREFIX}self_attn.qkv_proj.lora_A.weight"]
+    qkv_b = tensors[f"{PREFIX}self_attn.qkv_proj.lora_B.weight"]
+    assert qkv_a.shape == (2 * RANK, 64) and qkv_b.shape == (q + 2 * kv, 2 * RANK)
+    # B is block diagonal: q's rows use the first r columns, v's the last, k's none
+    assert qkv_b[:q, RANK:].abs().max() == 0 and qkv_b[q + kv :, :RANK].abs().max() == 0
+    assert qkv_b[q : q + kv].abs().max() == 0
+    assert qkv_b[:q, :RANK].abs().max() > 0 and qkv_b[q + kv :, RANK:].abs().max() > 0
+    gate_up_b = tensors[f"{PREFIX}mlp.gate_up_proj.lora_B.weight"]
+    assert gate_up_b.shape == (2 * inter, 2 * RANK)
+    assert gate_up_b[:inter, RANK:].abs().max() == 0 and gate_up_b[inter:, :RANK].abs().max() == 0
+    assert gate_up_b[:inter, :RANK].abs().max() > 0 and gate_up_b[inter:, RANK:].abs().max() > 0
+
+    tokens = torch.randint(0, 320, (2, 20), generator=torch.Generator().manual_seed(5))
+    ours = _our_logits(phi3_dir, tokens, adapter=epoch)
+    assert (ours - _our_logits(phi3_dir, tokens)).abs().max() > 1e-3  # the adapter matters
+    torch.testing.assert_close(
+        _hf_logits(phi3_dir, tokens, adapter=adapter_dir), ours, atol=1e-5, rtol=0
+    )
+    # The merged weights (QLoRA: NF4 base dequantized, then merged) in transformers.
+    torch.testing.assert_close(
+        _hf_logits(epoch, tokens), _our_logits(epoch, tokens), atol=1e-5, rtol=0
+    )
