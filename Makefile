@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PACKAGES := -e ./core[quantize] -e ./plugins/llama -e ./plugins/lora -e ./plugins/eval_eleuther
+PACKAGES := -e ./core[quantize] -e ./plugins/llama -e ./plugins/lora -e ./plugins/eval_eleuther -e ./examples/tunesmith-phi3
 STAMP := $(VENV)/.tunesmith-installed
 
 .PHONY: demo test install lint clean
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml core/pyproject.toml plugins/*/pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check core plugins tests benchmarks
+	$(BIN)/ruff check core plugins tests benchmarks examples
 
 clean:
 	rm -rf $(VENV) output
