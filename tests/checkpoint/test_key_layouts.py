@@ -92,3 +92,16 @@ def test_the_table_names_are_the_ones_adapters_use():
         "model.text.layers.0.self_attn.q_proj",
         None,
     )
+
+
+@pytest.mark.parametrize("old_layout", [False, True])
+def test_a_checkpointer_that_did_not_load_the_weights_saves_the_same(tmp_path, old_layout):
+    # merge-adapter and friends load the model through one Checkpointer, save through another.
+    source = _write(tmp_path / "in", old_layout=old_layout)
+    model = build_from_hf_config(CONFIG)
+    load_model_weights(model, Checkpointer(tmp_path / "in").load_state_dict())
+    state = {k: v for k, v in model.state_dict().items() if ".cache" not in k}
+    epoch = Checkpointer(tmp_path / "in", tmp_path / "out").save_epoch(0, state)
+    written = load_file(epoch / "model.safetensors")
+    assert set(written) == set(source)
+    assert all(torch.equal(written[k], v) for k, v in source.items())

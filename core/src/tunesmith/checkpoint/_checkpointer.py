@@ -157,6 +157,7 @@ class Checkpointer:
         #: The ``adapter.key_layouts`` entry the weights were stored in (``None``: the
         #: adapter's own names); :meth:`to_hf` writes the same.
         self.key_layout: Mapping[str, str] | None = None
+        self._source_read = False
 
     def _find_adapter(self, model_type: str | None) -> CheckpointAdapter:
         if model_type:
@@ -253,6 +254,7 @@ class Checkpointer:
             hf = load_hf_state_dict(self.checkpoint_dir, self.checkpoint_files, device=device)
             self.passthrough = _passthrough(hf, self.adapter)
             self.key_layout = detect_key_layout(hf, self.adapter)
+            self._source_read = True
             return self.adapter.hf_to_native_state_dict(
                 hf, self.hf_config, ignore=HF_IGNORED_KEYS, source=source
             )
@@ -274,8 +276,35 @@ class Checkpointer:
             )
         return self.output_dir
 
+    def _read_source_layout(self) -> None:
+        """:attr:`passthrough` and :attr:`key_layout` of an HF source whose weights this
+        checkpointer did not load (a save from a model loaded elsewhere): only the key
+        names and the passthrough tensors are read."""
+        self._source_read = True
+        if self.format != "hf" or not (self.adapter.passthrough or self.adapter.key_layouts):
+            return
+        from safetensors import safe_open
+
+        patterns = [re.compile(p) for p in self.adapter.passthrough]
+        keys: list[str] = []
+        for path in find_hf_weight_files(self.checkpoint_dir, self.checkpoint_files):
+            if path.suffix != ".safetensors":  # pytorch_model*.bin: no lazy reading
+                hf = load_hf_state_dict(self.checkpoint_dir, self.checkpoint_files)
+                self.passthrough = _passthrough(hf, self.adapter)
+                self.key_layout = detect_key_layout(hf, self.adapter)
+                return
+            with safe_open(str(path), framework="pt") as f:
+                for key in f.keys():
+                    keys.append(key)
+                    if any(p.search(key) for p in patterns):
+                        self.passthrough[key] = f.get_tensor(key)
+        self.key_layout = detect_key_layout(keys, self.adapter)
+
     def to_hf(self, native_state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Native names -> Hugging Face names through the family's adapter."""
+        """Native names -> Hugging Face names through the family's adapter, in the
+        source's key layout, with the source's passthrough tensors beside them."""
+        if not self._source_read:
+            self._read_source_layout()
         state = dict(native_state_dict)
         out, emb = state.get("output.weight"), state.get("tok_embeddings.weight")
         if (

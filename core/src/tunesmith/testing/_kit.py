@@ -97,6 +97,12 @@ def _logits(model: Any, tokens: torch.Tensor, **kwargs: Any) -> torch.Tensor:
     return out if isinstance(out, torch.Tensor) else out.logits
 
 
+def _text_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The language model's settings: a multimodal config nests them in ``text_config``."""
+    text = config.get("text_config")
+    return text if isinstance(text, Mapping) else config
+
+
 def _seq_len(config: Mapping[str, Any]) -> int:
     """Long enough to cross a sliding window or a RoPE scaling threshold, if small."""
     lengths = [24]
@@ -248,6 +254,7 @@ def _check_one_config(
     if not loaded:
         return
     model, checkpointer = loaded
+    config = dict(_text_config(config))  # below, the checks read vocab size and windows
     if "round_trip" in checks:
         with report.check(f"round_trip {label}"):
             _round_trip(model, checkpointer, source)
@@ -391,10 +398,16 @@ def _hf_greedy(
         eos_token_id=None, pad_token_id=pad, do_sample=False, max_new_tokens=new,
         temperature=None, top_p=None, top_k=None,
     )  # fmt: skip
-    with torch.no_grad():
-        out = reference.generate(
-            ids, attention_mask=attention, generation_config=settings, use_cache=use_cache
-        )
+    # generate() fills settings left None from the model's own generation_config (its
+    # eos_token_id would stop early): make these settings the model's for the call.
+    saved, reference.generation_config = reference.generation_config, settings
+    try:
+        with torch.no_grad():
+            out = reference.generate(
+                ids, attention_mask=attention, generation_config=settings, use_cache=use_cache
+            )
+    finally:
+        reference.generation_config = saved
     return out[:, width:].tolist()
 
 
