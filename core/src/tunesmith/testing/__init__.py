@@ -16,6 +16,7 @@ from tunesmith.testing._kit_components import (
     check_quantizer,
     check_tokenizer,
 )
+from tunesmith.testing._registry import plugin_registry
 from tunesmith.testing._tiny import random_state_dict, write_tiny_checkpoint
 from tunesmith.testing._tokenizers import (
     LLAMA3_CHAT_TEMPLATE,
@@ -42,6 +43,7 @@ __all__ = [
     "check_quantizer",
     "check_tokenizer",
     "check_workflow",
+    "plugin_registry",
     "random_state_dict",
     "reference_checkpoint",
     "write_hf_tokenizer",

@@ -66,6 +66,8 @@ def _signature_problems(obj: Any, protocol: type) -> list[str]:
             problems.append("it is not callable")
             continue
         actual = getattr(obj, name, None)
+        if name == "__call__" and isinstance(obj, torch.nn.Module):
+            actual = obj.forward  # Module.__call__ takes (*args, **kwargs) and calls forward
         if actual is None:
             problems.append(f"it has no {name}()")
             continue
@@ -75,8 +77,11 @@ def _signature_problems(obj: Any, protocol: type) -> list[str]:
         except (TypeError, ValueError):
             continue
         takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        takes_args = any(p.kind is p.VAR_POSITIONAL for p in params.values())
         for p in wanted:
             if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                continue
+            if p.kind is not p.KEYWORD_ONLY and takes_args:
                 continue
             if p.name not in params and not (takes_kwargs and p.kind is p.KEYWORD_ONLY):
                 positional = [q for q in params.values() if q.kind is not q.KEYWORD_ONLY]
