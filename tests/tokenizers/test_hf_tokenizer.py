@@ -246,6 +246,30 @@ def test_without_a_chat_template_messages_are_concatenated(tmp_path):
     assert _unmasked_text(tok, tokens, mask) == " Answer.<|eot_id|>"
 
 
+# Like Qwen 3's template: the last assistant turn is written differently (there, with a
+# <think> block), so a render that ends at an earlier assistant turn is not a prefix of
+# the whole conversation's.
+LAST_TURN_REWRITING_TEMPLATE = (
+    "{% for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>\n\n"
+    "{% if m.role == 'assistant' and loop.last %}[final] {% endif %}"
+    "{{ m.content }}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n"
+    "{% endif %}"
+)
+
+
+def test_masks_follow_templates_that_rewrite_earlier_turns(tmp_path):
+    tok = HFTokenizer(write_hf_tokenizer(tmp_path, chat_template=LAST_TURN_REWRITING_TEMPLATE))
+    messages = [
+        Message("user", "One?", masked=True),
+        Message("assistant", "Two.\nThree."),
+        Message("user", "Four?", masked=True),
+        Message("assistant", "Five."),
+    ]
+    tokens, mask = tok.tokenize_messages(messages)
+    assert _unmasked_text(tok, tokens, mask) == "Two.\nThree.<|eot_id|>[final] Five.<|eot_id|>"
+
+
 def test_template_errors_are_data_errors(tmp_path):
     tok = HFTokenizer(write_hf_tokenizer(tmp_path, chat_template=LLAMA2_CHAT_TEMPLATE))
     with pytest.raises(DataError, match="roles must alternate"):

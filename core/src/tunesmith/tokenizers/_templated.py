@@ -292,16 +292,29 @@ class TemplatedTokenizer:
         return tokens, mask
 
     def _message_end(self, dicts: list[dict[str, str]], i: int, text: str, start: int) -> int:
-        """Where message ``i`` ends in ``text``: how far a render of ``dicts[:i + 1]``
-        agrees with it (templates may render a conversation's last message
-        differently, so only the shared part counts)."""
+        """Where message ``i`` ends in ``text``: where a render of ``dicts[:i + 1]`` ends.
+
+        Usually that render is a prefix of ``text``. Some templates render a message
+        differently once later messages follow it (Qwen 3 writes a ``<think>`` block only
+        for assistant turns after the last user message): then the render's tail, from
+        the message's last line on (the end of its text and the end-of-turn text after
+        it, which such rewrites keep), is looked up in ``text``. When even that is
+        missing, only the shared part counts (a last message rendered differently)."""
         try:
-            return max(start, common_prefix_len(self._render(dicts[: i + 1], False), text))
+            prefix = self._render(dicts[: i + 1], False)
         except DataError:
             # The template refuses this prefix (e.g. it must end with a user turn).
             content = dicts[i]["content"].strip()
             found = text.find(content, start) if content else -1
             return found + len(content) if found >= 0 else start
+        shared = common_prefix_len(prefix, text)
+        if shared < len(prefix):
+            lines = dicts[i]["content"].strip().splitlines()
+            at = prefix.rfind(lines[-1].strip(), start) if lines else -1
+            found = text.find(prefix[at:], start) if at >= 0 else -1
+            if found >= 0:
+                return found + len(prefix) - at
+        return max(start, shared)
 
     def _content_start(
         self, dicts: list[dict[str, str]], i: int, text: str, start: int, end: int
