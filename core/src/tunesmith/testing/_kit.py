@@ -306,27 +306,27 @@ def _round_trip(model: Any, checkpointer: Any, source: Path) -> None:
         raise AssertionError(f"native -> HF -> native changes tensors {changed[:3]}")
 
 
-def _length_dependent_rope(model: Any) -> int | None:
-    """The shortest length past which a RoPE of ``model`` switches tables (LongRoPE), if any."""
+def _self_check_len(model: Any, config: Mapping[str, Any]) -> int:
+    """:func:`_seq_len`, capped where a RoPE of ``model`` switches tables (LongRoPE).
+
+    Such a RoPE picks its tables by the largest position in a call (as transformers
+    does), so cached keys keep the tables of their own call and packed documents get
+    the tables of the whole pack: a cached decode or a pack that crosses the switch
+    differs from one full pass of each document by design. The checks comparing the
+    model with itself stay below it; those against transformers cross it.
+    """
     from tunesmith.modules import RotaryPositionalEmbeddings
 
-    lengths = [
+    switches = [
         m.original_max_position_embeddings
         for m in model.modules()
         if isinstance(m, RotaryPositionalEmbeddings) and m.original_max_position_embeddings
     ]
-    return min(lengths) if lengths else None
+    return min([_seq_len(config), *switches])
 
 
 def _kv_cache(model: Any, config: Mapping[str, Any]) -> None:
-    seq = _seq_len(config)
-    # A RoPE whose tables switch with the sequence length rotates cached keys with the
-    # tables of their own call (as transformers does), so a decode that crosses the
-    # switch differs from one full pass by design: stay below it (the logits and
-    # generation checks cross it against transformers).
-    switch = _length_dependent_rope(model)
-    if switch is not None:
-        seq = min(seq, switch)
+    seq = _self_check_len(model, config)
     tokens = _tokens(int(config["vocab_size"]), 1, seq, seed=5)
     full = _logits(model, tokens)
     prefix = seq // 2
@@ -340,7 +340,7 @@ def _kv_cache(model: Any, config: Mapping[str, Any]) -> None:
 
 
 def _packing(model: Any, config: Mapping[str, Any]) -> None:
-    vocab, seq = int(config["vocab_size"]), _seq_len(config)
+    vocab, seq = int(config["vocab_size"]), _self_check_len(model, config)
     first, second = _tokens(vocab, 1, seq - 5, seed=4), _tokens(vocab, 1, 5, seed=6)
     total = first.shape[1] + second.shape[1]
     block = torch.zeros(total, total, dtype=torch.bool)
