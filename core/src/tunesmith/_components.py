@@ -193,7 +193,7 @@ class CheckpointAdapter:
         self, state_dict: Mapping[str, Any], config: Mapping[str, Any], **kwargs: Any
     ) -> dict[str, Any]:
         """A Hugging Face state dict under native names (see the class docstring)."""
-        from tunesmith.checkpoint import hf_to_native_state_dict
+        from tunesmith.checkpoint._keys import hf_to_native_state_dict
 
         return hf_to_native_state_dict(state_dict, self, config, **kwargs)
 
@@ -201,7 +201,7 @@ class CheckpointAdapter:
         self, state_dict: Mapping[str, Any], config: Mapping[str, Any], **kwargs: Any
     ) -> dict[str, Any]:
         """A native state dict under Hugging Face names (see the class docstring)."""
-        from tunesmith.checkpoint import native_to_hf_state_dict
+        from tunesmith.checkpoint._keys import native_to_hf_state_dict
 
         return native_to_hf_state_dict(state_dict, self, config, **kwargs)
 
@@ -212,8 +212,7 @@ class CheckpointAdapter:
         Raises:
             KeyError: no rule names the module.
         """
-        from tunesmith.checkpoint import remap_keys
-        from tunesmith.checkpoint._keys import _pattern
+        from tunesmith.checkpoint._keys import _pattern, remap_keys
 
         for spec in self.fused:
             for index, part in enumerate(spec.parts):
@@ -233,8 +232,7 @@ class CheckpointAdapter:
         Raises:
             KeyError: no rule names the module.
         """
-        from tunesmith.checkpoint import remap_keys
-        from tunesmith.checkpoint._keys import _pattern
+        from tunesmith.checkpoint._keys import _pattern, remap_keys
 
         for spec in self.fused:
             match = _pattern(spec.hf).match(hf_path)
