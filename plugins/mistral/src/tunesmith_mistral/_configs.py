@@ -1,0 +1,66 @@
+"""The shipped configs: one template per recipe kind (``templates/<kind>.yaml``) and a
+row per released size, rendered by :func:`tunesmith.config.render_configs`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tunesmith import Config
+from tunesmith.config import render_configs
+
+__all__ = ["RECIPES", "SIZES", "TEMPLATES", "shipped_configs"]
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+#: Recipe kind -> the recipe its configs run.
+RECIPES = {
+    "full_single_device": "full_finetune_single_device",
+    "full_low_memory": "full_finetune_single_device",
+    "full_distributed": "full_finetune_distributed",
+    "lora_single_device": "lora_finetune_single_device",
+    "lora_distributed": "lora_finetune_distributed",
+    "qlora_single_device": "qlora_finetune_single_device",
+    "qlora_distributed": "lora_finetune_distributed",
+}
+# The LoRA recipes are tunesmith-lora's (a dependency of this distribution).
+_REQUIRES = {kind: "tunesmith-lora" for kind in RECIPES if "lora" in kind}
+# torchtune ships mistral/7B_full_low_memory (8-bit paged AdamW, optimizer in backward)
+# for v0.1 only; here it is the same recipe with memory-saving settings.
+_KINDS = {
+    size: tuple(kind for kind in RECIPES if kind != "full_low_memory" or size == "7B")
+    for size in ("7B", "7B_v0_2", "7B_v0_3", "nemo_12B", "small_24B")
+}
+
+
+def _size(title: str, model: str, repo: str, *, big: bool) -> dict:
+    # Activation checkpointing on one device for full fine-tuning of every size; for
+    # LoRA from 12B up. (Distributed configs always use it.)
+    return dict(title=title, model=model, repo=repo, checkpoint_lora=big)
+
+
+#: Size -> template variables. ``7B`` is v0.1, named as torchtune names it.
+SIZES = {
+    "7B": _size("Mistral 7B v0.1", "mistral_7b_v0_1", "mistralai/Mistral-7B-Instruct-v0.1",
+                big=False),
+    "7B_v0_2": _size("Mistral 7B v0.2", "mistral_7b_v0_2", "mistralai/Mistral-7B-Instruct-v0.2",
+                     big=False),
+    "7B_v0_3": _size("Mistral 7B v0.3", "mistral_7b_v0_3", "mistralai/Mistral-7B-Instruct-v0.3",
+                     big=False),
+    "nemo_12B": _size("Mistral NeMo 12B", "mistral_nemo_12b",
+                      "mistralai/Mistral-Nemo-Instruct-2407", big=True),
+    "small_24B": _size("Mistral Small 24B", "mistral_small_24b",
+                       "mistralai/Mistral-Small-24B-Instruct-2501", big=True),
+}  # fmt: skip
+
+
+def shipped_configs() -> list[Config]:
+    """Every shipped config, ``mistral/<size>_<kind>``: each size of :data:`SIZES` in each
+    kind of :data:`RECIPES` (``full_low_memory`` for ``7B`` only, as in torchtune)."""
+    return render_configs(
+        family="mistral",
+        sizes=SIZES,
+        templates=TEMPLATES,
+        recipes=RECIPES,
+        requires=_REQUIRES,
+        kinds=_KINDS,
+    )
