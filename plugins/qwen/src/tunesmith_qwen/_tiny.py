@@ -42,21 +42,15 @@ _ROPE = {"rope_type": "default", "rope_theta": 1_000_000.0}
 _QWEN2_VARIANTS: dict[str, dict[str, Any]] = {
     # Qwen2.5 0.5B-3B: tied embeddings, no sliding window (transformers-5 keys).
     "tied": {"tie_word_embeddings": True, "use_sliding_window": False, "max_window_layers": 2},
-    # Qwen2 7B-72B with use_sliding_window switched on: layers from max_window_layers on
-    # attend to the last 8 tokens only.
-    "windowed": {
+    # A config.json as transformers 4 wrote Qwen2's (top-level rope_theta and rope_scaling,
+    # torch_dtype), for a 7B-72B shape (untied) with use_sliding_window switched on, so
+    # layers from max_window_layers on attend to the last 8 tokens only, and the YaRN
+    # rope_scaling block Qwen2.5 documents for long contexts.
+    "transformers4": {
         "tie_word_embeddings": False,
         "use_sliding_window": True,
         "sliding_window": 8,
         "max_window_layers": 1,
-    },
-    # A config.json as transformers 4 wrote Qwen2.5's: top-level rope_theta and
-    # rope_scaling (here the YaRN block Qwen documents for long contexts), torch_dtype.
-    "transformers4": {
-        "tie_word_embeddings": False,
-        "use_sliding_window": False,
-        "sliding_window": 32_768,
-        "max_window_layers": 2,
         "rope_theta": 1_000_000.0,
         "rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64},
         "torch_dtype": "float32",
@@ -67,22 +61,15 @@ _QWEN2_VARIANTS: dict[str, dict[str, Any]] = {
 _QWEN3_VARIANTS: dict[str, dict[str, Any]] = {
     # Qwen3 0.6B-4B: tied embeddings; head_dim independent of the width (4 x 32 != 64).
     "tied": {"tie_word_embeddings": True, "head_dim": 32, "use_sliding_window": False},
-    # Qwen3 8B-32B shape, with a sliding window in the second layer.
-    "windowed": {
-        "tie_word_embeddings": False,
-        "head_dim": 16,
-        "use_sliding_window": True,
-        "sliding_window": 8,
-        "max_window_layers": 1,
-    },
-    # As transformers 4.51 wrote Qwen3's config.json.
+    # As transformers 4.51 wrote Qwen3's config.json (rope_theta, torch_dtype), for an
+    # 8B-32B shape (untied) with a sliding window on the second layer.
     "transformers4": {
         "tie_word_embeddings": False,
         "head_dim": 16,
         "attention_bias": False,
-        "use_sliding_window": False,
-        "sliding_window": None,
-        "max_window_layers": 2,
+        "use_sliding_window": True,
+        "sliding_window": 8,
+        "max_window_layers": 1,
         "rope_theta": 1_000_000.0,
         "rope_scaling": None,
         "torch_dtype": "float32",
@@ -109,10 +96,9 @@ def tiny_qwen2_config(variant: str = "tied", **overrides: Any) -> dict[str, Any]
     """An HF ``config.json`` dict for a tiny Qwen 2/2.5 (hidden 64, 2 layers, vocab 512).
 
     Args:
-        variant: ``"tied"`` (tied embeddings, transformers-5 keys), ``"windowed"``
-            (``use_sliding_window`` on the second layer) or ``"transformers4"`` (the
-            layout transformers 4 wrote: ``rope_theta``, a YaRN ``rope_scaling``,
-            ``torch_dtype``).
+        variant: ``"tied"`` (tied embeddings, transformers-5 keys) or
+            ``"transformers4"`` (the layout transformers 4 wrote: ``rope_theta``, a YaRN
+            ``rope_scaling``, ``torch_dtype``; untied, a sliding window on layer 1).
         **overrides: Replace any config key.
     """
     return _config("qwen2", _QWEN2_VARIANTS, variant, overrides)
@@ -123,8 +109,8 @@ def tiny_qwen3_config(variant: str = "tied", **overrides: Any) -> dict[str, Any]
 
     Args:
         variant: ``"tied"`` (tied embeddings, ``head_dim`` 32 wider than
-            ``hidden / heads``), ``"windowed"`` (sliding window on the second layer) or
-            ``"transformers4"`` (``rope_theta``, ``torch_dtype``).
+            ``hidden / heads``) or ``"transformers4"`` (``rope_theta``, ``torch_dtype``;
+            untied, a sliding window on layer 1).
         **overrides: Replace any config key.
     """
     return _config("qwen3", _QWEN3_VARIANTS, variant, overrides)
