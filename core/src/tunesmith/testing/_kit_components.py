@@ -286,7 +286,8 @@ def check_chat_template(tokenizer: Any, directory: str | Path) -> list[str]:
                 )
             _end_of_turn_trained(tokenizer, tokens, mask, sum(r == "assistant" for r, _ in turns))
         with report.check(f"generation prompt {index}"):
-            prompt = [t for t in turns if t[0] != "assistant"][:2]
+            # What comes before the first answer (a system message, if kept, and a user turn).
+            prompt = turns[: next(i for i, t in enumerate(turns) if t[0] == "assistant")]
             wanted = _apply(reference, prompt, add_generation_prompt=True)
             messages = [Message(role, text, masked=True) for role, text in prompt]
             tokens, _ = tokenizer.tokenize_messages(messages, add_generation_prompt=True)

@@ -38,6 +38,8 @@ class HFTokenizer(TemplatedTokenizer):
         add_bos: Whether ``encode(add_bos=True)`` prepends ``bos``; default: the
             config's ``add_bos_token``, else whether the tokenizer's post-processor
             adds it.
+        extra_stop_tokens: Texts of more stop tokens than eos and ``generation_config.json``'s
+            (a family's end-of-turn token); ones not in the vocabulary are left out.
         backend: A ``tokenizers.Tokenizer`` to use instead of reading ``tokenizer.json``
             (one a family plugin built from older files, e.g. ``vocab.json`` +
             ``merges.txt``); ``path`` is then the directory of the settings files.
@@ -53,6 +55,7 @@ class HFTokenizer(TemplatedTokenizer):
         max_seq_len: int | None = None,
         chat_template: str | None = None,
         add_bos: bool | None = None,
+        extra_stop_tokens: Sequence[str] = (),
         backend: Any = None,
     ) -> None:
         from tokenizers import Tokenizer as _Backend
@@ -82,6 +85,7 @@ class HFTokenizer(TemplatedTokenizer):
             chat_template=chat_template,
             add_bos=add_bos,
             default_add_bos=self._post_processor_adds_bos,
+            extra_stop_tokens=extra_stop_tokens,
         )
 
     def _post_processor_adds_bos(self) -> bool:

@@ -43,6 +43,8 @@ class SentencePieceTokenizer(TemplatedTokenizer):
         chat_template: A Jinja template to use instead of the checkpoint's.
         add_bos: Whether ``encode(add_bos=True)`` prepends ``bos``; default: the
             config's ``add_bos_token``, else true when there is a bos token.
+        extra_stop_tokens: Texts of more stop tokens than eos and ``generation_config.json``'s
+            (a family's end-of-turn token); ones not in the vocabulary are left out.
 
     Raises:
         CheckpointError: the file is missing or not a sentencepiece model, or no eos
@@ -56,6 +58,7 @@ class SentencePieceTokenizer(TemplatedTokenizer):
         max_seq_len: int | None = None,
         chat_template: str | None = None,
         add_bos: bool | None = None,
+        extra_stop_tokens: Sequence[str] = (),
     ) -> None:
         path = Path(path).expanduser()
         file = path / "tokenizer.model" if path.is_dir() else path
@@ -91,6 +94,7 @@ class SentencePieceTokenizer(TemplatedTokenizer):
             chat_template=chat_template,
             add_bos=add_bos,
             default_add_bos=lambda: True,
+            extra_stop_tokens=extra_stop_tokens,
         )
 
     # ---- encoding ----------------------------------------------------------------

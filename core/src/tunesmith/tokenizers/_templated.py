@@ -154,6 +154,7 @@ class TemplatedTokenizer:
         chat_template: str | None,
         add_bos: bool | None,
         default_add_bos: Callable[[], bool],
+        extra_stop_tokens: Sequence[str] = (),
     ) -> None:
         """Resolve special-token ids, stop tokens, ``add_bos`` and the chat template.
 
@@ -165,6 +166,9 @@ class TemplatedTokenizer:
             add_bos: Whether ``encode(add_bos=True)`` prepends ``bos``; ``None``: the
                 config's ``add_bos_token``, else ``default_add_bos()``.
             default_add_bos: The tokenizer's own answer when the config has none.
+            extra_stop_tokens: Texts of more stop tokens (a family's end-of-turn token
+                that ``generation_config.json`` does not list); ones not in the
+                vocabulary are left out.
 
         Raises:
             CheckpointError: a special token is not in the vocabulary, or no eos.
@@ -183,7 +187,10 @@ class TemplatedTokenizer:
                 "tokenizer_config.json (or eos_token_id to generation_config.json)"
             )
         self._eos_id = eos_id
-        self._stop_tokens = list(dict.fromkeys([eos_id, *settings.generation_eos]))
+        extra = [self.token_to_id(text) for text in extra_stop_tokens]
+        self._stop_tokens = list(
+            dict.fromkeys([eos_id, *settings.generation_eos, *(i for i in extra if i is not None)])
+        )
         if add_bos is None:
             add_bos = settings.config.get("add_bos_token")
         if add_bos is None:
