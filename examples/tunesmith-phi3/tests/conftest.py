@@ -106,8 +106,7 @@ def phi3_dir(tmp_path_factory) -> Path:
     """A tiny random Phi-3 mini 4k checkpoint with its tokenizer, laid out as on the Hub:
     the embedding padded past the tokenizer (as 32064 rows for 32011 tokens), and
     generation_config.json stopping at ``<|endoftext|>``, ``<|assistant|>`` and ``<|end|>``."""
-    from tunesmith.registry import load_registry
-    from tunesmith.testing import write_tiny_checkpoint
+    from tunesmith.testing import plugin_registry, write_tiny_checkpoint
     from tunesmith_phi3 import plugin, tiny_phi3_config
 
     directory = tmp_path_factory.mktemp("phi3_base")
@@ -121,8 +120,8 @@ def phi3_dir(tmp_path_factory) -> Path:
         pad_token_id=ids["<|endoftext|>"],
     )
     # Session fixtures start before the per-test registry: name the plugin explicitly.
-    registry = load_registry(builtins=False, entry_points=False, extra={"phi3": plugin})
-    write_tiny_checkpoint(directory, config, seed=3, registry=registry)
+    with plugin_registry({"phi3": plugin}):
+        write_tiny_checkpoint(directory, config, seed=3)
     stops = [ids[t] for t in ("<|endoftext|>", "<|assistant|>", "<|end|>")]
     generation = {"bos_token_id": ids["<s>"], "eos_token_id": stops, "pad_token_id": stops[0]}
     (directory / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")

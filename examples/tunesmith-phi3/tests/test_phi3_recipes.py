@@ -37,7 +37,7 @@ def test_shipped_configs_validate():
         assert f"tunesmith run {config.recipe} --config {name} \\" in config.read_text()
 
 
-def _run(kind: str, base, data, out):
+def _run(kind: str, base, data, out, *extra: str):
     overrides = [
         f"checkpointer.checkpoint_dir={base}",
         f"output_dir={out}",
@@ -51,6 +51,7 @@ def _run(kind: str, base, data, out):
         "dtype=fp32",
         "optimizer.lr=1e-2",
         "lr_scheduler.num_warmup_steps=1",
+        *extra,
     ]
     recipe = f"{kind}_finetune_single_device"
     config = f"phi3/mini_4k_{kind}_single_device"
@@ -79,11 +80,17 @@ def _our_logits(directory, tokens, adapter=None):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["lora", "qlora"])
+@pytest.mark.parametrize("kind", ["lora", "dora", "qlora"])
 def test_adapter_of_fused_modules_loads_in_peft(kind, phi3_dir, alpaca_file, tmp_path):
-    epoch = _run(kind, phi3_dir, alpaca_file, tmp_path / "run")
+    """QLoRA trains on an NF4 base; DoRA's magnitudes of the fused module concatenate
+    the parts' (k's, unadapted, is its weight's row norms)."""
+    if kind == "dora":
+        epoch = _run("lora", phi3_dir, alpaca_file, tmp_path / "run", "+peft.use_dora=true")
+    else:
+        epoch = _run(kind, phi3_dir, alpaca_file, tmp_path / "run")
     adapter_dir = epoch / "adapter"
     adapter_config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    assert adapter_config["use_dora"] is (kind == "dora")
     assert adapter_config["target_modules"] == ["down_proj", "gate_up_proj", "o_proj", "qkv_proj"]
     # q and v are adapted, k is not: one LoRA of rank 2r on qkv_proj; gate and up: 2r too.
     # The fused LoRAs keep the parts' scale, alpha / r (PEFT's rank/alpha_pattern).
@@ -104,6 +111,11 @@ def test_adapter_of_fused_modules_loads_in_peft(kind, phi3_dir, alpaca_file, tmp
     assert qkv_b[:q, RANK:].abs().max() == 0 and qkv_b[q + kv :, :RANK].abs().max() == 0
     assert qkv_b[q : q + kv].abs().max() == 0
     assert qkv_b[:q, :RANK].abs().max() > 0 and qkv_b[q + kv :, RANK:].abs().max() > 0
+    if kind == "dora":
+        magnitude = tensors[f"{PREFIX}self_attn.qkv_proj.lora_magnitude_vector"]
+        base = load_file(str(phi3_dir / "model.safetensors"))
+        k_rows = base["model.layers.0.self_attn.qkv_proj.weight"][q : q + kv]
+        torch.testing.assert_close(magnitude[q : q + kv], k_rows.norm(dim=1))
     gate_up_b = tensors[f"{PREFIX}mlp.gate_up_proj.lora_B.weight"]
     assert gate_up_b.shape == (2 * inter, 2 * RANK)
     assert gate_up_b[:inter, RANK:].abs().max() == 0 and gate_up_b[inter:, :RANK].abs().max() == 0
@@ -119,3 +131,14 @@ def test_adapter_of_fused_modules_loads_in_peft(kind, phi3_dir, alpaca_file, tmp
     torch.testing.assert_close(
         _hf_logits(epoch, tokens), _our_logits(epoch, tokens), atol=1e-5, rtol=0
     )
+
+
+@pytest.mark.slow
+def test_user_workflow(phi3_dir, tmp_path):
+    """The CLI workflow on the tiny checkpoint: full fine-tuning, generation (the chat
+    uses Phi-3's template), int8 quantization, merge-adapter and convert. (The
+    2-process FSDP2 step is left out: ~25 s of torchrun on two cores.)"""
+    from tunesmith.testing import check_workflow
+
+    steps = ("full", "lora", "generate", "quantize", "merge", "convert")
+    assert check_workflow(phi3_dir, work_dir=tmp_path, steps=steps) == list(steps)

@@ -8,7 +8,7 @@ from tunesmith import CheckpointAdapter, Model, hookimpl
 from tunesmith.config import render_configs
 from tunesmith_phi3 import _builders, _convert
 
-TUNESMITH_PLUGIN_API = 1
+TUNESMITH_PLUGIN_API = 2  # uses fused modules, aliases, tiny_config, rendered configs
 
 TEMPLATES = Path(__file__).parent / "templates"
 
