@@ -137,7 +137,9 @@ class QwenTokenizer(HFTokenizer):
         path = Path(path).expanduser()
         directory = path if path.is_dir() else path.parent
         backend = None
-        if path.name != "tokenizer.json" and not (directory / "tokenizer.json").is_file():
+        if path.name != "tokenizer.json" and (directory / "tokenizer.json").is_file():
+            path = directory / "tokenizer.json"
+        elif path.name != "tokenizer.json":
             if not (directory / "vocab.json").is_file():
                 raise CheckpointError(
                     f"no Qwen tokenizer in {directory}: it needs tokenizer.json (or vocab.json "
@@ -145,17 +147,17 @@ class QwenTokenizer(HFTokenizer):
                 )
             backend, path = tokenizer_from_vocab_merges(directory), directory / "vocab.json"
         super().__init__(
-            path, max_seq_len=max_seq_len, chat_template=chat_template, add_bos=add_bos,
+            path,
+            max_seq_len=max_seq_len,
+            chat_template=chat_template,
+            add_bos=add_bos,
+            # A base checkpoint's eos is <|endoftext|>; generation must still stop where
+            # a fine-tuned chat turn ends.
+            extra_stop_tokens=(_END_OF_TURN,),
             backend=backend,
-        )  # fmt: skip
+        )
         if self.chat_template is None:
             self.chat_template = ChatTemplate(CHATML_TEMPLATE, where="the ChatML template")
-        end = self.token_to_id(_END_OF_TURN)
-        # A base checkpoint's eos is <|endoftext|>; generation must still stop where a
-        # fine-tuned chat turn ends.
-        self._stop_tokens = list(
-            dict.fromkeys([*self._stop_tokens, *([end] if end is not None else [])])
-        )
 
     def __repr__(self) -> str:
         return f"QwenTokenizer({str(self.path)!r}, vocab_size={self.vocab_size})"
