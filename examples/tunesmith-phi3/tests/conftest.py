@@ -35,14 +35,13 @@ _ADDED += [("<|end|>", True), ("<|user|>", True)]
 
 
 @pytest.fixture(autouse=True)
-def _registry(monkeypatch):
-    """A registry with this plugin and tunesmith-lora (its LoRA recipes), fresh per test."""
-    from tunesmith.registry import reset_registry
+def _registry():
+    """The core's built-ins plus the installed ``phi3`` entry point (this distribution, as a
+    user installs it) and ``lora`` (the recipes its LoRA configs run), fresh per test."""
+    from tunesmith.testing import plugin_registry
 
-    monkeypatch.setenv("TUNESMITH_LOAD_PLUGINS", "phi3,lora")
-    reset_registry()
-    yield
-    reset_registry()
+    with plugin_registry(entry_points=["phi3", "lora"]) as registry:
+        yield registry
 
 
 @pytest.fixture(autouse=True)
