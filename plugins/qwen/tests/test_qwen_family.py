@@ -8,6 +8,10 @@ import json
 
 import pytest
 import torch
+
+from tunesmith import CheckpointError
+from tunesmith.checkpoint import Checkpointer
+from tunesmith.testing import check_family, reference_checkpoint
 from tunesmith_qwen import (
     qwen2_5_0_5b,
     qwen2_5_3b,
@@ -27,10 +31,6 @@ from tunesmith_qwen import (
     tiny_qwen3_config,
     write_tiny_qwen_tokenizer,
 )
-
-from tunesmith import CheckpointError
-from tunesmith.checkpoint import Checkpointer
-from tunesmith.testing import check_family, reference_checkpoint
 
 pytest.importorskip("transformers")
 QUICK = ("round_trip", "kv_cache", "packing", "logits", "bf16")

@@ -8,12 +8,12 @@ import json
 import pytest
 import yaml
 from click.testing import CliRunner
-from tunesmith_qwen._configs import RECIPES, SIZES, shipped_configs
 
 import tunesmith
 from tunesmith.cli import cli
 from tunesmith.registry import reset_registry
 from tunesmith.testing import check_configs
+from tunesmith_qwen._configs import RECIPES, SIZES, shipped_configs
 
 CONFIGS = {c.name: c for c in shipped_configs()}
 

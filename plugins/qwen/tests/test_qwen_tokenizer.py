@@ -7,16 +7,16 @@ from __future__ import annotations
 import json
 
 import pytest
+
+from tunesmith.data import Message
+from tunesmith.testing import check_chat_template, check_tokenizer
+from tunesmith.tokenizers import auto_tokenizer
 from tunesmith_qwen import (
     QwenTokenizer,
     tiny_qwen3_config,
     write_tiny_qwen_checkpoint,
     write_tiny_qwen_tokenizer,
 )
-
-from tunesmith.data import Message
-from tunesmith.testing import check_chat_template, check_tokenizer
-from tunesmith.tokenizers import auto_tokenizer
 
 transformers = pytest.importorskip("transformers")
 RELEASES = ["qwen2", "qwen2_5", "qwen3"]
