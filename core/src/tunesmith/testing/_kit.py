@@ -396,16 +396,14 @@ def _hf_greedy(
     settings = copy.deepcopy(reference.generation_config)
     settings.update(
         eos_token_id=None, pad_token_id=pad, do_sample=False, max_new_tokens=new,
-        temperature=None, top_p=None, top_k=None,
+        temperature=None, top_p=None, top_k=None, use_cache=use_cache,
     )  # fmt: skip
     # generate() fills settings left None from the model's own generation_config (its
     # eos_token_id would stop early): make these settings the model's for the call.
     saved, reference.generation_config = reference.generation_config, settings
     try:
         with torch.no_grad():
-            out = reference.generate(
-                ids, attention_mask=attention, generation_config=settings, use_cache=use_cache
-            )
+            out = reference.generate(ids, attention_mask=attention, generation_config=settings)
     finally:
         reference.generation_config = saved
     return out[:, width:].tolist()
