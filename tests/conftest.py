@@ -15,7 +15,7 @@ os.environ["TIKTOKEN_CACHE_DIR"] = os.path.join(_CACHE, "tiktoken")
 os.environ.setdefault("TORCHAO_FORCE_SKIP_LOADING_SO_FILES", "1")
 # Entry points other than this repository's own plugins stay out of the suite;
 # tests of discovery set this variable themselves.
-os.environ["TUNESMITH_LOAD_PLUGINS"] = "llama,lora,eval_eleuther,mistral,phi3,qwen"
+os.environ["TUNESMITH_LOAD_PLUGINS"] = "llama,lora,eval_eleuther,mistral,phi3,qwen,gemma"
 
 import pytest  # noqa: E402
 

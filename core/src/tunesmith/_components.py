@@ -84,14 +84,16 @@ class Tokenizer:
         files: Paths relative to a checkpoint directory this tokenizer loads from, in
             order of preference; ``tokenizer: {_component_: auto}`` picks the first
             registered tokenizer of the checkpoint's family whose file exists.
-        family: The model family it belongs to, or ``None`` for a generic tokenizer.
+        family: The model family it belongs to (or a tuple of families, for one
+            tokenizer serving several checkpoint adapters), or ``None`` for a generic
+            tokenizer.
         priority: Higher wins when several tokenizers match a checkpoint directory.
     """
 
     name: str
     builder: Callable[..., ModelTokenizer]
     files: tuple[str, ...] = ()
-    family: str | None = None
+    family: str | tuple[str, ...] | None = None
     priority: int = 0
     description: str = ""
     origin: Origin = _UNKNOWN

@@ -28,6 +28,12 @@ def _family_from_config(directory: Path, registry: Any) -> str | None:
         return None
 
 
+def _serves(record: Any, family: str | None) -> bool:
+    """Whether a tokenizer record is generic or belongs to ``family``."""
+    families = (record.family,) if isinstance(record.family, str) else record.family
+    return families is None or family in families
+
+
 def find_tokenizer(checkpoint_dir: str | Path, *, family: str | None = None) -> tuple[Any, Path]:
     """The registered tokenizer a checkpoint directory's files call for, and its file.
 
@@ -59,7 +65,7 @@ def find_tokenizer(checkpoint_dir: str | Path, *, family: str | None = None) -> 
     if family is None:
         family = _family_from_config(directory, registry)
     records = sorted(
-        (r for r in registry.values("tokenizers") if r.files and r.family in (None, family)),
+        (r for r in registry.values("tokenizers") if r.files and _serves(r, family)),
         key=lambda r: (-r.priority, r.name),
     )
     matches = []

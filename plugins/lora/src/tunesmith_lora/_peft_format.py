@@ -76,14 +76,31 @@ def _hf_modules_of(
     return out
 
 
+def _table_path(path: str, adapter: CheckpointAdapter) -> str:
+    """An HF module path under the adapter table's prefixes (an adapter trained on a
+    model whose transformers version named the modules as in ``adapter.key_layouts``)."""
+    for layout in adapter.key_layouts:
+        for table, stored in layout.items():
+            if path.startswith(stored):
+                return table + path[len(stored) :]
+    return path
+
+
 def _native_modules_of(paths: list[str], adapter: CheckpointAdapter) -> dict[str, tuple[str, ...]]:
     """HF module path -> the native module path(s) it stands for."""
     out, unknown = {}, []
     for path in paths:
         try:
-            out[path] = adapter.native_modules(path)
+            out[path] = adapter.native_modules(_table_path(path, adapter))
         except KeyError:
             unknown.append(path)
+    kept = [p for p in unknown if any(re.search(r, f"{p}.weight") for r in adapter.passthrough)]
+    if kept:
+        raise CheckpointError(
+            f"the adapter adapts {', '.join(sorted(kept)[:3])}, which the '{adapter.family}' "
+            "family keeps unchanged (tunesmith trains only its language model): use an "
+            "adapter of the language model's layers"
+        )
     if unknown:
         raise CheckpointError(
             f"the adapter targets layers the '{adapter.family}' model family does not have "
@@ -112,7 +129,11 @@ def _linear_paths(model: nn.Module) -> list[str]:
 
 def _target_modules(model: nn.Module, adapted: set[str], adapter: CheckpointAdapter) -> list[str]:
     """PEFT's ``target_modules``: a leaf name when every HF module with that leaf is
-    adapted (what PEFT users write), otherwise the exact paths (PEFT matches suffixes)."""
+    adapted (what PEFT users write), otherwise the exact paths (PEFT matches suffixes).
+    Always the exact paths when the HF model holds modules the native one does not
+    (``adapter.passthrough``: a vision tower has its own ``q_proj``s)."""
+    if adapter.passthrough:
+        return sorted(adapted)
     every: set[str] = set()
     for path in _linear_paths(model):
         try:
