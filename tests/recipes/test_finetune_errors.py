@@ -176,6 +176,17 @@ def test_diverging_loss(make_config):
     config, out = make_config(optimizer={"lr": float("inf")})
     message = _fails(FULL, config)
     assert message == (
-        "error: loss became nan at step 2: lower the learning rate or enable clip_grad_norm"
+        "error: loss became nan at step 2, so that step was not taken and nothing of it was "
+        "saved: lower the learning rate or enable clip_grad_norm, then resume from the last "
+        "saved state (resume_from_checkpoint=true) or start again"
     )
+    _nothing_written(out)
+
+
+def test_non_finite_weights_are_never_saved(make_config):
+    # An infinite learning rate makes step 1's update non-finite; saving after it is refused.
+    config, out = make_config(optimizer={"lr": float("inf")}, save_every_n_steps=1)
+    message = _fails(FULL, config)
+    assert message.startswith("error: the weights became non-finite (")
+    assert "nothing was saved" in message
     _nothing_written(out)

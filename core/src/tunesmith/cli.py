@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import click
 
 from tunesmith import __version__
-from tunesmith.errors import TunesmithError
+from tunesmith.errors import TunesmithError, describe_error
 from tunesmith.registry import KINDS, get_registry
 
 # torchrun's options that `tunesmith run` passes through (name -> takes a value).
@@ -41,16 +39,39 @@ def _debug() -> bool:
 
 
 class _Group(click.Group):
-    """Turns user errors into one line (and exit code) instead of a traceback."""
+    """Turns every error into one line naming the cause and the fix (and an exit code)
+    instead of a traceback; ``--debug`` shows the traceback."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except TunesmithError as exc:
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except Exception as exc:
             if _debug():
                 raise
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
+            message, code = describe_error(exc)
+            if not _report_to_launcher(message):
+                for line in getattr(exc, "messages", [message]):
+                    click.echo(f"error: {line}", err=True)
+            ctx.exit(code)
+        except KeyboardInterrupt:
+            if _debug():
+                raise
+            click.echo(
+                "\nerror: interrupted (nothing was saved since the last checkpoint)", err=True
+            )
+            ctx.exit(130)
+
+
+def _report_to_launcher(message: str) -> bool:
+    """Under ``tunesmith run --nproc-per-node``, hand the error to the launching process
+    (which prints it once for all ranks) instead of printing it here."""
+    directory, rank = os.environ.get("TUNESMITH_ERROR_DIR"), os.environ.get("RANK")
+    if not directory or rank is None or not Path(directory).is_dir():
+        return False
+    (Path(directory) / f"rank{rank}.txt").write_text(message, encoding="utf-8")
+    return True
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -382,22 +403,61 @@ def run(
     if torchrun and not record.distributed:
         raise TunesmithError(f"recipe {recipe} runs on one device: drop {' '.join(torchrun)}")
     cfg = load_recipe_config(config, record, overrides)  # also checks it, once per process
+    from tunesmith.recipes._run_dir import set_invocation
+
+    invocation = ["tunesmith", "run", recipe, *torchrun, "--config", config, *overrides]
+    set_invocation(invocation)
     if torchrun:
-        command = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            *torchrun,
-            "-m",
-            "tunesmith",
-            "run",
-            recipe,
-            "--config",
-            config,
-            *overrides,
-        ]
-        raise SystemExit(subprocess.call(command))
+        _launch(torchrun, ["run", recipe, "--config", config, *overrides], invocation)
+        return
     record.run(cfg)
+
+
+def _launch(torchrun: list[str], child: list[str], invocation: list[str]) -> None:
+    """Run ``tunesmith CHILD...`` on several processes through torchrun, in this process.
+
+    A child's error reaches the user once, as one line: each child writes it to a file
+    in ``TUNESMITH_ERROR_DIR`` instead of stderr, and torchrun's own failure report (a
+    traceback and a table per rank) is left out unless ``--debug``.
+    """
+    import logging
+    import shlex
+    import tempfile
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser
+    from torch.distributed.run import run as torchrun_run
+
+    args = get_args_parser().parse_args([*torchrun, "-m", "tunesmith", *child])
+    saved = {k: os.environ.get(k) for k in ("TUNESMITH_ERROR_DIR", "TUNESMITH_COMMAND")}
+    logging.getLogger("torch.distributed").setLevel(logging.DEBUG if _debug() else logging.ERROR)
+    with tempfile.TemporaryDirectory(prefix="tunesmith-errors-") as errors:
+        os.environ.update(TUNESMITH_ERROR_DIR=errors, TUNESMITH_COMMAND=shlex.join(invocation))
+        try:
+            torchrun_run(args)
+        except ChildFailedError as exc:
+            if _debug():
+                raise
+            messages = [p.read_text().strip() for p in sorted(Path(errors).glob("rank*.txt"))]
+            if messages:
+                raise _ChildError(list(dict.fromkeys(messages))) from None
+            rank, failure = next(iter(exc.failures.items()))
+            raise TunesmithError(
+                f"worker process {rank} of {len(exc.failures)} failed (exit code "
+                f"{failure.exitcode}) without a message: see its output above, or run with "
+                "--debug for torchrun's report"
+            ) from None
+        finally:
+            for key, value in saved.items():
+                os.environ.pop(key, None) if value is None else os.environ.update({key: value})
+
+
+class _ChildError(TunesmithError):
+    """The errors torchrun's children reported, each once."""
+
+    def __init__(self, messages: list[str]) -> None:
+        super().__init__("\n".join(messages))
+        self.messages = messages
 
 
 # ------------------------------------------------------------- checkpoints ---

@@ -120,6 +120,12 @@ FINETUNE_SCHEMA = RecipeSchema(
             False,
             help="Continue from output_dir/recipe_state/",
         ),
+        Key(
+            "overwrite_output_dir",
+            bool,
+            False,
+            help="Replace another run's epoch_N/ and recipe_state/ in output_dir (else refused)",
+        ),
     )
 )
 

@@ -14,9 +14,12 @@ whole step (over every rank), so gradient accumulation equals one large batch.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
+import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +34,9 @@ from tunesmith import training
 from tunesmith.checkpoint import Checkpointer, load_model_weights
 from tunesmith.config import instantiate
 from tunesmith.data import CROSS_ENTROPY_IGNORE_IDX, PackedDataset, packed_collate, padded_collate
-from tunesmith.errors import ConfigError
+from tunesmith.errors import ConfigError, Interrupted
 from tunesmith.recipes import FINETUNE_KEYS, FINETUNE_REQUIRED_KEYS, FINETUNE_SCHEMA
+from tunesmith.recipes._run_dir import RunDirectory, resume_command
 from tunesmith.recipes._sampler import EpochSampler
 from tunesmith.recipes._strategy import Strategy, get_strategy
 
@@ -66,6 +70,7 @@ class _Run:
     logger: Any
     steps_per_epoch: int
     position: _Position = field(default_factory=_Position)
+    stop: Any = None  # training.StopOnInterrupt while training
 
 
 # ------------------------------------------------------------------- setup ---
@@ -204,8 +209,10 @@ def _trainable_state(run: _Run) -> dict[str, torch.Tensor]:
 
 def _save_state(run: _Run) -> None:
     """Everything a resumed run needs; written atomically by the checkpointer."""
+    model_state = _trainable_state(run)
+    training.check_finite_params(model_state.items(), step=run.position.global_step)
     state = {
-        "model": _trainable_state(run),
+        "model": model_state,
         "optimizer": run.strategy.optimizer_state_dict(run.model, run.optimizer),
         "scheduler": run.scheduler.state_dict() if run.scheduler else None,
         "rng": training.rng_state(),
@@ -235,6 +242,9 @@ def _restore_state(run: _Run) -> None:
 
 def _save_epoch(run: _Run, epoch: int) -> Path | None:
     full = run.strategy.full_state_dict(run.model)
+    trained = set(run.peft.trainable_params(run.model)) if run.peft is not None else set(full)
+    checked = ((k, v) for k, v in full.items() if k in trained)
+    training.check_finite_params(checked, step=run.position.global_step)
     if run.peft is not None:
         weights = (
             None
@@ -318,13 +328,18 @@ def _train_step(run: _Run, batches) -> tuple[float, int]:
     params = [p for p in run.model.parameters() if p.requires_grad]
     # FSDP averages gradients over ranks; scaling by world_size restores the sum.
     training.scale_grads(params, run.strategy.world_size / tokens_total.clamp(min=1).item())
+    norm = None
     if run.cfg.clip_grad_norm is not None:
-        nn.utils.clip_grad_norm_(params, float(run.cfg.clip_grad_norm))
+        norm = nn.utils.clip_grad_norm_(params, float(run.cfg.clip_grad_norm))
+        norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+    loss = (loss_total / tokens_total.clamp(min=1)).item()
+    # Before the optimizer: a diverged step changes nothing, so nothing non-finite is saved.
+    training.check_finite_step(loss, params, step=run.position.global_step + 1, grad_norm=norm)
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
     if run.scheduler is not None:
         run.scheduler.step()
-    return (loss_total / tokens_total.clamp(min=1)).item(), int(tokens_total.item())
+    return loss, int(tokens_total.item())
 
 
 def _micro_batches(iterator, count: int):
@@ -368,19 +383,33 @@ def _run_epoch(run: _Run, epoch: int) -> float:
             pos.step_in_epoch += 1
             pos.global_step += 1
             meter.update(num_tokens)
-            if not math.isfinite(loss):
-                # A ConfigError, so the CLI prints the fix rather than a traceback.
-                raise ConfigError(
-                    f"loss became {loss} at step {pos.global_step}: lower the learning rate "
-                    "or enable clip_grad_norm"
-                )
             lr = run.optimizer.param_groups[0]["lr"]
             bar.update(1)
             bar.set_postfix_str(training.format_metrics(
                 {"loss": loss, "lr": lr, "tokens_per_second": meter.tokens_per_second}
             ))  # fmt: skip
             _after_step(run, loss, lr, meter)
+            if run.strategy.all_sum(torch.tensor(int(run.stop.requested))).item():
+                _stop(run)
     return loss
+
+
+def _stop(run: _Run) -> None:
+    """Ctrl-C: save the step just completed (as save_every_n_steps would), then say how
+    to resume."""
+    pos = run.position
+    if pos.step_in_epoch < run.steps_per_epoch:
+        _save_state(run)
+        where = f"after step {pos.global_step} (epoch {pos.epoch + 1}, step {pos.step_in_epoch})"
+    else:  # the epoch is complete: its checkpoint and state are written next
+        pos.step_in_epoch, pos.epoch = 0, pos.epoch + 1
+        _save_epoch(run, pos.epoch - 1)
+        _save_state(run)
+        where = f"after epoch {pos.epoch}"
+    raise Interrupted(
+        f"interrupted {where}; its state is saved in {run.checkpointer.training_state_path().parent}. "
+        f"Resume with: {resume_command()}"
+    )
 
 
 def _train(run: _Run) -> None:
@@ -405,6 +434,39 @@ def run(cfg: DictConfig) -> None:
     ``tunesmith run finetune --help``); keys it leaves out take ``FINETUNE_SCHEMA``'s
     defaults."""
     cfg = FINETUNE_SCHEMA.with_defaults(cfg)  # a copy; `tunesmith run` has filled them already
+    with _run_directory(cfg):
+        _run(cfg)
+
+
+@contextlib.contextmanager
+def _run_directory(cfg: DictConfig) -> Iterator[None]:
+    """Lock ``output_dir`` (rank 0: one directory per run), sweep killed writes'
+    temporaries, and refuse to write over another run's checkpoints."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    with RunDirectory(cfg.checkpointer.get("output_dir") or cfg.output_dir) as directory:
+        _check_previous_run(directory.path, cfg)
+        yield
+
+
+def _check_previous_run(path: Path, cfg: DictConfig) -> None:
+    previous = sorted(p.name for p in path.glob("epoch_*")) + (
+        ["recipe_state"] if (path / "recipe_state").exists() else []
+    )
+    if not previous or cfg.resume_from_checkpoint:
+        return
+    if not cfg.overwrite_output_dir:
+        raise ConfigError(
+            f"output_dir {path} already holds a run ({', '.join(previous[:4])}): resume it "
+            "with resume_from_checkpoint=true, choose another output_dir, or replace it "
+            "with overwrite_output_dir=true"
+        )
+    for name in previous:  # the user asked to replace that run
+        shutil.rmtree(path / name)
+
+
+def _run(cfg: DictConfig) -> None:
     run_state = _setup(cfg)
     trainable, total = training.count_parameters(run_state.model)
     if run_state.strategy.is_main:
@@ -417,7 +479,8 @@ def run(cfg: DictConfig) -> None:
     if cfg.resume_from_checkpoint:
         _restore_state(run_state)
     try:
-        _train(run_state)
+        with training.StopOnInterrupt() as run_state.stop:
+            _train(run_state)
     finally:
         run_state.logger.close()
         run_state.strategy.close()

@@ -8,6 +8,7 @@ Configs name these by dotted path, e.g.
 """
 
 from tunesmith.training._activations import activation_offloading, apply_activation_checkpointing
+from tunesmith.training._guard import StopOnInterrupt, check_finite_params, check_finite_step
 from tunesmith.training._loggers import (
     DiskLogger,
     MetricLogger,
@@ -32,11 +33,14 @@ __all__ = [
     "DiskLogger",
     "MetricLogger",
     "StdoutLogger",
+    "StopOnInterrupt",
     "TensorBoardLogger",
     "ThroughputMeter",
     "WandBLogger",
     "activation_offloading",
     "apply_activation_checkpointing",
+    "check_finite_params",
+    "check_finite_step",
     "constant_with_warmup",
     "cosine_with_warmup",
     "count_parameters",
