@@ -36,7 +36,9 @@ def _training_config(checkpoint_dir: Path, output_dir: Path) -> dict[str, Any]:
     return {
         "output_dir": str(output_dir),
         "model": {"_component_": "auto"},
-        "tokenizer": {"_component_": "auto", "max_seq_len": 64},
+        # Room for the alpaca prompt and its answer under a tiny tokenizer's long ids
+        # (at 64 tokens the masked prompt filled every sample: nothing was trained).
+        "tokenizer": {"_component_": "auto", "max_seq_len": 256},
         "checkpointer": {"checkpoint_dir": str(checkpoint_dir), "output_dir": "${output_dir}"},
         "dataset": {
             "_component_": "alpaca", "source": "tunesmith:alpaca_sample", "split": "train[:8]",
@@ -90,7 +92,13 @@ def _train(root: Path, name: str, recipe: str, checkpoint_dir: Path, **blocks: A
     config = root / f"{name}.yaml"
     config.write_text(yaml.safe_dump({**_training_config(checkpoint_dir, output), **blocks}))
     _cli("run", recipe, "--config", str(config))
-    return _epoch(output)
+    epoch = _epoch(output)
+    from tunesmith.checkpoint import load_hf_state_dict
+
+    before, after = load_hf_state_dict(checkpoint_dir), load_hf_state_dict(epoch)
+    if all(torch.equal(before[k], after[k]) for k in before if k in after):
+        raise AssertionError(f"the {name} run left every weight as it was: it trained nothing")
+    return epoch
 
 
 def _peft(root: Path, name: str, recipe: str, checkpoint_dir: Path, **settings: Any) -> Path:
