@@ -52,7 +52,29 @@ def test_unknown_device_suggests():
     assert "set device to auto, cpu, cuda" in str(e.value)
 
 
-def test_dtype_names_and_auto_on_cpu():
+@pytest.fixture
+def cpu_without_bf16(monkeypatch):
+    """A CPU whose /proc/cpuinfo lists AVX2 but no native bf16."""
+    from tunesmith.training import _precision
+
+    _precision.cpu_bf16_support.cache_clear()
+    monkeypatch.setattr(_precision, "_cpu_flags", lambda: {"sse2", "avx2", "fma"})
+    yield
+    _precision.cpu_bf16_support.cache_clear()
+
+
+@pytest.fixture
+def cpu_with_bf16(monkeypatch):
+    from tunesmith.training import _precision
+
+    _precision.cpu_bf16_support.cache_clear()
+    monkeypatch.setattr(_precision, "_cpu_flags", lambda: {"sse2", "avx512f", "avx512_bf16"})
+    monkeypatch.setattr(_precision, "_onednn_bf16", lambda: True)
+    yield
+    _precision.cpu_bf16_support.cache_clear()
+
+
+def test_dtype_names_and_auto_on_cpu(cpu_without_bf16):
     assert resolve_dtype("auto", "cpu") == torch.float32
     assert resolve_dtype(device="cpu") == torch.float32
     for name in ("bf16", "bfloat16", "BF16", "torch.bfloat16", torch.bfloat16):
@@ -97,3 +119,54 @@ def test_set_default_dtype_restores_even_on_error():
         with set_default_dtype(torch.float64):
             raise RuntimeError("boom")
     assert torch.get_default_dtype() == before
+
+
+def test_auto_dtype_on_cpu_follows_native_bf16(cpu_with_bf16):
+    from tunesmith.training import auto_dtype
+
+    assert resolve_dtype("auto", "cpu") == torch.bfloat16
+    dtype, reason = auto_dtype("cpu")
+    assert dtype == torch.bfloat16 and reason == "the CPU has native bf16 (avx512_bf16)"
+    # Named dtypes are never overridden; inference keeps fp32 on the CPU.
+    assert resolve_dtype("fp32", "cpu") == torch.float32
+    assert resolve_dtype("auto", "cpu", training=False) == torch.float32
+
+
+def test_auto_dtype_on_cpu_without_bf16(cpu_without_bf16):
+    from tunesmith.training import auto_dtype
+
+    dtype, reason = auto_dtype("cpu")
+    assert dtype == torch.float32
+    assert "no native bf16" in reason
+    assert resolve_dtype("bf16", "cpu") == torch.bfloat16  # asked for: given, even if slow
+
+
+@pytest.mark.parametrize(("speeds", "expected"), [((150.0, 300.0), True), ((180.0, 1.0), False)])
+def test_matmul_probe_decides_where_flags_are_unreadable(monkeypatch, speeds, expected):
+    from tunesmith.training import _precision
+
+    _precision.cpu_bf16_support.cache_clear()
+    monkeypatch.setattr(_precision, "_cpu_flags", lambda: None)  # macOS, Arm, Windows
+    monkeypatch.setattr(_precision, "_matmul_probe", lambda: speeds)
+    try:
+        native, reason = _precision.cpu_bf16_support()
+        assert native is expected
+        assert "matmul probe" in reason
+        expected_dtype = torch.bfloat16 if expected else torch.float32
+        assert resolve_dtype("auto", "cpu") == expected_dtype
+    finally:
+        _precision.cpu_bf16_support.cache_clear()
+
+
+def test_matmul_probe_measures_both_dtypes():
+    from tunesmith.training import _precision
+
+    fp32, bf16 = _precision._matmul_probe(n=64, rounds=1)
+    assert fp32 > 0 and bf16 > 0
+
+
+def test_cpu_flags_read_from_proc_cpuinfo():
+    from tunesmith.training import _precision
+
+    flags = _precision._cpu_flags()
+    assert flags is None or isinstance(flags, set)

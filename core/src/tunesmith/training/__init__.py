@@ -19,7 +19,13 @@ from tunesmith.training._loggers import (
 from tunesmith.training._loss import ChunkedCrossEntropyLoss, scale_grads, shift_labels
 from tunesmith.training._memory import memory_stats, reset_peak_memory_stats
 from tunesmith.training._params import count_parameters, estimate_train_flops_per_token
-from tunesmith.training._precision import resolve_device, resolve_dtype, set_default_dtype
+from tunesmith.training._precision import (
+    auto_dtype,
+    cpu_bf16_support,
+    resolve_device,
+    resolve_dtype,
+    set_default_dtype,
+)
 from tunesmith.training._progress import ThroughputMeter, format_metrics
 from tunesmith.training._schedulers import (
     constant_with_warmup,
@@ -39,11 +45,13 @@ __all__ = [
     "WandBLogger",
     "activation_offloading",
     "apply_activation_checkpointing",
+    "auto_dtype",
     "check_finite_params",
     "check_finite_step",
     "constant_with_warmup",
     "cosine_with_warmup",
     "count_parameters",
+    "cpu_bf16_support",
     "estimate_train_flops_per_token",
     "format_metrics",
     "linear_with_warmup",

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import platform
+import time
 from collections.abc import Iterator
 
 import torch
 
 from tunesmith.errors import ConfigError, did_you_mean
 
-__all__ = ["resolve_device", "resolve_dtype", "set_default_dtype"]
+__all__ = ["auto_dtype", "resolve_device", "resolve_dtype", "set_default_dtype"]
 
 _DTYPES = {
     "bf16": torch.bfloat16,
@@ -92,9 +95,10 @@ def resolve_dtype(
 ) -> torch.dtype:
     """The parameter/compute dtype of a run.
 
-    ``"auto"`` is bf16 on a CUDA device that supports it and fp32 otherwise
-    (CPU bf16 matmuls are far slower than fp32). fp16 is refused for training:
-    without loss scaling its gradients under/overflow; bf16 has fp32's range.
+    ``"auto"`` is the fastest correct dtype (see :func:`auto_dtype`): bf16 on a CUDA
+    device that supports it and on a CPU with native bf16, fp32 elsewhere. A named
+    dtype is never overridden. fp16 is refused for training: without loss scaling
+    its gradients under/overflow; bf16 has fp32's range.
 
     Args:
         name: ``"auto"``, ``"bf16"``/``"bfloat16"``, ``"fp32"``/``"float32"``,
@@ -114,9 +118,7 @@ def resolve_dtype(
     else:
         key = str(name).strip().lower().removeprefix("torch.")
         if key == "auto":
-            if device.type == "cuda" and torch.cuda.is_bf16_supported():
-                return torch.bfloat16
-            return torch.float32
+            return auto_dtype(device, training=training)[0]
         if key not in _DTYPES:
             raise ConfigError(
                 f"unknown dtype {name!r}"
@@ -138,6 +140,104 @@ def resolve_dtype(
             "bf16: set dtype=fp32"
         )
     return dtype
+
+
+def auto_dtype(
+    device: str | torch.device | None = None, *, training: bool = True
+) -> tuple[torch.dtype, str]:
+    """What ``dtype: auto`` means on ``device``, and why.
+
+    - CUDA: bf16 when the GPU supports it (compute capability 8.0 and up), else fp32.
+    - CPU, training: bf16 when the CPU computes it natively: x86 with ``avx512_bf16``
+      or ``amx_bf16`` in ``/proc/cpuinfo`` (and oneDNN able to use them); where no such
+      flags can be read (macOS, Arm, Windows) a ~0.1 s matmul probe decides, bf16
+      winning only if it is at least as fast as fp32. Without native support bf16
+      matmuls are emulated and measured ~50x slower than fp32, so fp32 is chosen.
+    - CPU, inference (generation, evaluation, quantization): fp32. Decoding a few
+      rows at a time is bound by small matmuls, where bf16 measured no faster
+      (docs/performance.md), and fp32 keeps greedy outputs identical to fp32 training.
+    - Anything else (MPS, ...): fp32.
+
+    Args:
+        device: the device the run uses; ``None`` means ``resolve_device("auto")``.
+        training: ``False`` for inference (see above).
+
+    Returns:
+        ``(dtype, reason)``: the reason is one short clause for the start-up message.
+    """
+    device = resolve_device("auto" if device is None else device)
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return torch.bfloat16, f"{torch.cuda.get_device_name(device)} supports bf16"
+        return torch.float32, f"{torch.cuda.get_device_name(device)} has no bf16"
+    if device.type == "cpu" and not training:
+        return torch.float32, "inference on a CPU"
+    if device.type == "cpu":
+        native, reason = cpu_bf16_support()
+        return (torch.bfloat16 if native else torch.float32), reason
+    return torch.float32, f"bf16 speed on {device.type} is not known"
+
+
+@functools.cache
+def cpu_bf16_support() -> tuple[bool, str]:
+    """Whether this CPU runs bf16 matmuls natively, and why it is thought so (cached).
+
+    Returns:
+        ``(native, reason)``.
+    """
+    flags = _cpu_flags()
+    if flags is not None and flags & {"sse2", "avx2", "avx512f"}:  # an x86 CPU we can read
+        found = sorted(flags & {"avx512_bf16", "amx_bf16"})
+        if found and _onednn_bf16():
+            return True, f"the CPU has native bf16 ({', '.join(found)})"
+        return False, "the CPU has no native bf16 (no avx512_bf16 or amx_bf16 flag)"
+    fp32, bf16 = _matmul_probe()
+    verdict = bf16 >= fp32
+    return verdict, (
+        f"a bf16 matmul probe ran at {bf16:.0f} GFLOP/s against fp32's {fp32:.0f}"
+        + ("" if verdict else ": bf16 is slower here")
+    )
+
+
+def _cpu_flags() -> set[str] | None:
+    """The x86 feature flags of ``/proc/cpuinfo``, or ``None`` where there are none."""
+    if platform.system() != "Linux":
+        return None
+    try:
+        text = open("/proc/cpuinfo", encoding="utf-8", errors="replace").read()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.partition(":")[2].split())
+    return None
+
+
+def _onednn_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _matmul_probe(n: int = 256, rounds: int = 5) -> tuple[float, float]:
+    """Best GFLOP/s of an ``n x n`` matmul in fp32 and in bf16 on this CPU, timed in
+    alternation so that a neighbour's load slows both alike."""
+    dtypes = (torch.float32, torch.bfloat16)
+    operands = {d: (torch.randn(n, n).to(d), torch.randn(n, n).to(d)) for d in dtypes}
+    best = dict.fromkeys(dtypes, float("inf"))
+    for d in dtypes:  # warm-up: kernel selection, thread pool
+        a, b = operands[d]
+        a @ b
+    for _ in range(rounds):
+        for d in dtypes:
+            a, b = operands[d]
+            start = time.perf_counter()
+            a @ b
+            best[d] = min(best[d], time.perf_counter() - start)
+        if best[torch.bfloat16] > 10 * best[torch.float32]:
+            break  # emulated bf16 is ~50x slower: no need to look further
+    return tuple(2 * n**3 / max(best[d], 1e-9) / 1e9 for d in dtypes)
 
 
 @contextlib.contextmanager
