@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tunesmith import CheckpointAdapter, Model, Tokenizer, hookimpl
-from tunesmith_gemma import _convert, _model_builders, _tiny, _tokenizer
+from tunesmith_gemma import _configs, _convert, _model_builders, _tiny, _tokenizer
 
 TUNESMITH_PLUGIN_API = 1
 
@@ -100,3 +100,9 @@ def register_checkpoint_adapters(register):
             ),
         )
     )
+
+
+@hookimpl
+def register_recipes(register):
+    for config in _configs.shipped_configs():
+        register(config)
