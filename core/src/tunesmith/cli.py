@@ -17,6 +17,7 @@ import click
 from tunesmith import __version__
 from tunesmith.errors import TunesmithError, describe_error
 from tunesmith.registry import KINDS, get_registry
+from tunesmith.scaffold import PLUGIN_KINDS
 
 # torchrun's options that `tunesmith run` passes through (name -> takes a value).
 TORCHRUN_OPTIONS = {
@@ -601,6 +602,49 @@ def demo(output_dir: Path, epochs: int | None) -> None:
     from tunesmith.recipes.demo import run_demo
 
     run_demo(output_dir, epochs=epochs)
+
+
+# -------------------------------------------------------------- new-plugin ---
+
+
+@cli.command(name="new-plugin")
+@click.argument("name")
+@click.option("--kind", required=True, type=click.Choice(PLUGIN_KINDS), help="What it adds.")
+@click.option(
+    "--output-dir",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where tunesmith-NAME/ is created.",
+)
+def new_plugin(name: str, kind: str, output_dir: Path) -> None:
+    """Write a new plugin package, tunesmith-NAME/, whose tests pass as generated.
+
+    NAME (a lowercase Python identifier) names the entry point and the package
+    tunesmith_NAME. Each kind is real, minimal code on tunesmith's public API, a
+    README saying what to edit next and tests that run the conformance kit: family (a
+    decoder on tunesmith.modules, its checkpoint adapter, a builder, configs), peft
+    (rsLoRA, PEFT-format adapters), recipe (token counts of a dataset, a config),
+    dataset (question/answer rows), tokenizer (a chat format), evaluator
+    (perplexity), quantizer (grouped int8 through torchao).
+
+    \b
+    Examples:
+      tunesmith new-plugin acme --kind family
+      tunesmith new-plugin rslora --kind peft --output-dir plugins
+      tunesmith new-plugin my_ppl --kind evaluator
+    """
+    from tunesmith.scaffold import new_plugin as write_plugin
+
+    written = write_plugin(name, kind=kind, output_dir=output_dir)
+    root = Path(os.path.commonpath(written))
+    click.echo(f"Wrote {root}/, a {kind} plugin ({len(written)} files):")
+    for path in written:
+        click.echo(f"  {path}")
+    click.echo(
+        f"Next:\n  pip install -e {root}\n  pytest {root / 'tests'}\n"
+        f"  tunesmith plugins check {name}"
+    )
 
 
 def main() -> None:
