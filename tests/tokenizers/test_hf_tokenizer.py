@@ -268,6 +268,18 @@ def test_masks_follow_templates_that_rewrite_earlier_turns(tmp_path):
     ]
     tokens, mask = tok.tokenize_messages(messages)
     assert _unmasked_text(tok, tokens, mask) == "Two.\nThree.<|eot_id|>[final] Five.<|eot_id|>"
+    # A template that ends the last turn differently: an earlier turn is never stretched
+    # over the prompts after it to a later turn that ends the same way.
+    ending = LAST_TURN_REWRITING_TEMPLATE.replace(
+        "{{ m.content }}<|eot_id|>",
+        "{{ m.content }}{% if m.role == 'assistant' and loop.last %}<|end_of_text|>"
+        "{% else %}<|eot_id|>{% endif %}",
+    )
+    messages[3] = Message("assistant", "Three.")
+    tok = HFTokenizer(tmp_path, chat_template=ending)
+    tokens, mask = tok.tokenize_messages(messages)
+    assert "Four?" not in _unmasked_text(tok, tokens, mask)
+    assert _unmasked_text(tok, tokens, mask).endswith("[final] Three.<|end_of_text|>")
 
 
 def test_template_errors_are_data_errors(tmp_path):

@@ -318,7 +318,11 @@ class TemplatedTokenizer:
         if shared < len(prefix):
             lines = dicts[i]["content"].strip().splitlines()
             at = prefix.rfind(lines[-1].strip(), start) if lines else -1
-            found = text.find(prefix[at:], start) if at >= 0 else -1
+            # Only before the next message's text: a later turn may end the same way.
+            following = dicts[i + 1]["content"].strip() if i + 1 < len(dicts) else ""
+            limit = text.find(following, shared) if following else -1
+            limit = limit if limit >= 0 else len(text)
+            found = text.find(prefix[at:], start, limit) if at >= 0 else -1
             if found >= 0:
                 return found + len(prefix) - at
         return max(start, shared)
