@@ -75,7 +75,9 @@ def _suggest(name: str) -> str:
     fixed = re.sub(r"[^a-z0-9_]+", "_", name.strip().lower()).strip("_")
     fixed = re.sub(r"_+", "_", fixed).removeprefix("tunesmith_")
     fixed = fixed.lstrip("0123456789_")
-    return fixed if fixed and not keyword.iskeyword(fixed) else "acme"
+    if not fixed:
+        return "acme"
+    return f"{fixed}_plugin" if keyword.iskeyword(fixed) else fixed
 
 
 def check_name(name: str) -> None:
