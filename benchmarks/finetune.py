@@ -264,7 +264,7 @@ def _worker(args: argparse.Namespace) -> dict:
     optimizer = torch.optim.AdamW(params, lr=LEARNING_RATES[method], weight_decay=0.01)
     run = SimpleNamespace(
         cfg=cfg, strategy=strategy, model=model, optimizer=optimizer, scheduler=None,
-        loss_fn=training.ChunkedCrossEntropyLoss(),
+        loss_fn=training.ChunkedCrossEntropyLoss(), position=SimpleNamespace(global_step=0),
     )  # fmt: skip
 
     vocab = model.tok_embeddings.num_embeddings

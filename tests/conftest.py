@@ -16,6 +16,9 @@ os.environ.setdefault("TORCHAO_FORCE_SKIP_LOADING_SO_FILES", "1")
 # Entry points other than this repository's own plugins stay out of the suite;
 # tests of discovery set this variable themselves.
 os.environ["TUNESMITH_LOAD_PLUGINS"] = "llama,lora,eval_eleuther,mistral,phi3,qwen,gemma"
+# The suite's own fake components (optimizers, loggers, builders defined in test modules)
+# are "the user's own modules": trusted explicitly, as a user would trust theirs.
+os.environ["TUNESMITH_TRUSTED_MODULES"] = "config,recipes,checkpoint,data,training,test_cli,test_registry,test_hookspecs"
 
 import pytest  # noqa: E402
 

@@ -236,7 +236,11 @@ def test_ls(runner, fake):
     result = invoke(runner, "ls")
     assert result.exit_code == 0, result.output
     rows = [line.split() for line in result.stdout.splitlines()]
-    assert rows == [["RECIPE", "CONFIG"], ["fake_distributed", "-"], ["fake_train", "fake/tiny_train"]]
+    assert rows == [
+        ["RECIPE", "CONFIG"],
+        ["fake_distributed", "-"],
+        ["fake_train", "fake/tiny_train"],
+    ]
     result = invoke(runner, "ls", "--all")
     assert "models: fake_lm" in result.stdout
     assert "datasets: -" in result.stdout
@@ -284,7 +288,9 @@ def test_cp_recipe_copies_its_source(runner, fake, tmp_path):
 
 
 def test_cp_unknown_config(runner, fake, tmp_path):
-    line = assert_one_line_error(invoke(runner, "cp", "fake/tiny_trian", str(tmp_path / "x.yaml")), 2)
+    line = assert_one_line_error(
+        invoke(runner, "cp", "fake/tiny_trian", str(tmp_path / "x.yaml")), 2
+    )
     assert "did you mean 'fake/tiny_train'?" in line
 
 
@@ -300,7 +306,9 @@ def test_validate_valid(runner, fake, config_path):
 
 
 def test_validate_invalid_lists_every_problem(runner, fake):
-    result = invoke(runner, "validate", "fake/tiny_train", "batch_size=0", "+optimzer={lr: 1}", "+model.dimm=2")
+    result = invoke(
+        runner, "validate", "fake/tiny_train", "batch_size=0", "+optimzer={lr: 1}", "+model.dimm=2"
+    )
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     assert result.stderr.splitlines() == [
@@ -330,7 +338,9 @@ def test_validate_bad_override(runner, fake):
 
 
 def test_run_runs_the_recipe_with_overrides_and_defaults(runner, fake, out_dir):
-    result = invoke(runner, "run", "fake_train", "--config", "fake/tiny_train", "batch_size=3", "model.dim=8")
+    result = invoke(
+        runner, "run", "fake_train", "--config", "fake/tiny_train", "batch_size=3", "model.dim=8"
+    )
     assert result.exit_code == 0, result.output
     ran = json.loads((out_dir / "ran.json").read_text())
     assert ran == {
@@ -355,7 +365,9 @@ def test_run_invalid_config_does_not_run(runner, fake, out_dir):
 
 
 def test_run_unknown_recipe(runner, fake):
-    line = assert_one_line_error(invoke(runner, "run", "fake_trian", "--config", "fake/tiny_train"), 2)
+    line = assert_one_line_error(
+        invoke(runner, "run", "fake_trian", "--config", "fake/tiny_train"), 2
+    )
     assert line.startswith("error: unknown recipe 'fake_trian' — did you mean 'fake_train'")
 
 
@@ -545,28 +557,61 @@ def test_split_torchrun_needs_a_value():
 
 def test_run_distributed_launches_torchrun(runner, fake, monkeypatch, out_dir):
     calls = []
-    monkeypatch.setattr(cli_module.subprocess, "call", lambda command: calls.append(command) or 0)
+    monkeypatch.setattr(cli_module, "_torchrun", lambda argv: calls.append(argv))
     result = invoke(
-        runner, "run", "fake_distributed", "--nproc-per-node", "2", "--standalone",
-        "--config", "fake/tiny_train", "batch_size=4",
+        runner,
+        "run",
+        "fake_distributed",
+        "--nproc-per-node",
+        "2",
+        "--standalone",
+        "--config",
+        "fake/tiny_train",
+        "batch_size=4",
     )
     assert result.exit_code == 0, result.output
-    assert calls == [[
-        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
-        "-m", "tunesmith", "run", "fake_distributed", "--config", "fake/tiny_train", "batch_size=4",
-    ]]
+    assert calls == [
+        [
+            "--nproc-per-node",
+            "2",
+            "--standalone",
+            "-m",
+            "tunesmith",
+            "run",
+            "fake_distributed",
+            "--config",
+            "fake/tiny_train",
+            "batch_size=4",
+        ]
+    ]
     assert not out_dir.exists(), "the launcher itself runs nothing"
 
 
-def test_run_distributed_passes_torchrun_exit_code(runner, fake, monkeypatch):
-    monkeypatch.setattr(cli_module.subprocess, "call", lambda command: 3)
-    result = invoke(runner, "run", "fake_distributed", "--nproc-per-node=2", "-c", "fake/tiny_train")
-    assert result.exit_code == 3
+def test_a_failed_worker_is_reported_once_in_one_line(runner, fake, monkeypatch):
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    def workers_fail(argv):
+        # What each rank's CLI does with its error under the launcher: a file, not stderr.
+        for rank in ("0", "1"):
+            monkeypatch.setenv("RANK", rank)
+            assert cli_module._report_to_launcher("batch_size 64 does not fit: lower it")
+        monkeypatch.delenv("RANK")
+        failure = ProcessFailure(local_rank=0, pid=1, exitcode=1, error_file="")
+        raise ChildFailedError("tunesmith", {0: failure})
+
+    monkeypatch.setattr(cli_module, "_torchrun", workers_fail)
+    result = invoke(
+        runner, "run", "fake_distributed", "--nproc-per-node=2", "-c", "fake/tiny_train"
+    )
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == ["error: batch_size 64 does not fit: lower it"]
 
 
 def test_non_distributed_recipe_refuses_torchrun_flags(runner, fake, monkeypatch):
-    monkeypatch.setattr(cli_module.subprocess, "call", lambda command: pytest.fail("launched"))
-    result = invoke(runner, "run", "fake_train", "--nproc-per-node", "2", "--config", "fake/tiny_train")
+    monkeypatch.setattr(cli_module, "_torchrun", lambda argv: pytest.fail("launched"))
+    result = invoke(
+        runner, "run", "fake_train", "--nproc-per-node", "2", "--config", "fake/tiny_train"
+    )
     line = assert_one_line_error(result, 1)
     assert line == "error: recipe fake_train runs on one device: drop --nproc-per-node 2"
 
@@ -593,7 +638,9 @@ def _all_commands() -> list[tuple[str, click.Command]]:
     return [("", cli), *sorted(cli.commands.items())]
 
 
-@pytest.mark.parametrize("name, command", _all_commands(), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    "name, command", _all_commands(), ids=lambda v: v if isinstance(v, str) else ""
+)
 def test_help_ends_with_examples(runner, name, command):
     paragraphs = [p for p in command.help.strip().split("\n\n") if p.strip()]
     last = paragraphs[-1].strip().removeprefix("\b").strip()

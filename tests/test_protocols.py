@@ -101,7 +101,7 @@ def files(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tokenizer-files")
     write_hf_tokenizer(root / "hf", vocab_size=300)
-    write_sentencepiece_model(root / "sp" / "tokenizer.model")
+    write_sentencepiece_model(root / "sp")
     # what a checkpoint ships beside its tokenizer.model
     special = {"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": True}
     (root / "sp" / "tokenizer_config.json").write_text(json.dumps(special))

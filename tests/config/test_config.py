@@ -57,9 +57,26 @@ class FakeOptimizer:
         self.params, self.lr, self.weight_decay = params, lr, weight_decay
 
 
+def make_widget(size: int = 1) -> dict:
+    """A user's own component function (trusted only by TUNESMITH_TRUSTED_MODULES)."""
+    return {"size": size}
+
+
 RECIPE_KEYS = frozenset(
-    {"output_dir", "model", "dataset", "optimizer", "batch_size", "epochs", "seed", "compile",
-     "peft", "checkpointer", "tokenizer", "splits"}
+    {
+        "output_dir",
+        "model",
+        "dataset",
+        "optimizer",
+        "batch_size",
+        "epochs",
+        "seed",
+        "compile",
+        "peft",
+        "checkpointer",
+        "tokenizer",
+        "splits",
+    }
 )
 
 
@@ -110,7 +127,9 @@ class Parts:
         register(Model(name="wrapped_lm", builder=wrapped_lm, family="tiny"))
         register(Model(name="shared", builder=lambda **kw: "the model", family="tiny"))
         # A registered name that looks like a dotted path still wins.
-        register(Model(name="acme.tiny", builder=lambda **kw: "registered acme.tiny", family="tiny"))
+        register(
+            Model(name="acme.tiny", builder=lambda **kw: "registered acme.tiny", family="tiny")
+        )
 
     @hookimpl
     def register_datasets(self, register):
@@ -144,7 +163,9 @@ def config_path(tmp_path) -> Path:
 
 @pytest.fixture
 def registry(config_path):
-    registry = load_registry(builtins=False, entry_points=False, extra={"parts": Parts(config_path)})
+    registry = load_registry(
+        builtins=False, entry_points=False, extra={"parts": Parts(config_path)}
+    )
     assert not registry.load_errors()
     reset_registry(registry)
     return registry
@@ -193,7 +214,9 @@ def test_defaults_lie_beneath_the_file(registry, config_path, recipe):
 
 
 def test_unknown_config_name_suggests_close_names(registry):
-    with pytest.raises(NotFoundError, match=r"unknown config 'fake/tiyn' — did you mean 'fake/tiny'\?"):
+    with pytest.raises(
+        NotFoundError, match=r"unknown config 'fake/tiyn' — did you mean 'fake/tiny'\?"
+    ):
         load_config("fake/tiyn")
 
 
@@ -256,7 +279,9 @@ def test_overrides(registry, config_path):
 
 
 def test_override_list_item_and_later_wins(registry, config_path):
-    cfg = load_config(config_path, ["peft.lora_attn_modules.0=k_proj", "batch_size=3", "batch_size=5"])
+    cfg = load_config(
+        config_path, ["peft.lora_attn_modules.0=k_proj", "batch_size=3", "batch_size=5"]
+    )
     assert list(cfg.peft.lora_attn_modules) == ["k_proj", "v_proj"]
     assert cfg.batch_size == 5
 
@@ -278,7 +303,9 @@ def test_override_of_unknown_key_suggests_and_hints_plus(registry, config_path):
 
 
 def test_override_under_unknown_parent_suggests(registry, config_path):
-    with pytest.raises(ConfigError, match=r"'modle' is not a key of the config — did you mean 'model'\?"):
+    with pytest.raises(
+        ConfigError, match=r"'modle' is not a key of the config — did you mean 'model'\?"
+    ):
         load_config(config_path, ["modle.dim=3"])
     with pytest.raises(ConfigError, match=r"no such key — did you mean 'dim'\?"):
         load_config(config_path, ["model.dimm=3"])
@@ -369,17 +396,58 @@ def test_registered_name_wins_over_dotted_path(registry):
 
 def test_dotted_path_is_the_fallback(registry):
     assert resolve_component(f"{HERE}.FakeOptimizer", key="optimizer") is FakeOptimizer
-    import collections
+    import torch
 
-    assert resolve_component("collections.OrderedDict") is collections.OrderedDict
+    assert resolve_component("torch.optim.SGD", key="optimizer") is torch.optim.SGD
+    from tunesmith.training import cosine_with_warmup
+
+    assert resolve_component("tunesmith.training.cosine_with_warmup") is cosine_with_warmup
+
+
+def test_dotted_paths_must_name_the_kind_their_key_expects(registry, monkeypatch):
+    from tunesmith.errors import ConfigError
+
+    monkeypatch.delenv("TUNESMITH_TRUSTED_MODULES", raising=False)
+    with pytest.raises(
+        ConfigError,
+        match="'config._component_: collections.OrderedDict' is not a "
+        "registered component, and collections is not a trusted module",
+    ):
+        resolve_component("collections.OrderedDict")
+    with pytest.raises(ConfigError, match="is not a torch.optim.Optimizer class"):
+        resolve_component("torch.nn.Linear", key="optimizer")
+    with pytest.raises(ConfigError, match=f"TUNESMITH_TRUSTED_MODULES={HERE}"):
+        resolve_component(f"{HERE}.make_widget", key="widget")
+    monkeypatch.setenv("TUNESMITH_TRUSTED_MODULES", HERE)
+    assert resolve_component(f"{HERE}.make_widget", key="widget") is make_widget
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["os.system", "subprocess.run", "builtins.eval", "torch.hub.load", "pickle.loads",
+     "shutil.rmtree", "importlib.import_module"],
+)  # fmt: skip
+def test_code_running_callables_are_refused_even_when_trusted(registry, monkeypatch, path):
+    from tunesmith.errors import ConfigError
+
+    monkeypatch.setenv("TUNESMITH_TRUSTED_MODULES", "os,subprocess,builtins,torch,pickle,shutil")
+    for key in ("metric_logger", "optimizer", None):
+        with pytest.raises(ConfigError, match="names code that runs programs, loads pickles"):
+            resolve_component(path, key=key)
 
 
 def test_unknown_component_suggests_close_names(registry):
     with pytest.raises(NotFoundError, match=r"unknown model 'tiny_lmm' — did you mean 'tiny_lm'\?"):
         resolve_component("tiny_lmm", key="model")
-    with pytest.raises(NotFoundError, match=r"unknown component 'tiny_dss' \(under 'optimizer'\) — did you mean 'tiny_ds'"):
+    with pytest.raises(
+        NotFoundError,
+        match=r"unknown component 'tiny_dss' \(under 'optimizer'\) — did you mean 'tiny_ds'",
+    ):
         resolve_component("tiny_dss", key="optimizer")
-    with pytest.raises(NotFoundError, match=r"cannot import 'fractions.Fractoin'.*did you mean 'fractions.Fraction'\?"):
+    with pytest.raises(
+        NotFoundError,
+        match=r"cannot import 'fractions.Fractoin'.*did you mean 'fractions.Fraction'\?",
+    ):
         resolve_component("fractions.Fractoin")
     with pytest.raises(NotFoundError, match=r"cannot import 'no_such_module_xyz.Thing'"):
         resolve_component("no_such_module_xyz.Thing")
@@ -390,7 +458,12 @@ def test_unknown_component_suggests_close_names(registry):
 
 def test_instantiate_registered_builder_from_config(registry, config_path):
     cfg = load_config(config_path, ["model.dim=16"])
-    assert instantiate(cfg.model, key="model") == {"dim": 16, "n_layers": 2, "dropout": 0.0, "name": None}
+    assert instantiate(cfg.model, key="model") == {
+        "dim": 16,
+        "n_layers": 2,
+        "dropout": 0.0,
+        "name": None,
+    }
 
 
 def test_instantiate_with_call_time_args_and_keyword_overrides(registry, config_path):
@@ -423,9 +496,14 @@ def test_instantiate_optional_and_malformed_nodes(registry):
 
 
 def test_instantiate_rejects_unknown_arguments_with_suggestion(registry):
-    with pytest.raises(ConfigError, match=r"cannot build 'model': .*tiny_lm has no argument 'dimm' — did you mean 'dim'\?"):
+    with pytest.raises(
+        ConfigError,
+        match=r"cannot build 'model': .*tiny_lm has no argument 'dimm' — did you mean 'dim'\?",
+    ):
         instantiate({"_component_": "tiny_lm", "dimm": 3}, key="model")
-    with pytest.raises(ConfigError, match=r"cannot build 'optimizer': .*missing a required argument: 'params'"):
+    with pytest.raises(
+        ConfigError, match=r"cannot build 'optimizer': .*missing a required argument: 'params'"
+    ):
         instantiate({"_component_": f"{HERE}.FakeOptimizer"}, key="optimizer")
 
 

@@ -426,16 +426,13 @@ def _launch(torchrun: list[str], child: list[str], invocation: list[str]) -> Non
     import tempfile
 
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import get_args_parser
-    from torch.distributed.run import run as torchrun_run
 
-    args = get_args_parser().parse_args([*torchrun, "-m", "tunesmith", *child])
     saved = {k: os.environ.get(k) for k in ("TUNESMITH_ERROR_DIR", "TUNESMITH_COMMAND")}
     logging.getLogger("torch.distributed").setLevel(logging.DEBUG if _debug() else logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="tunesmith-errors-") as errors:
         os.environ.update(TUNESMITH_ERROR_DIR=errors, TUNESMITH_COMMAND=shlex.join(invocation))
         try:
-            torchrun_run(args)
+            _torchrun([*torchrun, "-m", "tunesmith", *child])
         except ChildFailedError as exc:
             if _debug():
                 raise
@@ -451,6 +448,13 @@ def _launch(torchrun: list[str], child: list[str], invocation: list[str]) -> Non
         finally:
             for key, value in saved.items():
                 os.environ.pop(key, None) if value is None else os.environ.update({key: value})
+
+
+def _torchrun(argv: list[str]) -> None:
+    """``torchrun ARGV...``, in this process (torch.distributed.run's own entry point)."""
+    from torch.distributed.run import get_args_parser, run
+
+    run(get_args_parser().parse_args(argv))
 
 
 class _ChildError(TunesmithError):

@@ -401,5 +401,20 @@ class Checkpointer:
                 f"no training state in {self._output()} (expected {path}): run without "
                 "resume_from_checkpoint or point output_dir at the interrupted run"
             )
-        # Our own file, holding optimizer state and RNG states (not only tensors).
-        return torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: tensors, numbers, strings and containers only, which is all a
+        # state file holds (RNG states are stored as tensors), so a planted pickle never
+        # runs code.
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # UnpicklingError for code; others for a damaged file
+            raise CheckpointError(
+                f"{path} is not a training state tunesmith wrote ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:120]}); it was not loaded: delete it, or resume "
+                "from an output_dir whose recipe_state you trust"
+            ) from None
+        if not isinstance(state, dict):
+            raise CheckpointError(
+                f"{path} is not a training state tunesmith wrote: delete it, or resume from "
+                "another output_dir"
+            )
+        return state

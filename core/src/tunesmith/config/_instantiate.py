@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from tunesmith.config._trust import check_dotted_path, check_target
 from tunesmith.errors import ConfigError, NotFoundError, did_you_mean
 from tunesmith.registry import get_registry
 
@@ -89,6 +90,7 @@ def resolve_component(name: str, *, key: str | None = None) -> Callable[..., Any
             f"unknown component '{name}'{where}{did_you_mean(name, choices)}: use a registered "
             "name (see `tunesmith plugins`) or a dotted path like torch.optim.AdamW"
         )
+    check_dotted_path(name, key=key)  # before importing: importing can run code
     target = _import_dotted(name)
     if target is None or not callable(target):
         module_name, _, attr = name.rpartition(".")
@@ -99,6 +101,7 @@ def resolve_component(name: str, *, key: str | None = None) -> Callable[..., Any
             f"cannot import '{name}' named by _component_{f' under {key!r}' if key else ''}"
             f"{hint}: check the spelling of the dotted path, or use a registered name"
         )
+    check_target(name, target, key=key)
     return target
 
 
@@ -155,7 +158,15 @@ def instantiate(
     problem = argument_problem(target, args, kwargs)
     if problem:
         raise ConfigError(f"cannot build '{key or 'config'}': {problem}")
-    return target(*args, **kwargs)
+    try:
+        return target(*args, **kwargs)
+    except (TypeError, ValueError, AssertionError) as exc:
+        # The component refused its arguments (torch.optim: "Invalid learning rate").
+        name = getattr(target, "__qualname__", repr(target))
+        raise ConfigError(
+            f"cannot build '{key or 'config'}' ({name}): {str(exc).splitlines()[0]}: fix the "
+            f"arguments under '{key or 'config'}'"
+        ) from exc
 
 
 def _accepts(target: Callable[..., Any], name: str) -> bool:

@@ -219,6 +219,8 @@ def _problems(cfg: DictConfig, recipe: Recipe | None) -> list[str]:
         if value is _UNRESOLVED or key in variables or key in schema.refused:
             continue
         spec = schema.get(key) or (well_known_key(key) if schema.open else None)
+        if spec is None and not schema.open:
+            continue  # an unknown key: already reported, its contents are not read
         problem = spec.problem(value) if spec is not None else None
         if problem:
             problems.append(problem)

@@ -227,6 +227,12 @@ def _save_state(run: _Run) -> None:
 
 def _restore_state(run: _Run) -> None:
     state = run.checkpointer.load_training_state()
+    peft = OmegaConf.to_container(run.cfg.peft) if run.cfg.peft else None
+    if state.get("peft") != peft:
+        raise ConfigError(
+            f"the interrupted run trained with peft {state.get('peft')}, this one with {peft}: "
+            "resume with the same peft settings (or start a new run in another output_dir)"
+        )
     if state.get("seed") != run.cfg.seed:
         raise ConfigError(
             f"the interrupted run used seed {state.get('seed')}, this one {run.cfg.seed}: "
