@@ -11,6 +11,7 @@ import torch
 from tunesmith.checkpoint import (
     Checkpointer,
     atomic_directory,
+    check_new_output,
     config_dtype,
     convert_checkpoint,
     resolve_dtype,
@@ -123,6 +124,7 @@ def merge_adapter(
     *,
     max_shard_size: int | str = "5GB",
     dtype: torch.dtype | str | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Merge a PEFT adapter into its base model and write a Hugging Face model directory.
 
@@ -137,22 +139,25 @@ def merge_adapter(
         dst_dir: The directory to write.
         max_shard_size: Bytes per weight file (``"5GB"``, ``"500MB"`` or an int).
         dtype: The dtype to store; ``None``: the base checkpoint's ``config.json`` dtype.
+        overwrite: Replace an existing non-empty ``dst_dir``.
 
     Returns:
         ``dst_dir``.
 
     Raises:
-        CheckpointError: a directory is not what it should be, or the adapter does not
-            fit the base model.
+        CheckpointError: a directory is not what it should be, ``dst_dir`` holds
+            something and ``overwrite`` is false, or the adapter does not fit the base.
         TunesmithError: no installed PEFT method loads the adapter.
     """
     ckpt = Checkpointer(base_dir)
     adapter_path, transform = transform_for_adapter(adapter_dir)
+    dst = check_new_output(
+        dst_dir, overwrite=overwrite, sources=(ckpt.checkpoint_dir, adapter_path)
+    )
     model = ckpt.load_model(device="cpu", dtype=torch.float32)
     transform.load_adapter(model, adapter_path, adapter=ckpt.adapter)
     hf_state = ckpt.to_hf(transform.merged_state_dict(model))
     store = resolve_dtype(dtype) if dtype is not None else config_dtype(ckpt.hf_config)
-    dst = Path(dst_dir).expanduser()
     with atomic_directory(dst) as tmp:
         save_hf_state_dict(hf_state, tmp, max_shard_size=max_shard_size, dtype=store)
         ckpt.write_support_files(tmp)

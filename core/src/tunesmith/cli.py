@@ -472,7 +472,8 @@ class _ChildError(TunesmithError):
 @click.argument("source", type=click.Path(path_type=Path))
 @click.argument("destination", type=click.Path(path_type=Path))
 @click.option("--max-shard-size", default="5GB", show_default=True, help="Largest weight file.")
-def convert(source: Path, destination: Path, max_shard_size: str) -> None:
+@click.option("--force", is_flag=True, help="Replace DESTINATION if it already holds files.")
+def convert(source: Path, destination: Path, max_shard_size: str, force: bool) -> None:
     """Convert a Meta or HF checkpoint to HF safetensors in DESTINATION.
 
     \b
@@ -482,7 +483,7 @@ def convert(source: Path, destination: Path, max_shard_size: str) -> None:
     """
     from tunesmith._pretrained import convert_checkpoint
 
-    convert_checkpoint(source, destination, max_shard_size=max_shard_size)
+    convert_checkpoint(source, destination, max_shard_size=max_shard_size, overwrite=force)
     click.echo(f"Wrote a Hugging Face checkpoint to {destination}")
 
 
@@ -491,7 +492,10 @@ def convert(source: Path, destination: Path, max_shard_size: str) -> None:
 @click.argument("adapter", type=click.Path(path_type=Path))
 @click.argument("destination", type=click.Path(path_type=Path))
 @click.option("--max-shard-size", default="5GB", show_default=True, help="Largest weight file.")
-def merge_adapter(base: Path, adapter: Path, destination: Path, max_shard_size: str) -> None:
+@click.option("--force", is_flag=True, help="Replace DESTINATION if it already holds files.")
+def merge_adapter(
+    base: Path, adapter: Path, destination: Path, max_shard_size: str, force: bool
+) -> None:
     """Merge a PEFT adapter into its base model and write an HF checkpoint.
 
     \b
@@ -500,7 +504,7 @@ def merge_adapter(base: Path, adapter: Path, destination: Path, max_shard_size: 
     """
     from tunesmith._pretrained import merge_adapter as merge
 
-    merge(base, adapter, destination, max_shard_size=max_shard_size)
+    merge(base, adapter, destination, max_shard_size=max_shard_size, overwrite=force)
     click.echo(f"Wrote the merged Hugging Face checkpoint to {destination}")
 
 

@@ -9,7 +9,12 @@ usable on their own (``tunesmith convert`` is :func:`convert_checkpoint`).
 from tunesmith.checkpoint._checkpointer import Checkpointer, detect_format, find_adapter
 from tunesmith.checkpoint._convert import convert_checkpoint
 from tunesmith.checkpoint._dtypes import config_dtype, resolve_dtype
-from tunesmith.checkpoint._files import atomic_directory, atomic_write, copy_support_files
+from tunesmith.checkpoint._files import (
+    atomic_directory,
+    atomic_write,
+    check_new_output,
+    copy_support_files,
+)
 from tunesmith.checkpoint._hf import (
     find_hf_weight_files,
     load_hf_state_dict,
@@ -33,6 +38,7 @@ __all__ = [
     "LoadResult",
     "atomic_directory",
     "atomic_write",
+    "check_new_output",
     "config_dtype",
     "convert_checkpoint",
     "copy_support_files",

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from tunesmith.checkpoint._checkpointer import Checkpointer, detect_format
-from tunesmith.checkpoint._files import atomic_directory, copy_support_files
+from tunesmith.checkpoint._files import atomic_directory, check_new_output, copy_support_files
 from tunesmith.checkpoint._hf import load_hf_state_dict, save_hf_state_dict
 
 __all__ = ["convert_checkpoint"]
@@ -21,13 +21,14 @@ def convert_checkpoint(
     max_shard_size: int | str = "5GB",
     dtype: torch.dtype | str | None = None,
     model_type: str | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write a Meta or Hugging Face checkpoint as a Hugging Face model directory.
 
     A Meta checkpoint is renamed through its family's adapter and gets a
     ``config.json``; a Hugging Face one is re-sharded (and cast, with ``dtype``). The
     support files (tokenizer, ...) are copied; ``dst_dir`` appears complete or not at
-    all, replacing an existing one.
+    all. An existing non-empty ``dst_dir`` is refused unless ``overwrite``.
 
     Args:
         src_dir: The checkpoint to convert.
@@ -35,15 +36,17 @@ def convert_checkpoint(
         max_shard_size: Bytes per weight file (``"5GB"``, ``"500MB"`` or an int).
         dtype: Cast floating-point weights (``"bf16"``); ``None`` keeps them.
         model_type: The family, for Meta checkpoints several installed families read.
+        overwrite: Replace an existing non-empty ``dst_dir``.
 
     Returns:
         ``dst_dir``.
 
     Raises:
-        CheckpointError: the source is not a readable checkpoint.
+        CheckpointError: the source is not a readable checkpoint, or ``dst_dir`` holds
+            something and ``overwrite`` is false.
     """
     src, fmt = detect_format(src_dir)
-    dst = Path(dst_dir).expanduser()
+    dst = check_new_output(dst_dir, overwrite=overwrite, sources=(src,))
     with atomic_directory(dst) as tmp:
         if fmt == "hf":
             # Same names in and out: no adapter needed, so any HF model converts.

@@ -30,6 +30,39 @@ def _sibling(path: Path, tag: str) -> Path:
     return path.parent / f".{path.name}.{tag}-{uuid.uuid4().hex[:8]}"
 
 
+def check_new_output(
+    path: str | os.PathLike, *, overwrite: bool = False, sources: tuple[Path, ...] = ()
+) -> Path:
+    """Refuse to write a directory over what the user has there, unless ``overwrite``.
+
+    Args:
+        path: The directory a command is about to create (atomically).
+        overwrite: Replace an existing non-empty directory (``--force``).
+        sources: Directories the command reads, which ``path`` must not be.
+
+    Returns:
+        ``path`` as a ``Path``.
+
+    Raises:
+        CheckpointError: ``path`` is a file, one of ``sources``, or a non-empty
+            directory and ``overwrite`` is false.
+    """
+    from tunesmith.errors import CheckpointError
+
+    path = Path(path).expanduser()
+    for source in sources:
+        if path.resolve() == Path(source).expanduser().resolve():
+            raise CheckpointError(f"{path} is also the input: choose a new output directory")
+    if path.is_file():
+        raise CheckpointError(f"{path} is a file: choose a directory path for the output")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise CheckpointError(
+            f"{path} already exists and is not empty: choose a new directory, or pass "
+            "--force to replace it"
+        )
+    return path
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Create ``path`` by calling ``write(temp_path)`` and renaming the result onto it.
 
