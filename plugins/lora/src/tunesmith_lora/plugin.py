@@ -60,14 +60,15 @@ def _for_adapter(config: Mapping[str, Any]) -> Any:
 
 @hookimpl
 def register_peft_methods(register: Callable[[PeftMethod], None]) -> None:
-    # lora and dora both write peft_type LORA; use_dora tells their adapters apart.
+    # lora and dora both write peft_type LORA; use_dora tells their adapters apart, and
+    # neither loads rank-stabilised (use_rslora) ones: another method may.
     # qlora's adapters are plain LoRA adapters, loaded by lora: it declares no peft_type.
     register(
         PeftMethod(
             name="lora",
             builder=_lazy("build_lora"),
             peft_type="LORA",
-            adapter_match={"use_dora": False},
+            adapter_match={"use_dora": False, "use_rslora": False},
             from_adapter_config=_for_adapter,
             description="LoRA adapters on the layers peft.lora_attn_modules names",
         )
@@ -77,7 +78,7 @@ def register_peft_methods(register: Callable[[PeftMethod], None]) -> None:
             name="dora",
             builder=_lazy("build_dora"),
             peft_type="LORA",
-            adapter_match={"use_dora": True},
+            adapter_match={"use_dora": True, "use_rslora": False},
             from_adapter_config=_for_adapter,
             description="DoRA: LoRA with a learned per-row magnitude (use_dora: true)",
         )
