@@ -57,12 +57,14 @@ def test_packed_collate_and_delegation():
     out = packed_collate([packs[0], packs[1]])
     assert set(out) == {"tokens", "labels", "input_pos", "mask"}
     assert out["tokens"].shape == out["labels"].shape == out["input_pos"].shape == (2, 6)
-    assert out["mask"].shape == (2, 6, 6) and out["mask"].dtype == torch.bool
-    assert torch.equal(
-        out["mask"], create_block_causal_mask([packs[0]["seq_lens"], packs[1]["seq_lens"]])
-    )
+    assert out["mask"].shape == (2, 6, 6)
+    dense = packed_collate([packs[0], packs[1]], dense_mask=True)["mask"]
+    assert dense.dtype == torch.bool
+    expected = create_block_causal_mask([packs[0]["seq_lens"], packs[1]["seq_lens"]])
+    assert torch.equal(dense, expected) and torch.equal(out["mask"].to_dense(), expected)
     via_padded = padded_collate([packs[0], packs[1]], pad_id=123)
-    assert all(torch.equal(via_padded[k], out[k]) for k in out)
+    assert via_padded["mask"] == out["mask"]
+    assert all(torch.equal(via_padded[k], out[k]) for k in out if k != "mask")
 
 
 def test_dataloader_over_a_builder(tokenizer):

@@ -45,17 +45,13 @@ def test_packed_forward_and_loss_match_unpacked(write):
             ignore_index=IGNORE,
         )
         alone_loss, alone_targets, i = torch.tensor(0.0), 0, 0
+        by_tokens = {tuple(row["tokens"]): row for row in plain}
         for p, pack in enumerate(packed):
             offset = 0
             for n in pack["seq_lens"].tolist():
-                if (
-                    i < len(plain)
-                    and pack["tokens"][offset : offset + n].tolist() == plain[i]["tokens"]
-                ):
-                    tokens, labels = (
-                        torch.tensor([plain[i]["tokens"]]),
-                        torch.tensor(plain[i]["labels"]),
-                    )
+                row = by_tokens.get(tuple(pack["tokens"][offset : offset + n].tolist()))
+                if row is not None:
+                    tokens, labels = torch.tensor([row["tokens"]]), torch.tensor(row["labels"])
                     alone = model(tokens)[0]
                     torch.testing.assert_close(
                         logits[p, offset : offset + n], alone, rtol=1e-4, atol=1e-4

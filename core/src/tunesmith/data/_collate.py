@@ -13,6 +13,7 @@ import torch
 
 from tunesmith.data._messages import CROSS_ENTROPY_IGNORE_IDX
 from tunesmith.data._packed import create_block_causal_mask
+from tunesmith.modules._masks import DocumentMask
 
 __all__ = ["packed_collate", "padded_collate"]
 
@@ -58,19 +59,31 @@ def padded_collate(
     return {"tokens": tokens, "labels": labels}
 
 
-def packed_collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-    """Stack packs from :class:`PackedDataset` and build their block-causal mask.
+def packed_collate(
+    batch: Sequence[Mapping[str, Any]], *, dense_mask: bool = False
+) -> dict[str, torch.Tensor | DocumentMask]:
+    """Stack packs from :class:`PackedDataset` and give their attention mask.
+
+    Args:
+        batch: Packs (``tokens``, ``labels``, ``input_pos``, ``seq_lens``).
+        dense_mask: Give the mask as a ``[b, s, s]`` BoolTensor instead of a
+            :class:`~tunesmith.modules.DocumentMask`, for a model that takes only
+            tensors (the document form lets attention skip the masked-out pairs).
 
     Returns:
         ``{"tokens", "labels", "input_pos"}`` as LongTensors ``[b, s]`` (labels not
-        shifted) and ``"mask"``, a BoolTensor ``[b, s, s]`` (``True`` = may attend),
-        ready for ``model(tokens, mask=mask, input_pos=input_pos)``.
+        shifted) and ``"mask"``: a :class:`~tunesmith.modules.DocumentMask` (or the
+        dense BoolTensor, ``True`` = may attend), ready for
+        ``model(tokens, mask=mask, input_pos=input_pos)``.
     """
     if not batch:
         raise ValueError("cannot collate an empty batch")
-    out = {
+    out: dict[str, Any] = {
         key: torch.stack([torch.as_tensor(sample[key], dtype=torch.long) for sample in batch])
         for key in ("tokens", "labels", "input_pos")
     }
-    out["mask"] = create_block_causal_mask([sample["seq_lens"] for sample in batch])
+    seq_lens = [sample["seq_lens"] for sample in batch]
+    out["mask"] = (
+        create_block_causal_mask(seq_lens) if dense_mask else DocumentMask.from_seq_lens(seq_lens)
+    )
     return out

@@ -13,6 +13,7 @@ from tunesmith.modules._attention import MultiHeadAttention
 from tunesmith.modules._builder import ACTIVATIONS, build_decoder
 from tunesmith.modules._feed_forward import FeedForward
 from tunesmith.modules._kv_cache import KVCache
+from tunesmith.modules._masks import DocumentMask
 from tunesmith.modules._norm import RMSNorm
 from tunesmith.modules._rope import (
     ROPE_TYPES,
@@ -28,6 +29,7 @@ from tunesmith.modules._transformer import (
 
 __all__ = [
     "ACTIVATIONS",
+    "DocumentMask",
     "FeedForward",
     "KVCache",
     "MultiHeadAttention",

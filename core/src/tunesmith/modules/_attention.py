@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tunesmith.modules._kv_cache import KVCache
+from tunesmith.modules._masks import DocumentMask
 
 __all__ = ["MultiHeadAttention"]
 
@@ -105,7 +106,7 @@ class MultiHeadAttention(nn.Module):
         self,
         x: torch.Tensor,
         *,
-        mask: torch.Tensor | None = None,
+        mask: torch.Tensor | DocumentMask | None = None,
         input_pos: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Attend.
@@ -114,7 +115,8 @@ class MultiHeadAttention(nn.Module):
             x: ``(b, s, embed_dim)``.
             mask: ``(b, s, kv_len)`` bool, True where a query may attend a key
                 (``kv_len`` is ``s`` without a cache, the cache length with one);
-                ``None`` without a cache means causal.
+                ``None`` without a cache means causal. A :class:`DocumentMask` (packed
+                documents, no cache) attends causally within each document's slice.
             input_pos: ``(b, s)`` rotary positions; default ``0 .. s-1``.
 
         Returns:
@@ -135,13 +137,32 @@ class MultiHeadAttention(nn.Module):
             q, k = self.pos_embeddings(q, input_pos), self.pos_embeddings(k, input_pos)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (b, h, s, d), (b, h_kv, s, d)
 
-        first_slot = 0
-        if self.kv_cache is not None:
-            first_slot = self.kv_cache.size
-            k, v = self.kv_cache.update(k, v)  # (b, h_kv, cache_len, d)
-        if self.sliding_window is not None:
-            mask = self._window(mask, first_slot, s, k.shape[2], x.device)
+        if isinstance(mask, DocumentMask):
+            if self.kv_cache is not None:
+                raise ValueError("a DocumentMask (packed documents) cannot be used with a KV cache")
+            out = self._attend_documents(q, k, v, mask)  # (b, h, s, d)
+        else:
+            first_slot = 0
+            if self.kv_cache is not None:
+                first_slot = self.kv_cache.size
+                k, v = self.kv_cache.update(k, v)  # (b, h_kv, cache_len, d)
+            out = self._attend(q, k, v, mask, first_slot)  # (b, h, s, d)
+        out = out.transpose(1, 2).reshape(b, s, self.num_heads * self.head_dim)  # (b, s, h * d)
+        return self.output_proj(out)
 
+    def _attend(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        mask: torch.Tensor | None,
+        first_slot: int,
+    ) -> torch.Tensor:
+        """Attention of ``q (b, h, s, d)`` over ``k, v (b, h_kv, kv_len, d)``; ``mask``
+        ``(b, s, kv_len)`` or ``None`` (causal)."""
+        s = q.shape[2]
+        if self.sliding_window is not None:
+            mask = self._window(mask, first_slot, s, k.shape[2], q.device)
         group = self.num_heads // self.num_kv_heads
         if group > 1:
             k = k.repeat_interleave(group, dim=1)  # (b, h, kv_len, d)
@@ -149,7 +170,7 @@ class MultiHeadAttention(nn.Module):
         attn_mask = mask[:, None] if mask is not None else None  # (b, 1, s, kv_len)
         dropout = self.attn_dropout if self.training else 0.0
         if self.softcap is None:
-            out = F.scaled_dot_product_attention(
+            return F.scaled_dot_product_attention(
                 q,
                 k,
                 v,
@@ -158,10 +179,26 @@ class MultiHeadAttention(nn.Module):
                 is_causal=mask is None,
                 scale=self.scale,
             )  # (b, h, s, d)
-        else:
-            out = self._capped_attention(q, k, v, attn_mask, dropout)  # (b, h, s, d)
-        out = out.transpose(1, 2).reshape(b, s, self.num_heads * self.head_dim)  # (b, s, h * d)
-        return self.output_proj(out)
+        return self._capped_attention(q, k, v, attn_mask, dropout)  # (b, h, s, d)
+
+    def _attend_documents(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, documents: DocumentMask
+    ) -> torch.Tensor:
+        """Causal attention on each document's slice of the sequence: the work of the
+        documents alone, none spent on the pairs a block-causal mask would hide."""
+        if documents.shape[:2] != (q.shape[0], q.shape[2]):
+            raise ValueError(
+                f"the DocumentMask is for {documents.shape[:2]} (batch, sequence), the input "
+                f"is {(q.shape[0], q.shape[2])}"
+            )
+        rows = []
+        for row in range(q.shape[0]):
+            parts = [
+                self._attend(*(t[row : row + 1, :, a:e] for t in (q, k, v)), None, 0)
+                for a, e in documents.spans(row)
+            ]  # (1, h, n, d) each
+            rows.append(parts[0] if len(parts) == 1 else torch.cat(parts, dim=2))  # (1, h, s, d)
+        return rows[0] if len(rows) == 1 else torch.cat(rows, dim=0)  # (b, h, s, d)
 
     def _norm_qk(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         q = q if self.q_norm is None else self.q_norm(q)

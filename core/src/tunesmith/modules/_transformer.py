@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from tunesmith.modules._attention import MultiHeadAttention
+from tunesmith.modules._masks import DocumentMask
 
 __all__ = ["TiedLinear", "TransformerDecoder", "TransformerSelfAttentionLayer"]
 
@@ -55,7 +56,7 @@ class TransformerSelfAttentionLayer(nn.Module):
         self,
         x: torch.Tensor,
         *,
-        mask: torch.Tensor | None = None,
+        mask: torch.Tensor | DocumentMask | None = None,
         input_pos: torch.Tensor | None = None,
     ) -> torch.Tensor:
         attn_out = self.attn(_maybe(self.sa_norm, x), mask=mask, input_pos=input_pos)
@@ -150,10 +151,11 @@ class TransformerDecoder(nn.Module):
         self,
         tokens: torch.Tensor,
         *,
-        mask: torch.Tensor | None = None,
+        mask: torch.Tensor | DocumentMask | None = None,
         input_pos: torch.Tensor | None = None,
+        return_hidden: bool = False,
     ) -> torch.Tensor:
-        """Logits for every position.
+        """Logits for every position (or the hidden states the head would read).
 
         Args:
             tokens: ``(b, s)`` token ids.
@@ -161,11 +163,16 @@ class TransformerDecoder(nn.Module):
                 caches ``kv_len == s`` (e.g. a block-causal mask for packed sequences) and
                 ``None`` means causal. With caches ``kv_len`` is the cache length, one
                 column per slot, and ``None`` means causal over the tokens fed so far.
+                Without caches a :class:`DocumentMask` gives packed documents causal
+                attention each on its own slice (cheaper than the dense block mask).
             input_pos: ``(b, s)`` rotary positions, per row (a left-padded row starts
                 counting at its first real token); default: the slot indices.
+            return_hidden: Return the final-normed hidden states ``(b, s, embed_dim)``
+                instead of logits, for a loss that applies :meth:`project` chunk by
+                chunk (no full-vocabulary logits for the whole batch).
 
         Returns:
-            ``(b, s, vocab)`` logits.
+            ``(b, s, vocab)`` logits, or ``(b, s, embed_dim)`` with ``return_hidden``.
         """
         b, s = tokens.shape
         first = 0
@@ -181,7 +188,7 @@ class TransformerDecoder(nn.Module):
         if input_pos is None:
             input_pos = torch.arange(first, first + s, device=tokens.device)
         input_pos = input_pos.expand(b, s)  # (b, s); a shared (s,) row is broadcast
-        if mask is not None:
+        if isinstance(mask, torch.Tensor):
             # A query always sees itself, so a row of padding never has an all-False
             # mask (softmax over nothing is NaN, and NaN leaks through the cache).
             own = torch.arange(s, device=tokens.device)
@@ -193,7 +200,13 @@ class TransformerDecoder(nn.Module):
             h = h * torch.tensor(self.embed_scale, dtype=h.dtype)
         for layer in self.layers:
             h = layer(h, mask=mask, input_pos=input_pos)
-        logits = self.output(self.norm(h))  # (b, s, vocab)
+        h = self.norm(h)  # (b, s, embed_dim)
+        return h if return_hidden else self.project(h)
+
+    def project(self, h: torch.Tensor) -> torch.Tensor:
+        """The head: final-normed hidden states ``(..., embed_dim)`` to logits
+        ``(..., vocab)``, soft-capped where the model caps them (Gemma 2)."""
+        logits = self.output(h)  # (..., vocab)
         if self.final_softcap is not None:
             logits = self.final_softcap * torch.tanh(logits / self.final_softcap)
         return logits

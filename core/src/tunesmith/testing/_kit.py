@@ -176,7 +176,8 @@ def check_family(
     - ``kv_cache``: decoding token by token with the KV cache gives the logits of one
       full forward pass.
     - ``packing``: two documents packed in one row (a block-causal mask, positions
-      restarting) give the logits of each document alone.
+      restarting) give the logits of each document alone, and a
+      :class:`~tunesmith.modules.DocumentMask` gives those of the dense mask.
     - ``logits``: the native model's logits equal transformers' model of the same
       ``model_type`` on the same checkpoint (a sequence longer than a small sliding
       window or RoPE threshold).
@@ -353,6 +354,12 @@ def _packing(model: Any, config: Mapping[str, Any]) -> None:
                   packed[:, : first.shape[1]], _logits(model, first), 1e-4)  # fmt: skip
     _expect_close("packed and separate logits of the second document",
                   packed[:, first.shape[1] :], _logits(model, second), 1e-4)  # fmt: skip
+    from tunesmith.modules import DocumentMask
+
+    documents = DocumentMask(((first.shape[1], second.shape[1]),))
+    _expect_close("packed logits with a DocumentMask and with the dense mask",
+                  _logits(model, torch.cat([first, second], dim=1), mask=documents,
+                          input_pos=positions), packed, 1e-4)  # fmt: skip
 
 
 def _reference_logits(model: Any, reference: Any, config: Mapping[str, Any], atol: float) -> None:
