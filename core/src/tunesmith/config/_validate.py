@@ -104,8 +104,8 @@ def _argument_problem(target: Callable[..., Any], where: str, arg: str, value: A
 
 def _check_component(key: str, node: dict, problems: list[str]) -> None:
     name = node.get("_component_")
-    if name == _AUTO and key in ("model", "tokenizer"):
-        return
+    if name == _AUTO and key == "model":
+        return  # its arguments are the checkpoint family's builder's, known only at run time
     if name is _UNRESOLVED:
         return
     if not isinstance(name, str):
@@ -117,6 +117,7 @@ def _check_component(key: str, node: dict, problems: list[str]) -> None:
         problems.append(str(exc))
         return
     kwargs = {k: v for k, v in node.items() if k != "_component_"}
+    before = len(problems)
     problem = argument_problem(target, (), kwargs, partial=True)
     if problem:
         problems.append(f"{key}: {problem}")
@@ -130,6 +131,54 @@ def _check_component(key: str, node: dict, problems: list[str]) -> None:
         problem = _argument_problem(target, f"{key}.{arg}", arg, value)
         if problem:
             problems.append(problem)
+    if key.rpartition(".")[2] == "optimizer" and len(problems) == before:
+        problems += _optimizer_problems(target, key, kwargs)
+
+
+_OK, _OTHER = "ok", "other"
+
+
+def _optimizer_problems(target: Callable[..., Any], key: str, kwargs: dict) -> list[str]:
+    """The arguments an optimizer class refuses by value (``lr: -1``): it is built once on
+    a dummy parameter, and each ``ValueError`` is traced to the argument whose removal
+    changes it, so every bad value is named (a refusal that only another argument
+    explains names the block)."""
+    import warnings
+
+    import torch
+
+    if not (isinstance(target, type) and issubclass(target, torch.optim.Optimizer)):
+        return []
+    if any(v is _UNRESOLVED or isinstance(v, dict) for v in kwargs.values()):
+        return []
+
+    def outcome(arguments: dict) -> str:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                target([torch.zeros(1, requires_grad=True)], **arguments)
+        except ValueError as exc:
+            return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        except Exception:  # not a refused value (a device or a missing argument)
+            return _OTHER
+        return _OK
+
+    name = getattr(target, "__qualname__", repr(target))
+    problems: list[str] = []
+    current = dict(kwargs)
+    message = outcome(current)
+    while message not in (_OK, _OTHER):
+        for arg in current:
+            rest = {k: v for k, v in current.items() if k != arg}
+            without = outcome(rest)
+            if without not in (message, _OTHER):
+                problems.append(f"'{key}.{arg}' {current[arg]!r} is refused by {name}: {message}")
+                current, message = rest, without
+                break
+        else:
+            problems.append(f"{key}: {name} refuses these arguments: {message}")
+            break
+    return problems
 
 
 def _resolution_problem(where: str, exc: OmegaConfBaseException) -> str:

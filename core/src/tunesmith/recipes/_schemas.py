@@ -10,6 +10,7 @@ from tunesmith.config._schema import Key, RecipeSchema, at_least, greater_than, 
 from tunesmith.errors import did_you_mean
 
 __all__ = [
+    "CHECKPOINTER_KEYS",
     "FINETUNE_SCHEMA",
     "GENERATE_SCHEMA",
     "QUANTIZE_SCHEMA",
@@ -20,8 +21,30 @@ _COMPONENT = (dict, None)
 _POSITIVE = at_least(1)
 
 
+#: The keys of a ``checkpointer`` block: :class:`tunesmith.checkpoint.Checkpointer`'s
+#: arguments (a test holds them equal). Recipes that read only ``checkpoint_dir`` accept
+#: the others too, so one block serves every recipe of a workflow.
+CHECKPOINTER_KEYS = ("checkpoint_dir", "output_dir", "checkpoint_files", "model_type")
+
+
+def _checkpointer_check(value: dict[str, Any]) -> str | None:
+    takes = f"(it takes {', '.join(CHECKPOINTER_KEYS)})"
+    unknown = [
+        f"has no key '{k}'{did_you_mean(str(k), CHECKPOINTER_KEYS) or f' {takes}: remove it'}"
+        for k in value
+        if k not in CHECKPOINTER_KEYS
+    ]
+    if unknown:
+        return "; ".join(unknown)
+    if "checkpoint_dir" not in value or value["checkpoint_dir"] is None:
+        return "needs checkpoint_dir: set checkpointer.checkpoint_dir=<model directory>"
+    if isinstance(value["checkpoint_dir"], (bool, int, float, list, dict)):
+        return f"checkpoint_dir must be a path, not {value['checkpoint_dir']!r}"
+    return None
+
+
 def _checkpointer(help: str) -> Key:
-    return Key("checkpointer", dict, required=True, help=help)
+    return Key("checkpointer", dict, required=True, check=_checkpointer_check, help=help)
 
 
 _DEVICE = Key(
