@@ -39,6 +39,8 @@ SAMPLES = {"alpaca_sample": "alpaca_sample.jsonl"}
 SAMPLE_ALPACA = str(files("tunesmith.data").joinpath("samples", SAMPLES["alpaca_sample"]))
 _SAMPLE_DIR = Path(SAMPLE_ALPACA).parent
 _JSONL_EXAMPLE = '{"instruction": "...", "input": "", "output": "..."}'
+#: Files ``datasets`` decompresses itself; their text is not checked here.
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4")
 
 
 def load_rows(
@@ -80,9 +82,16 @@ def load_rows(
         )
     path, builder, data_files = _resolve(source, data_files)
     where = describe_source(source, data_files)
+    encoding = load_dataset_kwargs.get("encoding") or "utf-8"
     if builder == "json":
         for file in _local_files(data_files):
-            _check_json_file(file, field=load_dataset_kwargs.get("field"))
+            if not file.endswith(_COMPRESSED):
+                _check_json_file(file, field=load_dataset_kwargs.get("field"), encoding=encoding)
+    elif builder in ("csv", "text"):
+        for file in _local_files(data_files):
+            if not file.endswith(_COMPRESSED):
+                for _ in _text_lines(file, encoding):
+                    pass
     load_dataset_kwargs.setdefault("cache_dir", _cache_dir())
 
     import datasets
@@ -294,52 +303,91 @@ def _load_failure(where: str, split: str, exc: Exception) -> str:
 # ------------------------------------------------------------ JSON checking ---
 
 
-def _check_json_file(path: str, *, field: str | None = None) -> None:
-    """Raise a :class:`DataError` naming the line of the first row that is not a JSON object."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            head = f.read(4096).lstrip()
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path} is not UTF-8 text ({exc}): save it as UTF-8") from None
+def _check_json_file(path: str, *, field: str | None = None, encoding: str = "utf-8") -> None:
+    """Raise a :class:`DataError` naming the line of the first row that is not a JSON
+    object, or of the first byte that is not text in ``encoding``."""
+    with open(path, "rb") as f:
+        # Only to tell JSON Lines from a JSON document: bytes that are not text are
+        # reported with their line by the full read below.
+        head = f.read(4096).decode(encoding, errors="ignore").lstrip()
     if not head:
         raise DataError(
             f"{path} is empty: add rows (one JSON object per line, e.g. {_JSONL_EXAMPLE})"
         )
     if field is not None or head[0] == "[":
-        _check_json_document(path, field)
+        _check_json_document(path, field, encoding)
     else:
-        _check_json_lines(path)
+        _check_json_lines(path, encoding)
 
 
-def _check_json_lines(path: str) -> None:
-    rows = 0
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                if rows == 0 and _is_one_object(path):
-                    return  # a single pretty-printed object is one row
-                raise DataError(
-                    f"{path}, line {lineno}: invalid JSON ({exc.msg} at column {exc.colno}): "
-                    f"each line must be one complete JSON object, e.g. {_JSONL_EXAMPLE}; "
-                    "fix or delete that line"
-                ) from None
-            _check_row(path, lineno, value)
-            rows += 1
+def _not_text(path: str, line: int, column: int, byte: int, encoding: str) -> DataError:
+    return DataError(
+        f"{path}, line {line}: byte 0x{byte:02x} at column {column} is not {encoding} text: "
+        f"save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8 {Path(path).name} > "
+        f"fixed{Path(path).suffix}`), or set dataset.encoding to the encoding it was written in"
+    )
 
 
-def _is_one_object(path: str) -> bool:
+def _line_by_line(encoding: str) -> bool:
+    """Whether every line of a file in ``encoding`` ends in the byte ``\\n`` (not UTF-16/32)."""
+    import codecs
+
+    return not codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
+
+
+def _decode(path: str, data: bytes, encoding: str) -> str:
+    """A whole file's text, or a :class:`DataError` naming the line of its first bad byte."""
     try:
-        return isinstance(json.loads(Path(path).read_text(encoding="utf-8")), dict)
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise _not_text(path, line, column, data[exc.start], encoding) from None
+
+
+def _text_lines(path: str, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of each line, decoded one line at a time, so a bad byte
+    anywhere in a large file is reported with its line."""
+    if not _line_by_line(encoding):
+        text = _decode(path, Path(path).read_bytes(), encoding)
+        yield from enumerate(text.splitlines(keepends=True), start=1)
+        return
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                yield lineno, raw.decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise _not_text(path, lineno, exc.start + 1, raw[exc.start], encoding) from None
+
+
+def _check_json_lines(path: str, encoding: str = "utf-8") -> None:
+    rows = 0
+    for lineno, line in _text_lines(path, encoding):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if rows == 0 and _is_one_object(path, encoding):
+                return  # a single pretty-printed object is one row
+            raise DataError(
+                f"{path}, line {lineno}: invalid JSON ({exc.msg} at column {exc.colno}): "
+                f"each line must be one complete JSON object, e.g. {_JSONL_EXAMPLE}; "
+                "fix or delete that line"
+            ) from None
+        _check_row(path, lineno, value)
+        rows += 1
+
+
+def _is_one_object(path: str, encoding: str = "utf-8") -> bool:
+    try:
+        return isinstance(json.loads(_decode(path, Path(path).read_bytes(), encoding)), dict)
     except json.JSONDecodeError:
         return False
 
 
-def _check_json_document(path: str, field: str | None) -> None:
-    text = Path(path).read_text(encoding="utf-8")
+def _check_json_document(path: str, field: str | None, encoding: str = "utf-8") -> None:
+    text = _decode(path, Path(path).read_bytes(), encoding)
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
