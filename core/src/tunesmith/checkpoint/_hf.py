@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -192,11 +193,32 @@ def find_hf_weight_files(
     return found
 
 
+def unpickling_error(path: Path, exc: BaseException) -> CheckpointError:
+    """One line for a ``torch.load(weights_only=True)`` refusal: a pickle that names code
+    (loading it could run that code) is told apart from a damaged file."""
+    refused = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    if refused is None:
+        return CheckpointError(
+            f"cannot read {path} ({type(exc).__name__}: the file is damaged, incomplete or not "
+            "a PyTorch checkpoint) — download the checkpoint again"
+        )
+    converted = path.stem.replace("pytorch_model", "model") + ".safetensors"
+    return CheckpointError(
+        f"{path} is a pickle that holds more than tensors (it names {refused.group(1)}), so it "
+        "was not loaded: loading it could run code. If you trust its source, convert it to "
+        'safetensors (`python -c "import torch; from safetensors.torch import save_file; '
+        f"save_file(torch.load('{path.name}', weights_only=False), '{converted}')\"`"
+        "), or download the model's *.safetensors files instead"
+    )
+
+
 def _load_file(path: Path, device: str) -> dict[str, torch.Tensor]:
     try:
         if path.suffix == ".bin":
             return torch.load(path, map_location=device, weights_only=True, mmap=True)
         return load_file(path, device=device)
+    except (pickle.UnpicklingError, EOFError) as exc:
+        raise unpickling_error(path, exc) from None
     except (SafetensorError, OSError, RuntimeError) as exc:
         raise CheckpointError(
             f"cannot read {path} ({exc}): the file is damaged or incomplete — "

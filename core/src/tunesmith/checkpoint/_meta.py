@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from tunesmith.checkpoint._hf import _read_json, describe_dir, require_dir
+from tunesmith.checkpoint._hf import _read_json, describe_dir, require_dir, unpickling_error
 from tunesmith.errors import CheckpointError
 
 __all__ = ["find_meta_files", "is_meta_checkpoint", "load_meta_checkpoint"]
@@ -66,7 +66,9 @@ def load_meta_checkpoint(
         raise CheckpointError(f"{params_path} is not a JSON object: download it again")
     try:
         state_dict = torch.load(files[0], map_location="cpu", weights_only=True, mmap=True)
-    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError) as exc:
+    except (pickle.UnpicklingError, EOFError) as exc:
+        raise unpickling_error(files[0], exc) from None
+    except (RuntimeError, OSError) as exc:
         raise CheckpointError(
             f"cannot read {files[0]} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}): "
             "it is damaged, incomplete or not a weights-only checkpoint — download it again"
