@@ -170,7 +170,14 @@ def load_recipe_config(
     schema = recipe.schema
     assert schema is not None  # Recipe derives one
     problems: list[str] = []
-    cfg = OmegaConf.create(_read(name_or_path, problems))
+    raw = _read(name_or_path, problems)
+    overrides = list(overrides)
+    torchtune = _torchtune_overrides(raw, overrides)
+    if torchtune:
+        # Overrides name torchtune's keys too (model.lora_rank=16): apply them first.
+        raw = _from_torchtune(raw, overrides, recipe, schema.names, problems)
+        overrides = []
+    cfg = OmegaConf.create(raw)
     if recipe.defaults:
         cfg = OmegaConf.merge(OmegaConf.create(dict(recipe.defaults)), cfg)
     # Before the overrides, so they can set a default's keys (prompt.user=...); after
@@ -187,6 +194,44 @@ def load_recipe_config(
         for name in variables:
             del cfg[name]
     return cfg
+
+
+def _torchtune_overrides(raw: dict[str, Any], overrides: list[str]) -> bool:
+    from tunesmith.config._torchtune import is_torchtune_config
+
+    return is_torchtune_config(raw) or any("=torchtune." in o for o in overrides)
+
+
+def _from_torchtune(
+    raw: dict[str, Any],
+    overrides: list[str],
+    recipe: Recipe,
+    known: Collection[str],
+    problems: list[str],
+) -> dict[str, Any]:
+    """A torchtune config, overrides applied, in tunesmith's schema; each translation
+    is printed as one line (by the launching process only, under torchrun)."""
+    import os
+    import sys
+
+    from tunesmith.config._torchtune import translate_torchtune_config
+
+    cfg = apply_overrides(OmegaConf.create(raw), overrides, known=known, problems=problems)
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(plain, dict)
+    translation = translate_torchtune_config(plain, recipe=recipe.name)
+    if not os.environ.get("LOCAL_RANK"):
+        for line in translation.notes:
+            print(f"torchtune config: {line}", file=sys.stderr)
+    if translation.problems:
+        problems += translation.problems
+    if problems:
+        from tunesmith.config._validate import format_problems
+
+        raise ConfigError(
+            "this torchtune config does not translate — " + format_problems(problems)
+        )
+    return translation.config
 
 
 def _inline(node: Any, raw: Any, variables: frozenset[str], top: bool = True) -> None:
