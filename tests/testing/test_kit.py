@@ -281,3 +281,102 @@ def test_reference_logits_are_not_trivial():
         raise AssertionError("boom")
     with pytest.raises(ConformanceError, match="x: a: boom"):
         report.finish()
+
+
+def _adapter_with(monkeypatch, **changes):
+    adapter = dataclasses.replace(
+        _llama_adapter(monkeypatch), family="broken", origin=None, **changes
+    )
+    return _registry_with(monkeypatch, entry_points=["lora"], broken=_FamilyPlugin(adapter))
+
+
+def test_a_lossy_round_trip_fails(tmp_path, monkeypatch):
+    def drops_a_norm(state_dict, config):  # writes one tensor fewer than it read
+        state_dict.pop("model.norm.weight")
+        return state_dict
+
+    registry = _adapter_with(monkeypatch, convert_to_hf=drops_a_norm)
+    with pytest.raises(
+        ConformanceError, match=r"round_trip .*changes the key set .lost: \['model.norm"
+    ):
+        check_family("broken", configs=[tunesmith_llama.tiny_llama_config("llama2")],
+                     checks=["round_trip"], work_dir=tmp_path, registry=registry)  # fmt: skip
+
+
+def test_a_model_that_ignores_the_mask_fails_the_packing_check(tmp_path, monkeypatch):
+    def build(config, **overrides):
+        model = tunesmith_llama.build_from_hf_config(config, **overrides)
+        forward = model.forward
+        model.forward = lambda tokens, *, mask=None, input_pos=None: forward(
+            tokens, input_pos=input_pos
+        )  # every document sees the ones before it
+        return model
+
+    registry = _broken_family(monkeypatch, build)
+    with pytest.raises(ConformanceError, match="packing .*second document"):
+        check_family("broken", configs=[tunesmith_llama.tiny_llama_config("llama2")],
+                     checks=["packing"], work_dir=tmp_path, registry=registry)  # fmt: skip
+
+
+def test_a_model_that_attends_to_padding_fails_the_generation_check(tmp_path, monkeypatch):
+    def build(config, **overrides):
+        model = tunesmith_llama.build_from_hf_config(config, **overrides)
+        forward = model.forward
+        # Ignores the padding mask: a left-padded row attends to its pad tokens.
+        model.forward = lambda tokens, *, mask=None, input_pos=None: forward(
+            tokens, input_pos=input_pos
+        )
+        return model
+
+    registry = _broken_family(monkeypatch, build)
+    config = tunesmith_llama.tiny_llama_config("llama3_1")
+    check_family(
+        "broken", configs=[config], checks=["logits"], work_dir=tmp_path / "a", registry=registry
+    )  # fmt: skip  (an unpadded sequence cannot tell)
+    with pytest.raises(ConformanceError, match="greedy ids for a left-padded batch"):
+        check_family("broken", configs=[config], checks=["generation"], work_dir=tmp_path / "b",
+                     registry=registry)  # fmt: skip
+
+
+def test_an_adapter_file_peft_reads_differently_fails_the_lora_check(tmp_path, monkeypatch):
+    from safetensors.torch import load_file, save_file
+
+    from tunesmith_lora import LoRATransform
+
+    save = LoRATransform.save_adapter
+
+    def save_doubled(self, model, directory, **kwargs):  # a wrong scale in the file
+        out = save(self, model, directory, **kwargs)
+        tensors = load_file(str(out / "adapter_model.safetensors"))
+        tensors = {k: v * 2 if "lora_B" in k else v for k, v in tensors.items()}
+        save_file(tensors, str(out / "adapter_model.safetensors"))
+        return out
+
+    monkeypatch.setattr(LoRATransform, "save_adapter", save_doubled)
+    _registry_with(monkeypatch, entry_points=["llama", "lora"])
+    with pytest.raises(ConformanceError, match="lora .*logits with the adapter in PEFT and ours"):
+        check_family("llama", configs=[tunesmith_llama.tiny_llama_config("llama2")],
+                     checks=["lora"], work_dir=tmp_path)  # fmt: skip
+
+
+def test_an_evaluator_that_returns_no_dict_fails(monkeypatch):
+    from tunesmith import Evaluator
+    from tunesmith.testing import check_evaluator
+
+    class NoResults:
+        def __init__(self, **block):
+            pass
+
+        def evaluate(self, model, tokenizer):
+            return [0.5]
+
+    class Plugin:
+        @hookimpl
+        def register_evaluators(self, register):
+            register(Evaluator(name="listy", builder=NoResults))
+
+    registry = _registry_with(monkeypatch, listy=Plugin())
+    with pytest.raises(
+        ConformanceError, match="evaluator 'listy': evaluate: evaluate.. returned list"
+    ):
+        check_evaluator("listy", model=None, tokenizer=None, registry=registry)
