@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
+import re
 
 import pytest
 import yaml
 
 import tunesmith
+from tunesmith.config import CORE_TEMPLATES
 from tunesmith.registry import reset_registry
-from tunesmith_llama._configs import TEMPLATES, shipped_configs
+from tunesmith_llama._configs import shipped_configs
 
 CONFIGS = {c.name: c for c in shipped_configs()}
 NAMES = sorted(CONFIGS)
@@ -49,14 +50,13 @@ def test_every_size_ships_every_kind():
     assert len(NAMES) == 65
 
 
-def test_every_config_is_registered_from_one_template_per_kind(registry):
+def test_every_config_is_registered_from_the_cores_template_per_kind(registry):
     registered = {
         c.name: c for c in registry.values("configs") if c.origin.distribution == "tunesmith-llama"
     }
     assert set(registered) == set(NAMES)
-    assert sorted(p.stem for p in TEMPLATES.glob("*.yaml")) == sorted(KINDS)
     for name, config in registered.items():
-        assert config.path == TEMPLATES / f"{name.split('/')[1].split('_', 1)[1]}.yaml"
+        assert config.path == CORE_TEMPLATES / f"{name.split('/')[1].split('_', 1)[1]}.yaml"
         assert config.recipe == _kind(name)
         assert config.requires == ("tunesmith-lora" if "lora" in name else None)
 
@@ -82,10 +82,10 @@ def test_config_content(registry, name):
     model = registry.get("models", cfg["model"]["_component_"])
     assert model.family == "llama"
     assert model.name == f"{family}_{size.lower()}"
-    llama2 = family in ("llama2", "code_llama2")
-    assert cfg["tokenizer"]["_component_"] == ("llama2_tokenizer" if llama2 else "llama3_tokenizer")
-    tokenizer_file = "tokenizer.model" if llama2 else "original/tokenizer.model"
-    assert cfg["tokenizer"]["path"] == "${checkpointer.checkpoint_dir}/" + tokenizer_file
+    # Whichever tokenizer files the checkpoint has (original/tokenizer.model or tokenizer.json).
+    assert cfg["tokenizer"] == {"_component_": "auto", "max_seq_len": 2048}
+    weights = re.search(r"^# Weights: tunesmith download (\S+)/(\S+)$", text, re.M)
+    assert weights and f"/tmp/{weights.group(2)}" == cfg["checkpointer"]["checkpoint_dir"]
     assert cfg["output_dir"] == f"/tmp/tunesmith/{family}_{size}/{kind}"
     assert cfg["checkpointer"]["output_dir"] == "${output_dir}"
 
@@ -132,4 +132,4 @@ def test_config_validates_against_its_recipe(registry, name):
     assert (
         cfg.model._component_ == name.split("/")[0] + "_" + name.split("/")[1].split("_")[0].lower()
     )
-    assert Path(cfg.tokenizer.path).name == "tokenizer.model"  # interpolation resolved
+    assert cfg.checkpointer.output_dir == cfg.output_dir  # interpolation resolved

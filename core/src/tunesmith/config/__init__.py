@@ -33,10 +33,17 @@ from tunesmith.config._schema import (
     greater_than,
     in_range,
 )
-from tunesmith.config._templates import render_configs
+from tunesmith.config._templates import (
+    CORE_TEMPLATES,
+    FINETUNE_KINDS,
+    render_config_table,
+    render_configs,
+)
 from tunesmith.config._validate import validate
 
 __all__ = [
+    "CORE_TEMPLATES",
+    "FINETUNE_KINDS",
     "KIND_BY_KEY",
     "NO_DEFAULT",
     "Key",
@@ -52,6 +59,7 @@ __all__ = [
     "load_config",
     "load_recipe_config",
     "parse_value",
+    "render_config_table",
     "render_configs",
     "resolve_component",
     "validate",
