@@ -23,12 +23,13 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 TORCHTUNE_CONFIGS = FIXTURES / "torchtune"
 LOSSES_FILE = FIXTURES / "torchtune_losses.json"
 
-#: The tiny architecture (each family's torchtune component builder takes these).
+#: The tiny architecture (each family's torchtune component builder takes these). Every
+#: projection holds a multiple of 16384 weights: torchao's NF4 (torchtune's QLoRA) needs it.
 TINY = {
-    "embed_dim": 64,
+    "embed_dim": 256,
     "num_layers": 2,
     "num_heads": 4,
-    "intermediate_dim": 192,
+    "intermediate_dim": 512,
     "max_seq_len": 256,
     "norm_eps": 1e-5,
 }
@@ -44,7 +45,8 @@ def family_of(config_name: str) -> str:
 def configs() -> list[str]:
     """Every fixture config, as ``family/name``."""
     return sorted(
-        str(p.relative_to(TORCHTUNE_CONFIGS).with_suffix("")) for p in TORCHTUNE_CONFIGS.rglob("*.yaml")
+        str(p.relative_to(TORCHTUNE_CONFIGS).with_suffix(""))
+        for p in TORCHTUNE_CONFIGS.rglob("*.yaml")
     )
 
 
@@ -106,8 +108,9 @@ def _meta_layout(hf_dir: Path, out: Path, num_kv_heads: int) -> None:
         "n_heads": config["num_attention_heads"],
         "n_kv_heads": num_kv_heads,
         "vocab_size": config["vocab_size"],
-        "ffn_dim_multiplier": None,
-        "multiple_of": 64,
+        # Meta's rule gives 512 for dim 256: int(2/3 * 4 * 256 * 0.75) rounded up to 256.
+        "ffn_dim_multiplier": 0.75,
+        "multiple_of": 256,
         "norm_eps": config["rms_norm_eps"],
         "rope_theta": rope["rope_theta"],
         "max_seq_len": config["max_position_embeddings"],
@@ -140,6 +143,10 @@ def write_tiny(directory: Path, family: str) -> Path:
         extra = {"vocab_size": ranks + 256, "bos_token_id": ranks, "eos_token_id": ranks + 9}
     if family == "llama3":  # Llama 3 (not 3.1): plain RoPE with theta 500000
         extra["rope_parameters"] = {"rope_type": "default", "rope_theta": 500_000.0}
+    extra["hidden_size"] = TINY["embed_dim"]
+    extra["head_dim"] = TINY["embed_dim"] // TINY["num_heads"]
+    extra["num_attention_heads"] = TINY["num_heads"]
+    extra["num_hidden_layers"] = TINY["num_layers"]
     extra["intermediate_size"] = TINY["intermediate_dim"]
     extra["max_position_embeddings"] = TINY["max_seq_len"]
     write_tiny_llama_checkpoint(directory, variant=variant, **extra)
@@ -172,6 +179,8 @@ def pointing_overrides(
 ) -> list[str]:
     """The command-line overrides that point ``config_name`` at the tiny files.
 
+    As on torchtune's command line, ``key=value`` adds a key the file lacks.
+
     Args:
         config_name: ``family/name`` of a fixture config.
         checkpoint: What :func:`write_tiny` wrote for the family.
@@ -187,9 +196,9 @@ def pointing_overrides(
     lora = builder.startswith(("lora_", "qlora_"))
     component = f"torchtune.models.{family}.{'lora_' if lora else ''}{family}"
     overrides = [f"model._component_={component}"]
-    overrides += [f"+model.{k}={v}" for k, v in _architecture(family, checkpoint).items()]
+    overrides += [f"model.{k}={v}" for k, v in _architecture(family, checkpoint).items()]
     if builder.startswith("qlora_"):
-        overrides.append("+model.quantize_base=True")
+        overrides.append("model.quantize_base=True")
     meta = cfg["checkpointer"]["_component_"].endswith("MetaCheckpointer")
     if meta:
         overrides += [
@@ -207,8 +216,8 @@ def pointing_overrides(
         f"output_dir={output_dir}",
         f"tokenizer.path={checkpoint / tokenizer}",
         "tokenizer.max_seq_len=128",
-        "+dataset.source=json",
-        f"+dataset.data_files={data}",
+        "dataset.source=json",
+        f"dataset.data_files={data}",
         "device=cpu",
         "dtype=fp32",
         f"batch_size={BATCH}",

@@ -246,19 +246,111 @@ def cp(source: str, destination: str, force: bool) -> None:
     click.echo(f"Copied {source} to {target}")
 
 
-def _load(recipe_name: str | None, config: str, overrides: tuple[str, ...]):
-    """The recipe and its config: schema defaults filled in, overrides applied, validated."""
-    from tunesmith.config import find_config, load_recipe_config
+def _recipe(name: str):
+    """The recipe ``name`` names: a registered one, or a recipe file (``./my_recipe.py``,
+    e.g. one `tunesmith cp` copied) whose ``run(cfg)`` runs it; torchtune recipes
+    tunesmith has no equivalent of are refused, naming what they do."""
+    from tunesmith.config._torchtune import refuse_torchtune_recipe
 
     registry = get_registry()
+    if name.endswith(".py") and name not in registry.tables["recipes"]:
+        return _recipe_file(Path(name))
+    if name not in registry.tables["recipes"]:
+        refuse_torchtune_recipe(name)
+    return registry.get("recipes", name)
+
+
+def _recipe_file(path: Path):
+    """A :class:`tunesmith.Recipe` from a Python file: its ``run(cfg)``, and its schema
+    (``SCHEMA``, else the one ``RecipeSchema`` it holds, else any key is accepted)."""
+    import importlib.util
+
+    from tunesmith import Recipe
+    from tunesmith.config import RecipeSchema
+
+    if not path.is_file():
+        raise TunesmithError(
+            f"recipe file {path} does not exist: check the path, or name a recipe from "
+            "`tunesmith ls`"
+        )
+    module_name = "tunesmith_recipe_file_" + re.sub(r"\W", "_", path.stem)
+    spec = importlib.util.spec_from_file_location(module_name, path.resolve())
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    run = getattr(module, "run", None)
+    if not callable(run):
+        raise TunesmithError(
+            f"{path} has no run(cfg) function: a recipe file defines run(cfg) (see "
+            "`tunesmith cp full_finetune_single_device my_recipe.py`)"
+        )
+    schemas = [v for v in vars(module).values() if isinstance(v, RecipeSchema)]
+    schema = getattr(module, "SCHEMA", None) or (schemas[0] if len(schemas) == 1 else None)
+    return Recipe(
+        name=str(path),
+        run=run,
+        schema=schema if schema is not None else RecipeSchema(open=True),
+        distributed=True,
+        description=f"the recipe in {path}",
+    )
+
+
+def _load(recipe_name: str | None, config: str, overrides: tuple[str, ...]):
+    """The recipe and its config: schema defaults filled in, overrides applied, validated."""
+    from tunesmith.config import config_source, find_config, load_recipe_config
+    from tunesmith.config._torchtune import recipe_from_comments
+
     _, shipped_for = find_config(config)
-    name = recipe_name or shipped_for
+    name = recipe_name or shipped_for or recipe_from_comments(config_source(config)[0])
     if name is None:
         raise TunesmithError(
             f"{config} is a file, so name its recipe: tunesmith validate {config} --recipe <name>"
         )
-    recipe = registry.get("recipes", name)
+    recipe = _recipe(name)
     return recipe, load_recipe_config(config, recipe, overrides)
+
+
+@cli.command()
+@click.argument("config")
+def cat(config: str) -> None:
+    """Print a shipped config (or a config file) as YAML.
+
+    \b
+    Examples:
+      tunesmith cat llama3_2/1B_lora_single_device
+      tunesmith cat llama3_2/1B_lora_single_device > my_lora.yaml
+    """
+    from tunesmith.config import config_source
+
+    text, _, _ = config_source(config)
+    click.echo(text.rstrip("\n"))
+
+
+@cli.command(name="convert-config")
+@click.argument("source")
+@click.argument("destination", type=click.Path(path_type=Path))
+@click.option("--recipe", help="The recipe it runs with (default: from its `tune run` comment).")
+@click.option("--force", is_flag=True, help="Overwrite an existing DESTINATION.")
+def convert_config(source: str, destination: Path, recipe: str | None, force: bool) -> None:
+    """Translate a torchtune config into tunesmith's form and write it to DESTINATION.
+
+    Each translation is printed; anything without an equivalent is listed in one error.
+
+    \b
+    Examples:
+      tunesmith convert-config 8B_lora.yaml my_lora.yaml
+      tunesmith run lora_finetune_distributed --nproc-per-node 2 --config my_lora.yaml
+    """
+    from tunesmith.config._torchtune import convert_torchtune_file
+
+    if destination.exists() and not force:
+        raise TunesmithError(f"{destination} already exists: choose another name or pass --force")
+    text, notes, recipe = convert_torchtune_file(source, recipe=recipe)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    destination.write_text(text, encoding="utf-8")
+    for line in notes:
+        click.echo(f"  {line}")
+    run_line = f"tunesmith run {recipe or 'RECIPE'} --config {destination}"
+    click.echo(f"Wrote {destination} ({len(notes)} translations). Run it with:\n  {run_line}")
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
@@ -386,7 +478,7 @@ def run(
     if show_help:
         click.echo(ctx.get_help())
         if recipe is not None:
-            click.echo("\n" + _recipe_keys(registry.get("recipes", recipe)).rstrip())
+            click.echo("\n" + _recipe_keys(_recipe(recipe)).rstrip())
         return
     if recipe is None:
         raise click.UsageError("Missing argument 'RECIPE'.", ctx)
@@ -395,7 +487,7 @@ def run(
     torchrun, overrides = _split_torchrun(list(args))
     if chat:
         overrides.append("prompt.interactive=true")
-    record = registry.get("recipes", recipe)
+    record = _recipe(recipe)
     if config is None:
         shipped = [c.name for c in registry.values("configs") if c.recipe == recipe]
         raise TunesmithError(

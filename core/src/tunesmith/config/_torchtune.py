@@ -33,6 +33,7 @@ from tunesmith.errors import ConfigError
 __all__ = [
     "TORCHTUNE_RECIPES",
     "Translation",
+    "convert_torchtune_file",
     "is_torchtune_config",
     "recipe_from_comments",
     "refuse_torchtune_recipe",
@@ -353,7 +354,9 @@ class _Translator:
             return
         path = str(node["_component_"])
         if self.recipe in ("generate", "quantize", "eleuther_eval"):
-            self.dropped("model", f"{self.recipe} builds the model from checkpointer.checkpoint_dir")
+            self.dropped(
+                "model", f"{self.recipe} builds the model from checkpointer.checkpoint_dir"
+            )
             return
         args = {k: copy.deepcopy(v) for k, v in node.items() if k != "_component_"}
         lora = {k: args.pop(k) for k in list(args) if k in _LORA_DEFAULTS}
@@ -393,9 +396,7 @@ class _Translator:
                 settings["lora_attn_modules"] = list(settings["lora_attn_modules"])
             self.out["peft"] = {"_component_": component, **settings}
             shown = ", ".join(f"{k}: {_show(v)}" for k, v in settings.items())
-            self.note(
-                "model (LoRA keys)", path, f"peft: {{_component_: {component}, {shown}}}"
-            )
+            self.note("model (LoRA keys)", path, f"peft: {{_component_: {component}, {shown}}}")
 
     def block_tokenizer(self, node: Any) -> None:
         path = str(node.get("_component_", ""))
@@ -466,7 +467,10 @@ class _Translator:
         out = {k: copy.deepcopy(node[k]) for k in _CHECKPOINTER_KEYS if k in node}
         if path is not None:
             self.note(
-                "checkpointer._component_", path, "(removed)", "the format is detected from the files"
+                "checkpointer._component_",
+                path,
+                "(removed)",
+                "the format is detected from the files",
             )
         for key, value in node.items():
             if key in _CHECKPOINTER_KEYS or key == "_component_":
@@ -506,8 +510,7 @@ class _Translator:
                 out["column_map"] = {"text": column}
             if args.pop("add_eos", True) is not True:
                 self.problems.append(
-                    f"{key}.add_eos: false: text_completion always ends a text with eos: "
-                    "remove it"
+                    f"{key}.add_eos: false: text_completion always ends a text with eos: remove it"
                 )
             if "split_across_pack" in args:
                 args.pop("split_across_pack")
@@ -616,9 +619,7 @@ class _Translator:
             self.problems.append(f"collate_fn: {node}: tunesmith pads batches itself: remove it")
 
 
-def translate_torchtune_config(
-    raw: Mapping[str, Any], *, recipe: str | None = None
-) -> Translation:
+def translate_torchtune_config(raw: Mapping[str, Any], *, recipe: str | None = None) -> Translation:
     """Rewrite a torchtune 0.6 config in tunesmith's schema.
 
     Args:
@@ -630,6 +631,43 @@ def translate_torchtune_config(
         The :class:`Translation`; check ``problems`` (or call ``raise_problems()``).
     """
     return _Translator(raw, recipe).run()
+
+
+def convert_torchtune_file(
+    name_or_path: str, *, recipe: str | None = None
+) -> tuple[str, list[str], str | None]:
+    """``(yaml_text, notes, recipe)``: a torchtune config file in tunesmith's form, for
+    ``tunesmith convert-config``; ``recipe`` defaults to its ``tune run`` comment.
+
+    Raises:
+        ConfigError: every part without an equivalent, in one message.
+    """
+    import yaml
+
+    from tunesmith.config._load import _read, config_source
+
+    text = config_source(name_or_path)[0]
+    recipe = recipe or recipe_from_comments(text)
+    problems: list[str] = []
+    raw = _read(name_or_path, problems)
+    translation = translate_torchtune_config(raw, recipe=recipe)
+    problems += translation.problems
+    if problems:
+        from tunesmith.config._validate import format_problems
+
+        raise ConfigError("this torchtune config does not translate — " + format_problems(problems))
+    run = (
+        f"tunesmith run {recipe} --config <this file>"
+        if recipe
+        else "tunesmith run RECIPE --config <this file>"
+    )
+    header = [
+        f"# Translated from the torchtune config {name_or_path} by tunesmith convert-config.",
+        f"#   {run}",
+    ]
+    header += ["# Translations:"] + [f"#   {line}" for line in translation.notes]
+    body = yaml.safe_dump(translation.config, sort_keys=False, allow_unicode=True)
+    return "\n".join(header) + "\n\n" + body, translation.notes, recipe
 
 
 def missing_package(path: str) -> str | None:

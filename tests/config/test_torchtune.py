@@ -1,0 +1,201 @@
+"""Translating torchtune 0.6 configs: what maps to what, what is dropped, what is refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from tunesmith.cli import cli
+from tunesmith.config._load import _read
+from tunesmith.config._torchtune import (
+    is_torchtune_config,
+    recipe_from_comments,
+    translate_torchtune_config,
+)
+
+pytest.importorskip("tunesmith_llama")
+pytest.importorskip("tunesmith_lora")
+
+CONFIGS = Path(__file__).resolve().parent.parent / "fixtures" / "torchtune"
+
+
+def _translate(name: str, **changes):
+    raw = _read(CONFIGS / f"{name}.yaml", [])
+    raw.update(changes)
+    text = (CONFIGS / f"{name}.yaml").read_text()
+    return translate_torchtune_config(raw, recipe=recipe_from_comments(text))
+
+
+def test_every_fixture_translates_and_names_its_recipe():
+    for path in sorted(CONFIGS.rglob("*.yaml")):
+        name = str(path.relative_to(CONFIGS).with_suffix(""))
+        assert is_torchtune_config(yaml.safe_load(path.read_text())), name
+        assert recipe_from_comments(path.read_text()) is not None, name
+        translation = _translate(name)
+        # torchtune's single-device full configs name bitsandbytes' paged optimizer
+        needs = [p for p in translation.problems if "pip install bitsandbytes" not in p]
+        assert needs == [], name
+        assert "profiler" not in translation.config
+
+
+def test_lora_builder_becomes_the_registered_model_and_a_peft_block():
+    t = _translate("llama3_2/1B_lora_single_device")
+    assert t.config["model"] == {"_component_": "llama3_2_1b"}
+    assert t.config["peft"] == {
+        "_component_": "lora",
+        "lora_attn_modules": ["q_proj", "v_proj", "output_proj"],
+        "apply_lora_to_mlp": True,
+        "apply_lora_to_output": False,  # torchtune's default, filled in
+        "lora_rank": 64,
+        "lora_alpha": 128,
+        "lora_dropout": 0.0,
+        "use_dora": False,
+        "quantize_base": False,
+    }
+    assert any(line.startswith("model._component_: torchtune.models") for line in t.notes)
+
+
+def test_qlora_builder_quantizes_the_base():
+    t = _translate("llama3_2/1B_qlora_single_device")
+    assert t.config["peft"]["_component_"] == "qlora"
+    assert t.config["peft"]["quantize_base"] is True
+
+
+def test_component_builder_with_arguments_builds_from_the_checkpoint():
+    t = _translate(
+        "llama3_2/1B_full_single_device",
+        model={"_component_": "torchtune.models.llama3_2.llama3_2", "vocab_size": 556},
+    )
+    assert t.config["model"] == {"_component_": "auto"}
+
+
+def test_checkpointer_dataset_loss_scheduler_logger():
+    t = _translate("llama3/8B_lora")
+    assert t.config["checkpointer"] == {
+        "checkpoint_dir": "/tmp/Meta-Llama-3-8B-Instruct/original/",
+        "checkpoint_files": ["consolidated.00.pth"],
+        "output_dir": "${output_dir}",
+        "model_type": "LLAMA3",
+    }
+    # torchtune's alpaca trains on the prompt by default
+    assert t.config["dataset"] == {
+        "_component_": "alpaca",
+        "source": "yahma/alpaca-cleaned",
+        "train_on_input": True,
+        "split": "train",
+        "packed": False,
+    }
+    assert t.config["loss"] == {"_component_": "tunesmith.training.ChunkedCrossEntropyLoss"}
+    assert t.config["lr_scheduler"] == {
+        "_component_": "tunesmith.training.cosine_with_warmup",
+        "num_warmup_steps": 100,
+    }
+    assert t.config["metric_logger"]["_component_"] == "tunesmith.training.DiskLogger"
+    assert t.config["optimizer"]["_component_"] == "torch.optim.AdamW"  # passes through
+    assert any("recipe_checkpoint: dropped" in line for line in t.notes)
+
+
+def test_dropped_keys_are_said_once_each():
+    t = _translate("llama3_2/1B_full_single_device")
+    assert [n for n in t.notes if n.startswith("profiler")] == [
+        "profiler: dropped (tunesmith has no profiler hook: wrap a run in torch.profiler yourself)"
+    ]
+    assert any(n.startswith("optimizer_in_bwd: dropped") for n in t.notes)
+    assert "optimizer_in_bwd" not in t.config
+
+
+def test_every_problem_is_listed_at_once():
+    t = _translate(
+        "llama3_2/1B_lora_single_device",
+        dataset={"_component_": "torchtune.datasets.samsum_dataset"},
+        loss={"_component_": "torchtune.modules.loss.SomeOtherLoss"},
+        lr_scheduler={"_component_": "torchtune.training.lr_schedulers.get_rex_scheduler"},
+        tensor_parallel_dim=2,
+    )
+    joined = "\n".join(t.problems)
+    assert len(t.problems) == 4
+    for part in ("samsum_dataset", "SomeOtherLoss", "get_rex_scheduler", "tensor_parallel_dim"):
+        assert part in joined
+
+
+def test_unknown_model_names_the_plugin_to_install():
+    t = _translate("llama3_2/1B_lora", model={"_component_": "torchtune.models.phi4.phi4_14b"})
+    [problem] = t.problems
+    assert "pip install tunesmith-phi" in problem and "phi4_14b" in problem
+
+
+def test_torchtune_only_recipes_are_refused_naming_them(tmp_path):
+    dpo = tmp_path / "dpo.yaml"
+    raw = yaml.safe_load((CONFIGS / "llama3_2/1B_lora_single_device.yaml").read_text())
+    raw["loss"] = {"_component_": "torchtune.rlhf.loss.DPOLoss", "beta": 0.1}
+    dpo.write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(
+        cli, ["validate", str(dpo), "--recipe", "lora_finetune_single_device"]
+    )
+    assert result.exit_code != 0 and "DPO" in result.output
+    result = CliRunner().invoke(cli, ["run", "lora_dpo_single_device", "--config", str(dpo)])
+    assert result.exit_code != 0
+    assert (
+        "lora_dpo_single_device (DPO (preference optimization)) has no equivalent" in result.output
+    )
+    result = CliRunner().invoke(
+        cli, ["run", "knowledge_distillation_single_device", "--config", str(dpo)]
+    )
+    assert "knowledge distillation" in result.output
+
+
+def test_validate_reads_the_recipe_from_the_comment_and_prints_translations():
+    result = CliRunner().invoke(
+        cli, ["validate", str(CONFIGS / "llama3_1/8B_lora_single_device.yaml")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Config is valid for recipe lora_finetune_single_device." in result.output
+    assert (
+        "torchtune config: model._component_: torchtune.models.llama3_1.lora_llama3_1_8b -> llama3_1_8b"
+        in result.output
+    )
+
+
+def test_overrides_of_torchtune_keys_apply_before_translation():
+    result = CliRunner().invoke(
+        cli,
+        ["validate", str(CONFIGS / "llama3_2/1B_lora_single_device.yaml"), "model.lora_rank=4",
+         "model.use_dora=true", "optimizer.lr=abc"],
+    )  # fmt: skip
+    assert result.exit_code != 0
+    assert "optimizer.lr" in result.output  # the translated config is still validated
+    result = CliRunner().invoke(
+        cli,
+        ["validate", str(CONFIGS / "llama3_2/1B_lora_single_device.yaml"), "model.lora_rank=4"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "lora_rank: 4" in result.output
+
+
+def test_convert_config_writes_the_tunesmith_form(tmp_path):
+    target = tmp_path / "lora.yaml"
+    source = CONFIGS / "llama3_2/1B_lora.yaml"
+    result = CliRunner().invoke(cli, ["convert-config", str(source), str(target)])
+    assert result.exit_code == 0, result.output
+    assert "tunesmith run lora_finetune_distributed --config" in result.output
+    written = yaml.safe_load(target.read_text())
+    assert written["model"] == {"_component_": "llama3_2_1b"}
+    assert written["peft"]["lora_rank"] == 64
+    assert written["optimizer"]["lr"] == 3e-4  # a float, as torchtune reads it
+    assert not is_torchtune_config(written)
+    result = CliRunner().invoke(
+        cli, ["validate", str(target), "--recipe", "lora_finetune_distributed"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "torchtune config:" not in result.output
+    again = CliRunner().invoke(cli, ["convert-config", str(source), str(target)])
+    assert again.exit_code != 0 and "--force" in again.output
+
+
+def test_cat_prints_a_shipped_config():
+    result = CliRunner().invoke(cli, ["cat", "llama3_2/1B_lora_single_device"])
+    assert result.exit_code == 0
+    assert yaml.safe_load(result.output)["peft"]["_component_"] == "lora"
