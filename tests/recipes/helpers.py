@@ -38,7 +38,14 @@ def base_config(base_dir: Path, data_file: Path, output_dir: Path) -> dict[str, 
         "model": {"_component_": "auto"},
         "tokenizer": {"_component_": "auto", "max_seq_len": 64},
         "checkpointer": {"checkpoint_dir": str(base_dir), "output_dir": "${output_dir}"},
-        "dataset": {"_component_": "alpaca", "source": str(data_file), "split": "train[:16]"},
+        # The alpaca prompt fills max_seq_len 64 here, so answers would be cut away (and the
+        # run refused): the prompt is trained on, keeping these tiny runs short and learnable.
+        "dataset": {
+            "_component_": "alpaca",
+            "source": str(data_file),
+            "split": "train[:16]",
+            "train_on_input": True,
+        },
         "seed": 7,
         "shuffle": True,
         "batch_size": 4,

@@ -134,7 +134,9 @@ def maybe_pack(
         )
     from tunesmith.data._packed import PackedDataset
 
-    return PackedDataset(dataset, max_seq_len, padding_idx=tokenizer.pad_id)
+    packed = PackedDataset(dataset, max_seq_len, padding_idx=tokenizer.pad_id)
+    packed.source_dataset = dataset  # what was packed, for checks such as lost_responses
+    return packed
 
 
 def build_sft(

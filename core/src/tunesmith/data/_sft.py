@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from torch.utils.data import Dataset
 
@@ -11,7 +11,7 @@ from tunesmith.data._common import cell_text
 from tunesmith.data._messages import CROSS_ENTROPY_IGNORE_IDX, Message, ModelTokenizer
 from tunesmith.errors import DataError
 
-__all__ = ["SFTDataset", "TextCompletionDataset"]
+__all__ = ["SFTDataset", "TextCompletionDataset", "Truncation", "lost_responses"]
 
 
 class _RowDataset(Dataset):
@@ -35,19 +35,44 @@ class _RowDataset(Dataset):
         return len(self._rows)
 
     def __getitem__(self, index: int) -> dict[str, list[int]]:
+        tokens, labels, _ = self._sample(index)
+        return {"tokens": tokens, "labels": labels}
+
+    def _sample(self, index: int) -> tuple[list[int], list[int], bool]:
+        """``(tokens, labels, lost)``: ``lost`` says truncation cut away every trained
+        token but the final end token (the whole response, when prompts are masked)."""
         try:
             tokens, labels = self._tokenize(self._rows[index])
         except DataError as exc:
             raise DataError(f"{self._where}, row {index}: {exc}") from None
+        lost = False
         if self.max_seq_len is not None and len(tokens) > self.max_seq_len:
             # Keep the start (prompts come first, and a cut answer still teaches its
             # prefix) and, like the tokenizers do, a final end token, so the model keeps
             # learning that answers stop.
             last = tokens[-1], labels[-1]
+            keep_end = last[0] in self._end_ids
+            cut = self.max_seq_len - 1 if keep_end else self.max_seq_len
+            trained = labels[:-1] if keep_end else labels
+            lost = any(x != CROSS_ENTROPY_IGNORE_IDX for x in trained) and all(
+                x == CROSS_ENTROPY_IGNORE_IDX for x in labels[:cut]
+            )
             tokens, labels = tokens[: self.max_seq_len], labels[: self.max_seq_len]
-            if last[0] in self._end_ids:
+            if keep_end:
                 tokens[-1], labels[-1] = last
-        return {"tokens": tokens, "labels": labels}
+        elif self.cut_at is not None and len(tokens) >= self.cut_at > 1:
+            # The tokenizer cut it already (keeping its end token): nothing before that
+            # end token is trained.
+            lost = all(x == CROSS_ENTROPY_IGNORE_IDX for x in labels[:-1])
+        return tokens, labels, lost
+
+    @property
+    def cut_at(self) -> int | None:
+        """The length samples are cut to: this dataset's or the tokenizer's
+        ``max_seq_len``, whichever is shorter (``None``: no limit)."""
+        limits = [self.max_seq_len, getattr(self._tokenizer, "max_seq_len", None)]
+        limits = [n for n in limits if isinstance(n, int)]
+        return min(limits) if limits else None
 
     def _tokenize(self, row: Mapping[str, Any]) -> tuple[list[int], list[int]]:
         raise NotImplementedError
@@ -115,3 +140,39 @@ class TextCompletionDataset(_RowDataset):
     def _tokenize(self, row: Mapping[str, Any]) -> tuple[list[int], list[int]]:
         tokens = self._tokenizer.encode(cell_text(row, self._column), add_bos=True, add_eos=True)
         return tokens, list(tokens)
+
+
+class Truncation(NamedTuple):
+    """What :func:`lost_responses` found."""
+
+    lost: int  #: samples whose every trained token (but the end token) was cut away
+    checked: int  #: samples looked at
+    total: int  #: samples in the dataset
+    max_seq_len: int  #: the length they were cut to
+
+
+def lost_responses(dataset: Any, *, limit: int = 10_000) -> Truncation | None:
+    """Count the samples that ``max_seq_len`` truncates so far that nothing of their
+    response is trained (their prompt alone fills it), among the first ``limit``.
+
+    Args:
+        dataset: An :class:`SFTDataset` or :class:`TextCompletionDataset`, or a packed
+            one built on it (its ``source_dataset``); anything else gives ``None``.
+        limit: Look at no more samples than this (each one is tokenized).
+
+    Returns:
+        The counts, or ``None`` when the dataset does not truncate or is not one of these.
+        Rows that cannot be tokenized are skipped here (training reports them).
+    """
+    rows = getattr(dataset, "source_dataset", dataset)
+    if not isinstance(rows, _RowDataset) or rows.cut_at is None:
+        return None
+    total = len(rows)
+    checked = min(total, limit)
+    lost = 0
+    for index in range(checked):
+        try:
+            lost += rows._sample(index)[2]
+        except DataError:
+            continue
+    return Truncation(lost, checked, total, rows.cut_at)

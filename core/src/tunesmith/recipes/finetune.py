@@ -19,6 +19,7 @@ import inspect
 import math
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from tunesmith import training
 from tunesmith.checkpoint import Checkpointer, load_model_weights
 from tunesmith.config import instantiate
 from tunesmith.data import CROSS_ENTROPY_IGNORE_IDX, PackedDataset, packed_collate, padded_collate
-from tunesmith.errors import ConfigError, Interrupted
+from tunesmith.errors import ConfigError, DataError, Interrupted
 from tunesmith.recipes import FINETUNE_KEYS, FINETUNE_REQUIRED_KEYS, FINETUNE_SCHEMA
 from tunesmith.recipes._run_dir import RunDirectory, resume_command
 from tunesmith.recipes._sampler import EpochSampler
@@ -80,11 +81,17 @@ _AUTO = {"_component_": "auto"}
 
 
 def _build_model(
-    cfg: DictConfig, checkpointer: Checkpointer, device: torch.device, dtype: torch.dtype
+    cfg: DictConfig,
+    checkpointer: Checkpointer,
+    device: torch.device,
+    dtype: torch.dtype,
+    tokenizer: Any = None,
 ):
     context = {"checkpointer": checkpointer}
     with training.set_default_dtype(dtype), device:
         model = instantiate(cfg.get("model") or _AUTO, key="model", context=context)
+    if tokenizer is not None:
+        training.check_vocabulary(tokenizer, model)  # before minutes of loading weights
     load_model_weights(model, checkpointer.load_state_dict())
     return model
 
@@ -98,6 +105,7 @@ def _build_loader(cfg, node_key, tokenizer, strategy, *, shuffle, drop_last=True
     dataset = instantiate(cfg[node_key], tokenizer, key=node_key)
     if len(dataset) == 0:
         raise ConfigError(f"'{node_key}' produced no samples: check its source, split and filters")
+    _check_truncation(cfg, node_key, dataset, strategy)
     sampler = EpochSampler(
         len(dataset),
         shuffle=shuffle,
@@ -126,6 +134,33 @@ def _build_loader(cfg, node_key, tokenizer, strategy, *, shuffle, drop_last=True
         generator=torch.Generator().manual_seed(int(cfg.seed or 0)),
     )
     return loader, sampler
+
+
+def _check_truncation(cfg: DictConfig, node_key: str, dataset, strategy: Strategy) -> None:
+    """Warn when max_seq_len cuts away whole responses (their prompts fill it), and refuse
+    when it does so to every sample: such a run would train nothing but end tokens."""
+    from tunesmith.data import lost_responses
+
+    found = lost_responses(dataset)
+    if found is None or found.lost == 0:
+        return
+    own = cfg[node_key].get("max_seq_len")
+    setting = f"{node_key}.max_seq_len" if own == found.max_seq_len else "tokenizer.max_seq_len"
+    among = f" (the first {found.checked} of {found.total})" if found.checked < found.total else ""
+    cause = f"to {setting}={found.max_seq_len} (their prompts are longer)"
+    fix = "raise max_seq_len or shorten the prompts"
+    if found.lost == found.checked:
+        raise DataError(
+            f"all {found.checked} samples of '{node_key}'{among} lose their whole response "
+            f"{cause}, so nothing but end tokens would be trained: {fix}"
+        )
+    if strategy.is_main:
+        print(
+            f"warning: {found.lost} of {found.checked} samples of '{node_key}'{among} lose "
+            f"their whole response {cause}: {fix}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _build_scheduler(cfg: DictConfig, optimizer, total_steps: int):
@@ -174,7 +209,7 @@ def _setup(cfg: DictConfig) -> _Run:
             "lower one of them or use more data"
         )
     peft = instantiate(cfg.peft, key="peft")
-    model = _build_model(cfg, checkpointer, device, dtype)
+    model = _build_model(cfg, checkpointer, device, dtype, tokenizer)
     if peft is not None:
         peft.apply(model)
     layers = list(model.layers)

@@ -8,7 +8,12 @@ Configs name these by dotted path, e.g.
 """
 
 from tunesmith.training._activations import activation_offloading, apply_activation_checkpointing
-from tunesmith.training._guard import StopOnInterrupt, check_finite_params, check_finite_step
+from tunesmith.training._guard import (
+    StopOnInterrupt,
+    check_finite_params,
+    check_finite_step,
+    check_vocabulary,
+)
 from tunesmith.training._loggers import (
     DiskLogger,
     MetricLogger,
@@ -48,6 +53,7 @@ __all__ = [
     "auto_dtype",
     "check_finite_params",
     "check_finite_step",
+    "check_vocabulary",
     "constant_with_warmup",
     "cosine_with_warmup",
     "count_parameters",

@@ -14,7 +14,7 @@ import torch
 
 from tunesmith.errors import ConfigError
 
-__all__ = ["StopOnInterrupt", "check_finite_params", "check_finite_step"]
+__all__ = ["StopOnInterrupt", "check_finite_params", "check_finite_step", "check_vocabulary"]
 
 
 def _total_grad_norm(params: Iterable[torch.nn.Parameter]) -> float:
@@ -73,6 +73,42 @@ def check_finite_params(named: Iterable[tuple[str, torch.Tensor]], *, step: int)
             "nothing was saved: lower the learning rate or enable clip_grad_norm, then resume "
             "from the last saved state (resume_from_checkpoint=true) or start again"
         )
+
+
+def _embedding_rows(model: torch.nn.Module) -> int | None:
+    embedding = getattr(model, "tok_embeddings", None)
+    if not isinstance(embedding, torch.nn.Embedding):
+        embedding = next((m for m in model.modules() if isinstance(m, torch.nn.Embedding)), None)
+    return None if embedding is None else embedding.num_embeddings
+
+
+def check_vocabulary(tokenizer: object, model: torch.nn.Module) -> None:
+    """Refuse a tokenizer that can produce ids the model has no embedding for (a wrong
+    ``tokenizer.path``, or a model built for another vocabulary), before its weights are
+    loaded and before an ``IndexError`` deep in the first step.
+
+    Args:
+        tokenizer: Its ``vocab_size`` and special ids (bos, eos, pad, stop tokens) are read.
+        model: Its token embedding (``tok_embeddings``, else its first ``nn.Embedding``).
+
+    Raises:
+        ConfigError: naming both sizes and the fix.
+    """
+    rows = _embedding_rows(model)
+    if rows is None:
+        return
+    ids = [getattr(tokenizer, "vocab_size", 0) - 1]
+    ids += [getattr(tokenizer, name, None) for name in ("bos_id", "eos_id", "pad_id")]
+    ids += list(getattr(tokenizer, "stop_tokens", None) or [])
+    largest = max(i for i in ids if isinstance(i, int))
+    if largest < rows:
+        return
+    raise ConfigError(
+        f"the tokenizer has token ids up to {largest} ({getattr(tokenizer, 'vocab_size', '?')} "
+        f"tokens) but the model's embedding has {rows} rows, so ids from {rows} on have no "
+        "embedding: use the tokenizer that came with the checkpoint (remove tokenizer.path), "
+        f"or a checkpoint whose vocab_size is at least {largest + 1}"
+    )
 
 
 class StopOnInterrupt:
