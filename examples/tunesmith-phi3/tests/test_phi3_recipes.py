@@ -43,7 +43,7 @@ def _run(kind: str, base, data, out, *extra: str):
         f"output_dir={out}",
         "model._component_=auto",  # the shipped phi3_mini_4k is 3.8B; this tiny one is not
         f"dataset.source={data}",
-        "tokenizer.max_seq_len=64",
+        "tokenizer.max_seq_len=256",  # room for an alpaca prompt and its response
         "batch_size=2",
         "gradient_accumulation_steps=1",
         "max_steps_per_epoch=2",

@@ -10,8 +10,9 @@ from click.testing import CliRunner
 
 from tunesmith.checkpoint import find_adapter
 from tunesmith.cli import cli
+from tunesmith.config import FINETUNE_KINDS as RECIPES
 from tunesmith.testing import check_configs
-from tunesmith_gemma._configs import RECIPES, SIZES
+from tunesmith_gemma._configs import SIZES
 
 MODELS = {
     "gemma_2b": "gemma", "gemma_7b": "gemma", "gemma2_2b": "gemma2", "gemma2_9b": "gemma2",

@@ -152,8 +152,9 @@ _TINY = {
 _VARIANTS: dict[str, dict[str, Any]] = {
     # 4k: plain RoPE and a sliding window short enough for a test sequence to cross.
     "mini_4k": {
-        "max_position_embeddings": 64,
-        "original_max_position_embeddings": 64,
+        # room for a chat-formatted prompt in the workflow tests
+        "max_position_embeddings": 256,
+        "original_max_position_embeddings": 256,
         "sliding_window": 12,
         "rope_scaling": None,
     },

@@ -2,43 +2,41 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from tunesmith import CheckpointAdapter, Model, hookimpl
-from tunesmith.config import render_configs
+from tunesmith.config import FINETUNE_KINDS, render_configs
 from tunesmith_phi3 import _builders, _convert
 
 TUNESMITH_PLUGIN_API = 2  # uses fused modules, aliases, tiny_config, rendered configs
 
-TEMPLATES = Path(__file__).parent / "templates"
-
-#: Recipe kind (a template in ``templates/``) -> the recipe its configs run.
+#: Recipe kind (one of the core's config templates) -> the recipe its configs run.
 RECIPES = {
-    "full_single_device": "full_finetune_single_device",
-    "lora_single_device": "lora_finetune_single_device",
-    "qlora_single_device": "qlora_finetune_single_device",
+    kind: FINETUNE_KINDS[kind]
+    for kind in ("full_single_device", "lora_single_device", "qlora_single_device")
 }
 
 _AUTO_NOTE = (
-    "# model: auto builds Phi-3 from the download's own config.json: the repository's\n"
-    "# revisions differ in their LongRoPE factors (phi3_mini_128k has the first release's).\n"
+    "model: auto builds Phi-3 from the download's own config.json: the repository's "
+    "revisions differ in their LongRoPE factors (phi3_mini_128k has the first release's)."
 )
 
-#: Config size -> template variables.
+#: Config size -> template variables of the core's templates. q/k/v and gate/up are one
+#: fused module each in HF: a LoRA of them is written as one LoRA of qkv_proj and of
+#: gate_up_proj, which PEFT and vLLM load.
 SIZES = {
     "mini_4k": dict(
         title="Phi-3 mini 4k",
         model="phi3_mini_4k",
         repo=_builders.HF_REPOS[_builders.phi3_mini_4k],
         max_seq_len=4096,
-        model_note="",
+        batch_size=2,
     ),
     "mini_128k": dict(
         title="Phi-3 mini 128k",
         model="auto",
         repo=_builders.HF_REPOS[_builders.phi3_mini_128k],
         max_seq_len=8192,
-        model_note=_AUTO_NOTE,
+        batch_size=2,
+        weights_note=_AUTO_NOTE,
     ),
 }
 
@@ -77,7 +75,5 @@ def register_checkpoint_adapters(register):
 def register_recipes(register):
     # The LoRA recipes come with tunesmith-lora, a dependency of this distribution.
     requires = {kind: "tunesmith-lora" for kind in RECIPES if "lora" in kind}
-    for config in render_configs(
-        family="phi3", sizes=SIZES, templates=TEMPLATES, recipes=RECIPES, requires=requires
-    ):
+    for config in render_configs(family="phi3", sizes=SIZES, recipes=RECIPES, requires=requires):
         register(config)

@@ -1,26 +1,16 @@
-"""The shipped configs: one template per recipe kind (``templates/<kind>.yaml``) and a
-row per released size, rendered by :func:`tunesmith.config.render_configs`."""
+"""The shipped configs: a row per released size, rendered by the core's fine-tuning
+templates (:func:`tunesmith.config.render_configs`), plus torchtune's
+``mistral/7B_full_low_memory``."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from tunesmith import Config
-from tunesmith.config import render_configs
+from tunesmith.config import FINETUNE_KINDS, render_configs
 
-__all__ = ["RECIPES", "SIZES", "TEMPLATES", "shipped_configs"]
+__all__ = ["RECIPES", "SIZES", "shipped_configs"]
 
-TEMPLATES = Path(__file__).parent / "templates"
-
-#: Recipe kind -> the recipe its configs run.
-RECIPES = {
-    "full_single_device": "full_finetune_single_device",
-    "full_low_memory": "full_finetune_single_device",
-    "full_distributed": "full_finetune_distributed",
-    "lora_single_device": "lora_finetune_single_device",
-    "lora_distributed": "lora_finetune_distributed",
-    "qlora_single_device": "qlora_finetune_single_device",
-}
+#: Recipe kind -> the recipe its configs run (the core's kinds and full_low_memory).
+RECIPES = {**FINETUNE_KINDS, "full_low_memory": "full_finetune_single_device"}
 # No QLoRA-with-FSDP2 configs until that path is tested: on a tiny Mistral, qlora under
 # lora_finetune_distributed stops in torchao's NF4 sharding ("quantization_factor.numel()
 # not divisible by 2"). The LoRA recipes are tunesmith-lora's (a dependency).
@@ -35,8 +25,13 @@ _KINDS = {
 
 def _size(title: str, model: str, repo: str, *, big: bool) -> dict:
     # Activation checkpointing on one device for full fine-tuning of every size; for
-    # LoRA from 12B up. (Distributed configs always use it.)
-    return dict(title=title, model=model, repo=repo, checkpoint_lora=big)
+    # LoRA from 12B up (distributed configs always use it). LoRA on every attention
+    # projection; the HF repos also hold Mistral's own consolidated.safetensors.
+    return dict(
+        title=title, model=model, repo=repo, checkpoint_full=True, checkpoint_lora=big,
+        lora_attn_modules="[q_proj, k_proj, v_proj, output_proj]",
+        download_flags=' --ignore-patterns "consolidated.safetensors"',
+    )  # fmt: skip
 
 
 #: Size -> template variables. ``7B`` is v0.1, named as torchtune names it.
@@ -60,7 +55,6 @@ def shipped_configs() -> list[Config]:
     return render_configs(
         family="mistral",
         sizes=SIZES,
-        templates=TEMPLATES,
         recipes=RECIPES,
         requires=_REQUIRES,
         kinds=_KINDS,

@@ -1,51 +1,38 @@
-"""The shipped configs: one template per recipe kind (``templates/<kind>.yaml``) and a
-row per released size, rendered by :func:`tunesmith.config.render_configs`."""
+"""The shipped configs: a row per released size, rendered by the core's fine-tuning
+templates (:func:`tunesmith.config.render_config_table`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from tunesmith import Config
-from tunesmith.config import render_configs
+from tunesmith.config import FINETUNE_KINDS, render_config_table
 
-__all__ = ["RECIPES", "SIZES", "TEMPLATES", "shipped_configs"]
+__all__ = ["SIZES", "shipped_configs"]
 
-TEMPLATES = Path(__file__).parent / "templates"
-
-#: Recipe kind -> the recipe its configs run.
-RECIPES = {
-    "full_single_device": "full_finetune_single_device",
-    "full_distributed": "full_finetune_distributed",
-    "lora_single_device": "lora_finetune_single_device",
-    "lora_distributed": "lora_finetune_distributed",
-    "qlora_single_device": "qlora_finetune_single_device",
-}
 # The LoRA recipes are tunesmith-lora's (a dependency of this distribution).
-_REQUIRES = {kind: "tunesmith-lora" for kind in RECIPES if "lora" in kind}
+_REQUIRES = {kind: "tunesmith-lora" for kind in FINETUNE_KINDS if "lora" in kind}
 
 
-def _size(title: str, model: str, repo: str, billions: float, tokenizer: str) -> dict:
+def _size(title: str, model: str, repo: str, billions: float) -> dict:
     # Activation checkpointing on one device: for full fine-tuning from 3B up, for
-    # (Q)LoRA from 32B up. (Distributed configs always use it.)
+    # (Q)LoRA from 32B up (distributed configs always use it). LoRA's lr is Qwen's 2e-4.
     return dict(
-        title=title, model=model, repo=repo, tokenizer=tokenizer,
+        title=title, model=model, repo=repo, lr_lora="2.0e-4",
         checkpoint_full=billions >= 3, checkpoint_lora=billions >= 32,
     )  # fmt: skip
 
 
 def _qwen2(size: str, builder: str) -> dict:
     return _size(f"Qwen2 {size}", builder, f"Qwen/Qwen2-{size}-Instruct",
-                 float(size[:-1]), "qwen2_tokenizer")  # fmt: skip
+                 float(size[:-1]))  # fmt: skip
 
 
 def _qwen2_5(size: str, builder: str) -> dict:
     return _size(f"Qwen2.5 {size} Instruct", builder, f"Qwen/Qwen2.5-{size}-Instruct",
-                 float(size[:-1]), "qwen2_tokenizer")  # fmt: skip
+                 float(size[:-1]))  # fmt: skip
 
 
 def _qwen3(size: str, builder: str) -> dict:
-    return _size(f"Qwen3 {size}", builder, f"Qwen/Qwen3-{size}", float(size[:-1]),
-                 "qwen3_tokenizer")  # fmt: skip
+    return _size(f"Qwen3 {size}", builder, f"Qwen/Qwen3-{size}", float(size[:-1]))  # fmt: skip
 
 
 #: Config prefix -> size -> template variables (torchtune's config names).
@@ -77,11 +64,5 @@ SIZES = {
 
 
 def shipped_configs() -> list[Config]:
-    """Every shipped config: each size of :data:`SIZES` in each kind of :data:`RECIPES`."""
-    return [
-        config
-        for prefix, sizes in SIZES.items()
-        for config in render_configs(
-            family=prefix, sizes=sizes, templates=TEMPLATES, recipes=RECIPES, requires=_REQUIRES
-        )
-    ]
+    """Every shipped config: each size of :data:`SIZES` in each fine-tuning kind."""
+    return render_config_table(SIZES, requires=_REQUIRES)
