@@ -632,12 +632,16 @@ def _next_command(directory: Path) -> str:
     help="Skip matching files; repeatable; '' downloads every file.",
 )
 @click.option("--revision", help="Branch, tag or commit (default: main).")
+@click.option(
+    "--force", is_flag=True, help="Replace files in --output-dir that no download put there."
+)
 def download(
     repo_id: str,
     output_dir: Path | None,
     hf_token: str | None,
     ignore_patterns: tuple[str, ...],
     revision: str | None,
+    force: bool,
 ) -> None:
     """Download a model from the Hugging Face Hub, ready to fine-tune.
 
@@ -653,7 +657,14 @@ def download(
     from tunesmith.hub import download as fetch
 
     patterns = [p for p in ignore_patterns if p] if ignore_patterns else None
-    path = fetch(repo_id, output_dir, revision=revision, token=hf_token, ignore_patterns=patterns)
+    path = fetch(
+        repo_id,
+        output_dir,
+        revision=revision,
+        token=hf_token,
+        ignore_patterns=patterns,
+        overwrite=force,
+    )
     click.echo(f"Downloaded {repo_id} to {path}")
     click.echo(f"Fine-tune it (tunesmith ls lists recipes and configs):\n  {_next_command(path)}")
 

@@ -167,6 +167,7 @@ def download(
     token: str | None = None,
     ignore_patterns: Sequence[str] | None = None,
     allow_patterns: Sequence[str] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Download a model repo from the Hugging Face Hub into a plain directory.
 
@@ -185,6 +186,8 @@ def download(
             :func:`default_ignore_patterns` (duplicate weight formats). ``[]``
             downloads every file.
         allow_patterns: If given, only files matching one of these globs.
+        overwrite: Replace files in ``output_dir`` that an earlier download did not
+            write (or that were edited since); without it they are refused (``--force``).
 
     Returns:
         The directory the files are in.
@@ -224,6 +227,7 @@ def download(
                 f"nothing to download from {repo_id}: all {len(files)} files match the ignore "
                 f"patterns {ignore} or miss the allow patterns {allow}; loosen them"
             )
+        _refuse_replacing_user_files(target, wanted, overwrite=overwrite)
         path = snapshot_download(
             repo_id,
             revision=info.sha,
@@ -241,6 +245,34 @@ def download(
             shutil.rmtree(target, ignore_errors=True)
         raise _hub_error(exc, repo_id, "download", revision) from exc
     return Path(path)
+
+
+def _refuse_replacing_user_files(target: Path, wanted: list[str], *, overwrite: bool) -> None:
+    """Refuse to replace a file that no earlier download wrote there, or that was changed
+    since (huggingface_hub would overwrite it): it is the user's."""
+    if overwrite or not target.is_dir():
+        return
+    theirs = []
+    for name in wanted:
+        path = target / name
+        if not path.exists():
+            continue
+        # huggingface_hub's record of a file it downloaded: commit, etag, timestamp.
+        record = target / ".cache" / "huggingface" / "download" / f"{name}.metadata"
+        try:
+            written = float(record.read_text(encoding="utf-8").splitlines()[2])
+            unchanged = path.is_file() and path.stat().st_mtime - 1 <= written
+        except (OSError, ValueError, IndexError):
+            unchanged = False
+        if not unchanged:
+            theirs.append(name)
+    if theirs:
+        shown = ", ".join(theirs[:4]) + (f" and {len(theirs) - 4} more" if len(theirs) > 4 else "")
+        raise TunesmithError(
+            f"{target} already holds {shown}, which this download would replace and no "
+            "earlier download wrote (or which changed since): choose another --output-dir, "
+            "or pass --force to replace them"
+        )
 
 
 def _refuse_non_model_dir(folder: Path) -> None:
