@@ -190,6 +190,19 @@ class HFDecoderConfig:
         """Rotary dimension: ``int(head_dim * partial_rotary_factor)``."""
         return int(self.head_dim * self.partial_rotary_factor)
 
+    def decoder_args(self) -> dict[str, Any]:
+        """The arguments every family's decoder builder takes from a ``config.json``, by
+        :func:`tunesmith.modules.build_decoder`'s names: sizes, norm epsilon, RoPE and
+        tied embeddings. Families add their own (biases, windows, activations, ...)."""
+        return {
+            name: getattr(self, name)
+            for name in (
+                "vocab_size", "num_layers", "num_heads", "num_kv_heads", "embed_dim",
+                "intermediate_dim", "head_dim", "max_seq_len", "norm_eps", "rope_base",
+                "rope_scaling", "tie_word_embeddings",
+            )
+        }  # fmt: skip
+
 
 def hf_decoder_config(
     config: Mapping[str, Any],

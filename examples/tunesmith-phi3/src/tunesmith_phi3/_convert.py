@@ -95,21 +95,10 @@ def phi3_args_from_hf_config(config: Mapping[str, Any]) -> dict[str, Any]:
         )
     hf = _hf(config)
     return dict(
-        vocab_size=hf.vocab_size,
-        num_layers=hf.num_layers,
-        num_heads=hf.num_heads,
-        num_kv_heads=hf.num_kv_heads,
-        embed_dim=hf.embed_dim,
-        intermediate_dim=hf.intermediate_dim,
-        max_seq_len=hf.max_seq_len,
-        norm_eps=hf.norm_eps,
-        rope_base=hf.rope_base,
-        rope_scaling=hf.rope_scaling,
+        hf.decoder_args(),
         rope_dim=hf.rope_dim,
-        head_dim=hf.head_dim,
         sliding_window=hf.sliding_window,
         activation=hf.hidden_act,
-        tie_word_embeddings=hf.tie_word_embeddings,
     )
 
 

@@ -143,19 +143,9 @@ def _refuse_bidirectional(config: Mapping[str, Any], generation: str) -> None:
 
 
 def _common(hf: Any) -> dict[str, Any]:
-    return dict(
-        vocab_size=hf.vocab_size,
-        num_layers=hf.num_layers,
-        num_heads=hf.num_heads,
-        num_kv_heads=hf.num_kv_heads,
-        embed_dim=hf.embed_dim,
-        intermediate_dim=hf.intermediate_dim,
-        head_dim=hf.head_dim,
-        max_seq_len=hf.max_seq_len,
-        norm_eps=hf.norm_eps,
-        attention_bias=hf.attention_bias,
-        tie_word_embeddings=hf.tie_word_embeddings,
-    )
+    # RoPE is per generation (see the builders below), not from the shared arguments.
+    args = {k: v for k, v in hf.decoder_args().items() if not k.startswith("rope_")}
+    return dict(args, attention_bias=hf.attention_bias)
 
 
 def _plain_rope(hf: Any, generation: str) -> float:

@@ -97,21 +97,7 @@ def llama_args_from_hf_config(config: Mapping[str, Any]) -> dict[str, Any]:
             f"implement (it supports {', '.join(_SUPPORTED_ROPE)}): use a checkpoint without it "
             "or pass model overrides rope_scaling=null to fine-tune at the original context"
         )
-    return dict(
-        vocab_size=hf.vocab_size,
-        num_layers=hf.num_layers,
-        num_heads=hf.num_heads,
-        num_kv_heads=hf.num_kv_heads,
-        embed_dim=hf.embed_dim,
-        intermediate_dim=hf.intermediate_dim,
-        max_seq_len=hf.max_seq_len,
-        norm_eps=hf.norm_eps,
-        rope_base=hf.rope_base,
-        rope_scaling=hf.rope_scaling,
-        tie_word_embeddings=hf.tie_word_embeddings,
-        attention_bias=hf.attention_bias,
-        head_dim=hf.head_dim,
-    )
+    return dict(hf.decoder_args(), attention_bias=hf.attention_bias)
 
 
 def hf_config_dtype(config: Mapping[str, Any]) -> torch.dtype | None:

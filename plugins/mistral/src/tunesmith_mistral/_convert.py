@@ -64,20 +64,9 @@ def mistral_args_from_hf_config(config: Mapping[str, Any]) -> dict[str, Any]:
         )
     window = config.get("sliding_window", _DEFAULT_WINDOW)
     return dict(
-        vocab_size=hf.vocab_size,
-        num_layers=hf.num_layers,
-        num_heads=hf.num_heads,
-        num_kv_heads=hf.num_kv_heads,
-        embed_dim=hf.embed_dim,
-        intermediate_dim=hf.intermediate_dim,
-        head_dim=hf.head_dim,
-        max_seq_len=hf.max_seq_len,
-        norm_eps=hf.norm_eps,
-        rope_base=hf.rope_base,
-        rope_scaling=hf.rope_scaling,
+        hf.decoder_args(),
         sliding_window=int(window) if window is not None else None,
         activation=hf.hidden_act,
-        tie_word_embeddings=hf.tie_word_embeddings,
     )
 
 

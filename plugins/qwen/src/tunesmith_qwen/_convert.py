@@ -69,21 +69,8 @@ def _shared_args(
         )
     hf = hf_decoder_config(config, defaults=defaults)
     windows = hf.sliding_windows
-    return dict(
-        vocab_size=hf.vocab_size,
-        num_layers=hf.num_layers,
-        num_heads=hf.num_heads,
-        num_kv_heads=hf.num_kv_heads,
-        embed_dim=hf.embed_dim,
-        intermediate_dim=hf.intermediate_dim,
-        head_dim=hf.head_dim,
-        max_seq_len=hf.max_seq_len,
-        norm_eps=hf.norm_eps,
-        rope_base=hf.rope_base,
-        rope_scaling=hf.rope_scaling,
-        tie_word_embeddings=hf.tie_word_embeddings,
-        sliding_window=None if all(w is None for w in windows) else list(windows),
-    ), hf
+    sliding_window = None if all(w is None for w in windows) else list(windows)
+    return dict(hf.decoder_args(), sliding_window=sliding_window), hf
 
 
 def qwen2_args_from_hf_config(config: Mapping[str, Any]) -> dict[str, Any]:
