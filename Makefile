@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PACKAGES := -e ./core[quantize] -e ./plugins/llama -e ./plugins/lora -e ./plugins/eval_eleuther -e ./examples/tunesmith-phi3 -e ./plugins/mistral -e ./plugins/qwen -e ./plugins/gemma
+PACKAGES := -e ./core[quantize,plot] -e ./plugins/llama -e ./plugins/lora -e ./plugins/eval_eleuther -e ./examples/tunesmith-phi3 -e ./plugins/mistral -e ./plugins/qwen -e ./plugins/gemma
 STAMP := $(VENV)/.tunesmith-installed
 
 .PHONY: demo test install lint clean

@@ -94,7 +94,10 @@ def test_download_skips_duplicate_weights_and_loads(hub, repo_dir, tmp_path):
 
     assert path == tmp_path / "model"
     expected = {k: v for k, v in _files(repo_dir).items() if k not in DUPLICATES}
-    assert _files(path) == expected  # same names, same bytes
+    files = _files(path)
+    record = json.loads(files.pop("tunesmith_source.json"))  # where the files came from
+    assert files == expected  # same names, same bytes
+    assert record["repo_id"] == REPO and sorted(record["files"]) == sorted(expected)
     assert {"original/tokenizer.model", "original/params.json"} <= set(expected)
 
     model, tokenizer = tunesmith.load_pretrained(path)
@@ -137,7 +140,10 @@ def test_cli_download_ignore_patterns(hub, runner, repo_dir, tmp_path):
         runner, "download", REPO, "--output-dir", str(everything), "--ignore-patterns", ""
     )
     assert result.exit_code == 0, result.output
-    assert _files(everything) == _files(repo_dir)
+    downloaded = _files(everything)
+    assert json.loads(downloaded.pop("tunesmith_source.json"))["repo_id"] == REPO
+    assert downloaded == _files(repo_dir)
+    assert "tunesmith_source.json" in result.output and "  model.safetensors" in result.output
 
     some = tmp_path / "some"
     result = invoke(

@@ -335,10 +335,13 @@ def convert_config(source: str, destination: Path, recipe: str | None, force: bo
 
     Each translation is printed; anything without an equivalent is listed in one error.
 
+    Run the result with the recipe it prints (e.g. `tunesmith run
+    lora_finetune_distributed --nproc-per-node 2 --config my_lora.yaml`).
+
     \b
     Examples:
       tunesmith convert-config 8B_lora.yaml my_lora.yaml
-      tunesmith run lora_finetune_distributed --nproc-per-node 2 --config my_lora.yaml
+      tunesmith convert-config my_torchtune.yaml my.yaml --recipe lora_finetune_single_device
     """
     from tunesmith.config._torchtune import convert_torchtune_file
 
@@ -615,8 +618,13 @@ def _next_command(directory: Path) -> str:
         if re.search(rf"^\s*checkpoint_dir:\s*\S*/{re.escape(directory.name)}\s*$", text, re.M):
             configs.append(config)
     configs.sort(key=lambda c: (not c.name.endswith("lora_single_device"), c.name))
-    recipe, name = (configs[0].recipe, configs[0].name) if configs else ("RECIPE", "CONFIG")
-    return f"tunesmith run {recipe} --config {name} checkpointer.checkpoint_dir={directory}"
+    if configs:
+        recipe, name = configs[0].recipe, configs[0].name
+        return f"tunesmith run {recipe} --config {name} checkpointer.checkpoint_dir={directory}"
+    # No shipped config names it: chatting with it works for any installed family.
+    return (
+        f"tunesmith run generate --config generation checkpointer.checkpoint_dir={directory} --chat"
+    )
 
 
 @cli.command()
@@ -657,6 +665,8 @@ def download(
     from tunesmith.hub import download as fetch
 
     patterns = [p for p in ignore_patterns if p] if ignore_patterns else None
+    from tunesmith.hub import SOURCE_FILE, downloaded_files
+
     path = fetch(
         repo_id,
         output_dir,
@@ -665,8 +675,14 @@ def download(
         ignore_patterns=patterns,
         overwrite=force,
     )
-    click.echo(f"Downloaded {repo_id} to {path}")
-    click.echo(f"Fine-tune it (tunesmith ls lists recipes and configs):\n  {_next_command(path)}")
+    files = downloaded_files(path)
+    click.echo(f"Downloaded {repo_id} to {path} ({len(files)} files; source in {SOURCE_FILE}):")
+    for name in files:
+        size = (path / name).stat().st_size if (path / name).is_file() else 0
+        click.echo(f"  {name} ({size / 1e6:,.1f} MB)" if size >= 1e5 else f"  {name}")
+    next_command = _next_command(path)
+    what = "Chat with it" if " generate " in next_command else "Fine-tune it"
+    click.echo(f"{what} (tunesmith ls lists recipes and configs):\n  {next_command}")
 
 
 @cli.command()
@@ -680,7 +696,8 @@ def upload(
 ) -> None:
     """Upload a model or PEFT adapter folder to a Hugging Face Hub repo.
 
-    Creates the repo if needed; recipe_state/ and logs/ stay behind.
+    Creates the repo if needed; recipe_state/ and logs/ stay behind. An adapter-only
+    folder is uploaded as an adapter repo, with a warning saying how it will be used.
 
     \b
     Examples:
@@ -688,9 +705,38 @@ def upload(
       tunesmith upload /tmp/lora-3b/epoch_0/adapter my-name/llama-3.2-3b-lora-adapter
     """
     from tunesmith.hub import upload as push
+    from tunesmith.hub import upload_warnings
 
+    for warning in upload_warnings(folder):
+        click.echo(f"warning: {warning}", err=True)
     url = push(folder, repo_id, token=hf_token, private=private, revision=revision)
     click.echo(f"Uploaded {folder} to {repo_id}: {url}")
+
+
+@cli.command()
+@click.argument("log_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--output", "-o", type=click.Path(path_type=Path), help="Default: LOG_DIR/loss_curve.png."
+)
+def plot(log_dir: Path, output: Path | None) -> None:
+    """Draw a run's train loss, validation loss and learning rate to a PNG.
+
+    LOG_DIR is where the run's DiskLogger wrote (output_dir/logs); fine-tuning runs
+    also draw it after every epoch.
+
+    \b
+    Examples:
+      tunesmith plot /tmp/lora-3b/logs
+      tunesmith plot output/demo/finetuned/logs -o demo.png
+    """
+    from tunesmith.recipes._outputs import PLOT_HINT, PLOT_NAME, plot_metrics, read_metrics
+
+    records = read_metrics(log_dir)
+    path = plot_metrics(records, output or log_dir / PLOT_NAME, title=str(log_dir))
+    if path is None:
+        raise TunesmithError(PLOT_HINT)
+    steps = [r["step"] for r in records if "loss" in r]
+    click.echo(f"Wrote {path} ({len(steps)} logged steps)")
 
 
 @cli.command()

@@ -12,6 +12,7 @@ does, so a mirror (or a test server) can be chosen at any time. Tokens come from
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import shutil
 import tempfile
@@ -23,19 +24,33 @@ from tunesmith.errors import CheckpointError, TunesmithError
 
 __all__ = [
     "DUPLICATE_WEIGHT_PATTERNS",
+    "SOURCE_FILE",
     "UPLOAD_IGNORE_PATTERNS",
     "default_ignore_patterns",
     "default_output_dir",
     "download",
+    "downloaded_files",
     "upload",
+    "upload_warnings",
 ]
 
 #: Other copies of the weights, skipped by default when a repo has ``*.safetensors``:
 #: PyTorch pickles (including Meta's ``original/consolidated.*.pth``), TF and Flax.
 DUPLICATE_WEIGHT_PATTERNS = ("*.bin", "*.pth", "*.pt", "*.ckpt", "*.h5", "*.msgpack")
 
-#: What :func:`upload` leaves behind: training state and metric logs of a run.
-UPLOAD_IGNORE_PATTERNS = ("recipe_state/*", "*/recipe_state/*", "logs/*", "*/logs/*")
+#: What :func:`upload` leaves behind: training state and metric logs of a run, and
+#: :func:`download`'s record of a local copy.
+UPLOAD_IGNORE_PATTERNS = (
+    "recipe_state/*",
+    "*/recipe_state/*",
+    "logs/*",
+    "*/logs/*",
+    "tunesmith_source.json",
+    ".tunesmith.lock",
+)
+
+#: ``tunesmith download``'s record of a directory's source: repo id, revision, files.
+SOURCE_FILE = "tunesmith_source.json"
 
 _LOGIN = "pass --hf-token (token= in Python) or run `hf auth login`"
 
@@ -244,7 +259,56 @@ def download(
             # Only huggingface_hub's bookkeeping arrived: leave no folder behind.
             shutil.rmtree(target, ignore_errors=True)
         raise _hub_error(exc, repo_id, "download", revision) from exc
+    # Where the files came from: fine-tunes name the repo as their base model (adapters'
+    # base_model_name_or_path, model cards), not this local path.
+    record = {"repo_id": repo_id, "revision": info.sha, "files": sorted(wanted)}
+    (Path(path) / SOURCE_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return Path(path)
+
+
+def downloaded_files(directory: str | os.PathLike) -> list[str]:
+    """The files :func:`download` wrote to ``directory`` (from its ``tunesmith_source.json``)."""
+    try:
+        record = json.loads((Path(directory) / SOURCE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [str(f) for f in record.get("files", [])]
+
+
+def upload_warnings(folder: str | os.PathLike) -> list[str]:
+    """What a user should know before ``folder`` goes to the Hub: an adapter-only folder
+    (and how it will be used), or one whose adapter names its base by a local path."""
+    folder = Path(folder).expanduser()
+    warnings = []
+    adapter = folder if (folder / "adapter_config.json").is_file() else folder / "adapter"
+    has_adapter = (adapter / "adapter_config.json").is_file()
+    has_weights = (
+        any(folder.glob("*.safetensors")) and not (folder / "adapter_config.json").is_file()
+    )
+    base = None
+    if has_adapter:
+        try:
+            base = json.loads((adapter / "adapter_config.json").read_text()).get(
+                "base_model_name_or_path"
+            )
+        except (OSError, ValueError):
+            base = None
+    if has_adapter and not has_weights:
+        where = "" if adapter == folder else f" (in {adapter.name}/)"
+        warnings.append(
+            f"{folder} holds only a PEFT adapter{where}, no model weights: the repo will be an "
+            f"adapter repo, used on top of its base model {base or '(unnamed)'} — "
+            "PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), repo) or "
+            "vLLM's --enable-lora; upload the epoch with merged weights for a standalone model"
+        )
+    if base and (Path(str(base)).is_absolute() or str(base).startswith(".")):
+        warnings.append(
+            f"the adapter names its base model by a local path ({base}), which no one else "
+            f"can load: set base_model_name_or_path in {adapter / 'adapter_config.json'} to "
+            "the base's Hub repo id (`tunesmith download` records it, so fine-tunes of a "
+            "downloaded model name it themselves)"
+        )
+    return warnings
 
 
 def _refuse_replacing_user_files(target: Path, wanted: list[str], *, overwrite: bool) -> None:

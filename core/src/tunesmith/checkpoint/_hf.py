@@ -177,11 +177,20 @@ def find_hf_weight_files(
     )
     if not found:
         found = sorted(path.glob("pytorch_model*.bin"))
-    if not found and (path / "adapter_model.safetensors").is_file():
+    adapter = next(
+        (d for d in (path, path / "adapter") if (d / "adapter_model.safetensors").is_file()), None
+    )
+    if not found and adapter is not None:
+        base = (
+            _read_json(adapter / "adapter_config.json").get("base_model_name_or_path")
+            if (adapter / "adapter_config.json").is_file()
+            else None
+        )
         raise CheckpointError(
-            f"{path} holds a PEFT adapter (adapter_model.safetensors), not full weights: "
-            "load its base model with the adapter on top (load_pretrained(base_dir, "
-            "adapter=...)), or merge them first with `tunesmith merge-adapter`"
+            f"{path} holds only a PEFT adapter ({(adapter / 'adapter_model.safetensors').relative_to(path)}), "
+            f"not full weights: pass it as adapter={path} with its base as "
+            f"checkpointer.checkpoint_dir={base or '<base model directory>'} (load_pretrained("
+            "base_dir, adapter=...) in Python), or merge them first with `tunesmith merge-adapter`"
         )
     if not found:
         raise CheckpointError(

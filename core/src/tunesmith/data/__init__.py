@@ -27,10 +27,13 @@ from tunesmith.data._chat import chat, conversation_to_messages
 from tunesmith.data._instruct import alpaca, alpaca_prompt, instruct
 from tunesmith.data._loading import SAMPLE_ALPACA, SAMPLES, load_rows, train_validation_splits
 from tunesmith.data._messages import CROSS_ENTROPY_IGNORE_IDX, Message, ModelTokenizer, Role
+from tunesmith.data._prompt import PROMPT_TEMPLATES, PromptTemplate, prompt_template
 from tunesmith.data._text import text_completion
 
 __all__ = [
     "CROSS_ENTROPY_IGNORE_IDX",
+    "PROMPT_TEMPLATES",
+    "PromptTemplate",
     "SAMPLES",
     "SAMPLE_ALPACA",
     "Message",
@@ -50,6 +53,7 @@ __all__ = [
     "lost_responses",
     "packed_collate",
     "padded_collate",
+    "prompt_template",
     "text_completion",
     "train_validation_splits",
 ]

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from tunesmith.data._common import build_sft, cell_text, prepare_rows, resolve_columns
 from tunesmith.data._messages import Message, ModelTokenizer
+from tunesmith.data._prompt import PROMPT_TEMPLATES
+from tunesmith.data._prompt import prompt_template as prompt_template_of
 
 if TYPE_CHECKING:
     import torch.utils.data
@@ -85,7 +87,10 @@ def alpaca(
             Message("assistant", cell_text(row, cols["output"])),
         ]
 
-    return build_sft(rows, where, tokenizer, to_messages, packed=packed, max_seq_len=max_seq_len)
+    dataset = build_sft(rows, where, tokenizer, to_messages, packed=packed, max_seq_len=max_seq_len)
+    # The format a question without input takes at inference (written into the output).
+    dataset.prompt_template = PROMPT_TEMPLATES["alpaca"]
+    return dataset
 
 
 def instruct(
@@ -97,12 +102,18 @@ def instruct(
     column_map: Mapping[str, str] | None = None,
     train_on_input: bool = False,
     new_system_prompt: str | None = None,
+    prompt_template: str | Mapping[str, Any] | None = None,
     packed: bool = False,
     max_seq_len: int | None = None,
     filter_fn: Callable[[dict[str, Any]], bool] | None = None,
     **load_kwargs: Any,
 ) -> torch.utils.data.Dataset:
     """Generic prompt/answer data: columns ``input`` (the user's turn) and ``output``.
+
+    With ``prompt_template`` each ``input`` is put in that format first (``alpaca``,
+    ``"Question: {prompt}\\nAnswer: "``, or ``{user: [prefix, suffix]}``); the
+    fine-tuned checkpoint then carries the format, so its users' plain questions are
+    prompted the same way.
 
     Args:
         tokenizer: The model's tokenizer.
@@ -113,6 +124,7 @@ def instruct(
             ``{"input": "question", "output": "answer"}``.
         train_on_input: Also train on the prompt's tokens.
         new_system_prompt: A system message put before every prompt (never trained).
+        prompt_template: The format of the user's turn (see above); ``None``: as is.
         packed: Pack samples into ``max_seq_len``-long sequences.
         max_seq_len: Truncate samples to this length; defaults to ``tokenizer.max_seq_len``.
         filter_fn: Keep only rows for which it is true.
@@ -126,13 +138,19 @@ def instruct(
     """
     rows, where = prepare_rows(instruct, source, data_files, split, filter_fn, load_kwargs)
     cols = resolve_columns(rows, where, "instruct", column_map, required=("input", "output"))
+    template = prompt_template_of(prompt_template)
 
     def to_messages(row: Mapping[str, Any]) -> list[Message]:
         system = [Message("system", new_system_prompt, masked=True)] if new_system_prompt else []
+        user = cell_text(row, cols["input"])
+        if template is not None:
+            user = template.wrap("user", user)
         return [
             *system,
-            Message("user", cell_text(row, cols["input"]), masked=not train_on_input),
+            Message("user", user, masked=not train_on_input),
             Message("assistant", cell_text(row, cols["output"])),
         ]
 
-    return build_sft(rows, where, tokenizer, to_messages, packed=packed, max_seq_len=max_seq_len)
+    dataset = build_sft(rows, where, tokenizer, to_messages, packed=packed, max_seq_len=max_seq_len)
+    dataset.prompt_template = template
+    return dataset

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from tunesmith.errors import ConfigError
 
@@ -38,7 +38,17 @@ def load_for_inference(cfg: DictConfig) -> tuple[Any, Any, Any]:
     node = cfg.get("tokenizer")
     if node is not None:  # replaces the checkpoint's own tokenizer (auto: the same kind)
         from tunesmith.checkpoint import Checkpointer
+        from tunesmith.tokenizers import with_prompt_template
 
         context = {"checkpointer": Checkpointer(checkpoint_dir)}
         tokenizer = instantiate(node, key="tokenizer", context=context)
+        tokenizer = with_prompt_template(tokenizer, checkpoint_dir)
+    template = cfg.get("prompt_template")
+    if template is not None:  # torchtune's prompt_template: a format for every user turn
+        from tunesmith.data import prompt_template
+        from tunesmith.tokenizers import PromptTemplatedTokenizer
+
+        tokenizer = PromptTemplatedTokenizer(tokenizer, prompt_template(
+            OmegaConf.to_container(template) if isinstance(template, DictConfig) else template
+        ))  # fmt: skip
     return model, tokenizer, device

@@ -181,6 +181,13 @@ GENERATE_SCHEMA = RecipeSchema(
             help="{system, user, interactive}: what to answer (interactive: chat)",
         ),
         Key("chat", bool, False, help="Chat interactively (like prompt.interactive=true)"),
+        Key(
+            "prompt_template",
+            (str, dict, None),
+            None,
+            help="Format of each user turn: alpaca, 'Q: {prompt} A: ', {user: [before, after]}; "
+            "null: the checkpoint's own",
+        ),
         Key("max_new_tokens", int, 256, check=_POSITIVE, help="Longest answer, in tokens"),
         Key("temperature", float, 0.0, check=at_least(0), help="0 is greedy"),
         Key("top_k", (int, None), None, check=_POSITIVE, help="Sample from the k likeliest"),

@@ -36,7 +36,7 @@ from tunesmith.checkpoint import Checkpointer, load_model_weights
 from tunesmith.config import instantiate
 from tunesmith.data import CROSS_ENTROPY_IGNORE_IDX, PackedDataset, packed_collate, padded_collate
 from tunesmith.errors import ConfigError, DataError, Interrupted
-from tunesmith.recipes import FINETUNE_KEYS, FINETUNE_REQUIRED_KEYS, FINETUNE_SCHEMA
+from tunesmith.recipes import FINETUNE_KEYS, FINETUNE_REQUIRED_KEYS, FINETUNE_SCHEMA, _outputs
 from tunesmith.recipes._run_dir import RunDirectory, resume_command
 from tunesmith.recipes._sampler import EpochSampler
 from tunesmith.recipes._strategy import Strategy, get_strategy
@@ -72,6 +72,7 @@ class _Run:
     steps_per_epoch: int
     position: _Position = field(default_factory=_Position)
     stop: Any = None  # training.StopOnInterrupt while training
+    epoch_report: Any = None  # what the last epoch's outputs say (_outputs.summary)
 
 
 # ------------------------------------------------------------------- setup ---
@@ -227,7 +228,8 @@ def _setup(cfg: DictConfig) -> _Run:
     logger = instantiate(cfg.metric_logger, key="metric_logger") if strategy.is_main else None
     return _Run(
         cfg, strategy, dtype, checkpointer, model, peft, tokenizer, loader, sampler, val_loader,
-        optimizer, scheduler, loss_fn, logger or training.StdoutLogger(), steps_per_epoch,
+        optimizer, scheduler, loss_fn, _outputs.History(logger or training.StdoutLogger()),
+        steps_per_epoch,
     )  # fmt: skip
 
 
@@ -304,11 +306,11 @@ def _save_epoch(run: _Run, epoch: int) -> Path | None:
                 run.model,
                 directory / "adapter",
                 adapter=run.checkpointer.adapter,
-                base_model_name_or_path=str(run.checkpointer.checkpoint_dir),
+                base_model_name_or_path=_outputs.base_model_name(run.checkpointer.checkpoint_dir),
                 state_dict=full,
             )
 
-        extra = write_adapter if run.peft is not None else None
+        extra = _outputs.epoch_writer(run, epoch, write_adapter if run.peft is not None else None)
         path = run.checkpointer.save_epoch(epoch, weights, extra=extra)
         _remove_old_epochs(run, epoch)
     run.strategy.barrier()
@@ -468,6 +470,7 @@ def _train(run: _Run) -> None:
             print(
                 f"Saved epoch {epoch} to {path} (epoch {epoch + 1}/{run.cfg.epochs}, loss {loss:.4f})"
             )
+            print("\n".join(_outputs.summary(run)))
 
 
 def run(cfg: DictConfig) -> None:
@@ -517,6 +520,7 @@ def _run(cfg: DictConfig) -> None:
             f"in {str(run_state.dtype).removeprefix('torch.')}"
         )
         run_state.logger.log_config(OmegaConf.to_container(cfg, resolve=True))
+        print(_outputs.describe_logs(run_state))
     if cfg.resume_from_checkpoint:
         _restore_state(run_state)
     try:

@@ -10,6 +10,12 @@ register them with ``register_tokenizers``; all implement
 from tunesmith.tokenizers._auto import auto_tokenizer, find_tokenizer
 from tunesmith.tokenizers._chat_template import ChatTemplate
 from tunesmith.tokenizers._hf import HFTokenizer, hf_tokenizer
+from tunesmith.tokenizers._prompt import (
+    PromptTemplatedTokenizer,
+    read_prompt_template,
+    with_prompt_template,
+    write_prompt_format,
+)
 from tunesmith.tokenizers._sentencepiece import SentencePieceTokenizer, sentencepiece_tokenizer
 from tunesmith.tokenizers._templated import (
     TemplatedTokenizer,
@@ -26,6 +32,7 @@ from tunesmith.tokenizers._utils import (
 __all__ = [
     "ChatTemplate",
     "HFTokenizer",
+    "PromptTemplatedTokenizer",
     "SentencePieceTokenizer",
     "TemplatedTokenizer",
     "TokenizerSettings",
@@ -35,7 +42,10 @@ __all__ = [
     "hf_tokenizer",
     "join_chunks",
     "mask_from_offsets",
+    "read_prompt_template",
     "read_tokenizer_settings",
     "sentencepiece_tokenizer",
     "truncate",
+    "with_prompt_template",
+    "write_prompt_format",
 ]

@@ -108,8 +108,17 @@ def auto_tokenizer(
     Returns:
         An object implementing :class:`tunesmith.data.ModelTokenizer`.
 
+    A directory a fine-tune wrote with a prompt format (``prompt_template.json``) gets
+    its tokenizer wrapped to apply it, unless the tokenizer renders the directory's chat
+    template, which applies it already.
+
     Raises:
         CheckpointError: no registered tokenizer's files are in the directory.
     """
+    from tunesmith.tokenizers._prompt import with_prompt_template
+
     record, path = find_tokenizer(checkpoint_dir, family=family)
-    return record.builder(path, max_seq_len=max_seq_len, **kwargs)
+    tokenizer = record.builder(path, max_seq_len=max_seq_len, **kwargs)
+    # A fine-tune's prompt format (prompt_template.json), for tokenizers that lay
+    # conversations out in code rather than through the directory's chat template.
+    return with_prompt_template(tokenizer, checkpoint_dir)
