@@ -512,6 +512,9 @@ def _check_previous_run(path: Path, cfg: DictConfig) -> None:
 
 def _run(cfg: DictConfig) -> None:
     run_state = _setup(cfg)
+    if cfg.resume_from_checkpoint:
+        # Before anything is logged: a state that cannot be resumed leaves output_dir as it was.
+        _restore_state(run_state)
     trainable, total = training.count_parameters(run_state.model)
     if run_state.strategy.is_main:
         print(
@@ -521,8 +524,6 @@ def _run(cfg: DictConfig) -> None:
         )
         run_state.logger.log_config(OmegaConf.to_container(cfg, resolve=True))
         print(_outputs.describe_logs(run_state))
-    if cfg.resume_from_checkpoint:
-        _restore_state(run_state)
     try:
         with training.StopOnInterrupt() as run_state.stop:
             _train(run_state)
