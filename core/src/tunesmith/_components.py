@@ -72,6 +72,21 @@ class Model:
     description: str = ""
     origin: Origin = _UNKNOWN
 
+    @classmethod
+    def for_builder(
+        cls, builder: Callable[..., NativeModel], *, family: str | None, hf_repo: str | None = None
+    ) -> Model:
+        """The record of a model builder: named after the function, described by the
+        first line of its docstring (``register(Model.for_builder(acme_1b, family="acme"))``)."""
+        description = (builder.__doc__ or "").strip().splitlines()
+        return cls(
+            name=builder.__name__,
+            builder=builder,
+            family=family,
+            hf_repo=hf_repo,
+            description=description[0] if description else "",
+        )
+
 
 @dataclass(frozen=True)
 class Tokenizer:

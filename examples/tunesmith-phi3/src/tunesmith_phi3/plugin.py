@@ -44,15 +44,7 @@ SIZES = {
 @hookimpl
 def register_models(register):
     for builder, repo in _builders.HF_REPOS.items():
-        register(
-            Model(
-                name=builder.__name__,
-                builder=builder,
-                family="phi3",
-                hf_repo=repo,
-                description=(builder.__doc__ or "").strip().splitlines()[0],
-            )
-        )
+        register(Model.for_builder(builder, family="phi3", hf_repo=repo))
 
 
 @hookimpl

@@ -23,16 +23,7 @@ def _family(name: str) -> str:
 @hookimpl
 def register_models(register):
     for builder, repo in _model_builders.HF_REPOS.items():
-        description = (builder.__doc__ or "").strip().splitlines()[0]
-        register(
-            Model(
-                name=builder.__name__,
-                builder=builder,
-                family=_family(builder.__name__),
-                hf_repo=repo,
-                description=description,
-            )
-        )
+        register(Model.for_builder(builder, family=_family(builder.__name__), hf_repo=repo))
 
 
 @hookimpl

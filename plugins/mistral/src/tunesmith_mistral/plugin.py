@@ -11,16 +11,7 @@ TUNESMITH_PLUGIN_API = 2
 @hookimpl
 def register_models(register):
     for builder, repo in _model_builders.HF_REPOS.items():
-        description = (builder.__doc__ or "").strip().splitlines()[0]
-        register(
-            Model(
-                name=builder.__name__,
-                builder=builder,
-                family="mistral",
-                hf_repo=repo,
-                description=description,
-            )
-        )
+        register(Model.for_builder(builder, family="mistral", hf_repo=repo))
 
 
 @hookimpl

@@ -11,15 +11,7 @@ TUNESMITH_PLUGIN_API = 1
 @hookimpl
 def register_models(register):
     for builder, (family, repo) in _model_builders.HF_REPOS.items():
-        register(
-            Model(
-                name=builder.__name__,
-                builder=builder,
-                family=family,
-                hf_repo=repo,
-                description=(builder.__doc__ or "").strip().splitlines()[0],
-            )
-        )
+        register(Model.for_builder(builder, family=family, hf_repo=repo))
 
 
 @hookimpl
