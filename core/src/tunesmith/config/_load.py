@@ -216,10 +216,12 @@ def _from_torchtune(
 
     from tunesmith.config._torchtune import translate_torchtune_config
 
+    # As torchtune's own command line: key=value sets a key whether the file has it or not.
+    overrides = [o if o.startswith(("~", "+")) else f"+{o}" for o in overrides]
     cfg = apply_overrides(OmegaConf.create(raw), overrides, known=known, problems=problems)
     plain = OmegaConf.to_container(cfg, resolve=False)
     assert isinstance(plain, dict)
-    translation = translate_torchtune_config(plain, recipe=recipe.name)
+    translation = translate_torchtune_config(plain, recipe=recipe.name, known=known)
     if not os.environ.get("LOCAL_RANK"):
         for line in translation.notes:
             print(f"torchtune config: {line}", file=sys.stderr)

@@ -2,7 +2,7 @@
 
 A config that names torchtune components (``torchtune.models.llama3_2.lora_llama3_2_1b``,
 ``torchtune.training.FullModelHFCheckpointer``, ...) or keys only torchtune reads
-(``profiler``, ``optimizer_in_bwd``, ...) is rewritten block by block: each
+(``profiler``, ``low_cpu_ram``, ...) is rewritten block by block: each
 translation is reported as one line, a key with no effect here is dropped with one
 line saying so, and everything without an equivalent is collected into one error.
 Keys the torchtune config leaves out take torchtune's defaults where they differ from
@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +60,6 @@ TORCHTUNE_RECIPES = {
 #: Top-level keys of torchtune recipes that tunesmith does not need -> why.
 _DROPPED = {
     "profiler": "tunesmith has no profiler hook: wrap a run in torch.profiler yourself",
-    "optimizer_in_bwd": "the optimizer steps after the backward pass, with the same updates",
     "low_cpu_ram": "weights are loaded once, where they run",
     "memory_efficient_fsdp_wrap": "FSDP2 shards each decoder layer",
     "fsdp_cpu_offload": "FSDP2 keeps parameters on the devices",
@@ -279,9 +278,10 @@ def _show(value: Any) -> str:
 
 
 class _Translator:
-    def __init__(self, raw: Mapping[str, Any], recipe: str | None) -> None:
+    def __init__(self, raw: Mapping[str, Any], recipe: str | None, known: frozenset[str]) -> None:
         self.raw = raw
         self.recipe = recipe
+        self.known = known
         self.out: dict[str, Any] = {}
         self.notes: list[str] = []
         self.problems: list[str] = []
@@ -324,7 +324,7 @@ class _Translator:
             else:
                 self.dropped(key, "tunesmith shards with FSDP2 only")
             return
-        if key in _DROPPED and self.recipe not in _KEPT_BY.get(key, ()):
+        if key in _DROPPED and key not in self.known and self.recipe not in _KEPT_BY.get(key, ()):
             self.dropped(key, _DROPPED[key])
             return
         handler = getattr(self, f"block_{key}", None)
@@ -619,18 +619,22 @@ class _Translator:
             self.problems.append(f"collate_fn: {node}: tunesmith pads batches itself: remove it")
 
 
-def translate_torchtune_config(raw: Mapping[str, Any], *, recipe: str | None = None) -> Translation:
+def translate_torchtune_config(
+    raw: Mapping[str, Any], *, recipe: str | None = None, known: Iterable[str] = ()
+) -> Translation:
     """Rewrite a torchtune 0.6 config in tunesmith's schema.
 
     Args:
         raw: The loaded YAML (plain containers; ``${...}`` strings are kept as written).
         recipe: The recipe it will run with, when known (``generate`` keeps what only
             it reads, a torchtune-only recipe is refused).
+        known: Top-level keys the recipe's schema reads: kept even where tunesmith's
+            other recipes have no use for them.
 
     Returns:
         The :class:`Translation`; check ``problems`` (or call ``raise_problems()``).
     """
-    return _Translator(raw, recipe).run()
+    return _Translator(raw, recipe, frozenset(known)).run()
 
 
 def convert_torchtune_file(
@@ -650,7 +654,11 @@ def convert_torchtune_file(
     recipe = recipe or recipe_from_comments(text)
     problems: list[str] = []
     raw = _read(name_or_path, problems)
-    translation = translate_torchtune_config(raw, recipe=recipe)
+    from tunesmith.registry import get_registry
+
+    record = get_registry().tables["recipes"].get(recipe or "")
+    known = record.schema.names if record is not None and record.schema is not None else ()
+    translation = translate_torchtune_config(raw, recipe=recipe, known=known)
     problems += translation.problems
     if problems:
         from tunesmith.config._validate import format_problems
