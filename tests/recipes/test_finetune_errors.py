@@ -146,7 +146,7 @@ def test_typo_in_a_key(make_config, tmp_path):
     assert message.splitlines()[:2] == [
         "error: config has 2 problems:",
         "  - unknown key 'optimzer' for recipe full_finetune_single_device — "
-        "did you mean 'optimizer'?",
+        "did you mean 'optimizer' or 'optimizer_in_bwd'?",
     ]
     _nothing_written(out)
 

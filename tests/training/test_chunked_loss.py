@@ -151,3 +151,102 @@ def test_token_normalised_accumulation_equals_one_big_batch():
     assert (total_loss / total_tokens).item() == pytest.approx(ref_loss.item(), rel=1e-6)
     for (name, p), q in zip(model.named_parameters(), ref_model.parameters(), strict=True):
         assert torch.allclose(p.grad, q.grad, rtol=1e-5, atol=1e-7), name
+
+
+# ---- hidden states + head: no logits of the whole batch ---------------------------
+
+
+def _hidden_batch(b=2, s=19, d=12, v=40, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(b, s, d, generator=g)
+    labels = torch.randint(0, v, (b, s), generator=g)
+    labels[torch.rand(b, s, generator=g) < 0.3] = -100
+    head = torch.nn.Linear(d, v, bias=False)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(v, d, generator=g))
+    return hidden, labels, head
+
+
+def _plain(hidden, labels, project):
+    logits = project(hidden).float()
+    return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
+
+
+@pytest.mark.parametrize("softcap", [None, 4.0])
+@pytest.mark.parametrize("chunks", [1, 3, 64])
+def test_hidden_states_and_head_equal_the_plain_loss(softcap, chunks):
+    hidden, labels, head = _hidden_batch()
+
+    def project(h):
+        z = head(h)
+        return z if softcap is None else softcap * torch.tanh(z / softcap)
+
+    h_ref = hidden.clone().requires_grad_()
+    ref = _plain(h_ref, labels, project)
+    ref.backward()
+    w_ref, head.weight.grad = head.weight.grad, None
+
+    h = hidden.clone().requires_grad_()
+    loss_fn = ChunkedCrossEntropyLoss(num_output_chunks=chunks)
+    loss_sum, n = loss_fn(h, labels, head=head, softcap=softcap)
+    (loss_sum * 0.5).backward()
+    assert n.item() == int((labels != -100).sum())
+    torch.testing.assert_close(loss_sum, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(h.grad, h_ref.grad * 0.5, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(head.weight.grad, w_ref * 0.5, rtol=1e-5, atol=1e-5)
+    assert (h.grad[labels == -100] == 0).all()
+
+
+def test_tied_head_frozen_head_and_a_wrapped_head():
+    from tunesmith.modules import TiedLinear
+
+    hidden, labels, head = _hidden_batch()
+    embedding = torch.nn.Embedding(40, 12)
+    with torch.no_grad():
+        embedding.weight.copy_(head.weight)
+    tied = TiedLinear(embedding)
+    loss_fn = ChunkedCrossEntropyLoss(num_output_chunks=4)
+    loss_sum, _ = loss_fn(hidden, labels, head=tied)
+    loss_sum.backward()
+    ref_w = head.weight.detach().clone().requires_grad_()
+    _plain(hidden, labels, lambda h: h @ ref_w.T).backward()
+    torch.testing.assert_close(embedding.weight.grad, ref_w.grad, rtol=1e-5, atol=1e-5)
+
+    # A frozen head (LoRA without the output): only the hidden states get a gradient.
+    head.weight.requires_grad_(False)
+    h = hidden.clone().requires_grad_()
+    loss_fn(h, labels, head=head)[0].backward()
+    assert head.weight.grad is None and h.grad is not None
+
+    # Any other head (here: with a bias, as a PEFT wrapper would be) is recomputed per chunk.
+    biased = torch.nn.Linear(12, 40)
+    h1, h2 = hidden.clone().requires_grad_(), hidden.clone().requires_grad_()
+    loss, _ = loss_fn(h1, labels, head=biased)
+    ref = _plain(h2, labels, biased)
+    torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-5)
+    loss.backward()
+    ref.backward()
+    torch.testing.assert_close(h1.grad, h2.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_hidden_states_without_grad_and_with_nothing_labelled():
+    hidden, labels, head = _hidden_batch()
+    with torch.no_grad():
+        loss, n = ChunkedCrossEntropyLoss()(hidden, labels, head=head)
+        torch.testing.assert_close(loss, _plain(hidden, labels, head), rtol=1e-5, atol=1e-5)
+    h = hidden.clone().requires_grad_()
+    loss, n = ChunkedCrossEntropyLoss()(h, torch.full_like(labels, -100), head=head)
+    loss.backward()
+    assert loss.item() == 0.0 and n.item() == 0 and (h.grad == 0).all()
+
+
+def test_bf16_head_accumulates_its_gradient_in_fp32():
+    hidden, labels, head = _hidden_batch(s=64, v=300)
+    head = head.to(torch.bfloat16)
+    h = hidden.to(torch.bfloat16).requires_grad_()
+    loss, _ = ChunkedCrossEntropyLoss(num_output_chunks=8)(h, labels, head=head)
+    loss.backward()
+    assert loss.dtype == torch.float32 and head.weight.grad.dtype == torch.bfloat16
+    ref_w = head.weight.detach().float().requires_grad_()
+    ref = _plain(h.detach().float(), labels, lambda x: (x.bfloat16() @ ref_w.bfloat16().T))
+    torch.testing.assert_close(loss, ref, rtol=1e-3, atol=1e-2)

@@ -181,6 +181,7 @@ class MultiHeadAttention(nn.Module):
             )  # (b, h, s, d)
         return self._capped_attention(q, k, v, attn_mask, dropout)  # (b, h, s, d)
 
+    @torch.compiler.disable
     def _attend_documents(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, documents: DocumentMask
     ) -> torch.Tensor:

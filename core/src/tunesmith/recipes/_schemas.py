@@ -118,7 +118,14 @@ FINETUNE_SCHEMA = RecipeSchema(
         Key("dtype", str, "auto", help="auto (bf16 where fast, else fp32), bf16, fp32, fp16"),
         Key("enable_activation_checkpointing", bool, False, help="Recompute activations"),
         Key("enable_activation_offloading", bool, False, help="Keep activations on the CPU"),
-        Key("compile", bool, False, help="torch.compile each decoder layer"),
+        Key("compile", bool, False, help="torch.compile each decoder layer and the loss"),
+        Key(
+            "optimizer_in_bwd",
+            bool,
+            False,
+            help="Step each parameter inside backward (no full set of gradients held); "
+            "not with clip_grad_norm, gradient accumulation or FSDP",
+        ),
         Key("num_workers", int, 0, check=at_least(0), help="DataLoader worker processes"),
         Key("metric_logger", _COMPONENT, None, help="null: print to stdout"),
         Key("log_every_n_steps", int, 1, check=_POSITIVE, help="Log metrics every N steps"),

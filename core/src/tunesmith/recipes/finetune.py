@@ -20,6 +20,7 @@ import math
 import os
 import shutil
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,7 @@ class _Run:
     steps_per_epoch: int
     position: _Position = field(default_factory=_Position)
     stop: Any = None  # training.StopOnInterrupt while training
+    step_seconds: list[float] = field(default_factory=list)  # the first steps', for compile
     epoch_report: Any = None  # what the last epoch's outputs say (_outputs.summary)
 
 
@@ -180,6 +182,8 @@ def _setup(cfg: DictConfig) -> _Run:
     device = training.resolve_device(cfg.device)
     strategy = get_strategy(device)
     device = strategy.device
+    if cfg.optimizer_in_bwd:
+        _check_optimizer_in_bwd(cfg, strategy)
     dtype = training.resolve_dtype(cfg.dtype, device)
     cfg.seed = training.set_seed(cfg.seed)
 
@@ -221,16 +225,67 @@ def _setup(cfg: DictConfig) -> _Run:
             layer.compile()
     model = strategy.prepare(model, layers)
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = instantiate(cfg.optimizer, params, key="optimizer")
+    optimizer = _build_optimizer(cfg, model, strategy)
     scheduler = _build_scheduler(cfg, optimizer, steps_per_epoch * int(cfg.epochs))
     loss_fn = instantiate(cfg.loss, key="loss") or training.ChunkedCrossEntropyLoss()
+    if cfg.compile and hasattr(loss_fn, "apply_compile_strategy"):
+        loss_fn.apply_compile_strategy()
     logger = instantiate(cfg.metric_logger, key="metric_logger") if strategy.is_main else None
     return _Run(
         cfg, strategy, dtype, checkpointer, model, peft, tokenizer, loader, sampler, val_loader,
         optimizer, scheduler, loss_fn, _outputs.History(logger or training.StdoutLogger()),
         steps_per_epoch,
     )  # fmt: skip
+
+
+def _build_optimizer(cfg: DictConfig, model: nn.Module, strategy: Strategy):
+    """The config's optimizer, with fused kernels where the device has them (unless the
+    config chose ``fused``/``foreach``); with ``optimizer_in_bwd``, one per parameter,
+    stepped inside backward."""
+    from tunesmith.config import resolve_component
+
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
+    target = resolve_component(cfg.optimizer._component_, key="optimizer")
+    extra = {}
+    if strategy.world_size == 1:  # sharded parameters keep torch's default kernels
+        extra = training.fused_default(target, cfg.optimizer, strategy.device, params)
+    if not cfg.optimizer_in_bwd:
+        return instantiate(cfg.optimizer, params, key="optimizer", **extra)
+    return training.OptimizerInBackward(
+        named, lambda group: instantiate(cfg.optimizer, group, key="optimizer", **extra)
+    )
+
+
+def _check_optimizer_in_bwd(cfg: DictConfig, strategy: Strategy) -> None:
+    conflicts = []
+    if cfg.clip_grad_norm is not None:
+        conflicts.append(f"clip_grad_norm={cfg.clip_grad_norm}")
+    if cfg.gradient_accumulation_steps > 1:
+        conflicts.append(f"gradient_accumulation_steps={cfg.gradient_accumulation_steps}")
+    if strategy.world_size > 1:
+        conflicts.append(f"{strategy.world_size} processes")
+    if conflicts:
+        raise ConfigError(
+            "optimizer_in_bwd=true steps each parameter as soon as its gradient is ready, so "
+            f"it cannot work with {' or '.join(conflicts)} (they need every gradient of the "
+            "step at once): set clip_grad_norm=null and gradient_accumulation_steps=1 on one "
+            "device, or optimizer_in_bwd=false"
+        )
+
+
+def _chunked_head(model: nn.Module, loss_fn: nn.Module) -> dict[str, Any] | None:
+    """``{head, softcap}`` when the loss can apply the model's head itself, chunk by chunk
+    (no logits of the whole batch), and the model can return its hidden states."""
+    if not getattr(loss_fn, "supports_hidden_states", False) or not hasattr(model, "output"):
+        return None
+    try:
+        accepts = "return_hidden" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return None
+    if not accepts:
+        return None
+    return {"head": model.output, "softcap": getattr(model, "final_softcap", None)}
 
 
 # ------------------------------------------------------------ state, saving ---
@@ -336,9 +391,12 @@ def _forward_loss(run: _Run, batch: dict[str, torch.Tensor]) -> tuple[torch.Tens
     tokens = batch["tokens"].to(device)
     labels = training.shift_labels(batch["labels"].to(device))
     extra = {k: batch[k].to(device) for k in ("mask", "input_pos") if k in batch}
+    head = _chunked_head(run.model, run.loss_fn)
+    if head is not None:
+        extra["return_hidden"] = True  # the loss applies the head, a chunk at a time
     with training.activation_offloading(run.cfg.enable_activation_offloading):
-        logits = run.model(tokens, **extra)
-    return run.loss_fn(logits, labels)
+        out = run.model(tokens, **extra)
+    return run.loss_fn(out, labels, **(head or {}))
 
 
 @torch.no_grad()
@@ -359,6 +417,8 @@ def _validate(run: _Run) -> float:
 
 def _train_step(run: _Run, batches) -> tuple[float, int]:
     """One optimizer step over ``gradient_accumulation_steps`` micro-batches."""
+    if isinstance(run.optimizer, training.OptimizerInBackward):
+        return _train_step_in_backward(run, batches)
     loss_total = torch.zeros((), dtype=torch.float64)
     tokens_total = torch.zeros((), dtype=torch.int64)
     for batch in batches:
@@ -383,6 +443,42 @@ def _train_step(run: _Run, batches) -> tuple[float, int]:
     if run.scheduler is not None:
         run.scheduler.step()
     return loss, int(tokens_total.item())
+
+
+def _train_step_in_backward(run: _Run, batches) -> tuple[float, int]:
+    """``optimizer_in_bwd``: one micro-batch whose loss is normalised before backward,
+    since each parameter's hook steps it with the gradient as it arrives."""
+    (batch,) = batches
+    step = run.position.global_step + 1
+    loss_sum, num_tokens = _forward_loss(run, batch)
+    count = num_tokens.clamp(min=1)
+    loss = (loss_sum.detach().double().cpu() / count.cpu()).item()
+    training.check_finite_step(loss, [], step=step)  # before backward: nothing changes
+    (loss_sum / count).backward()
+    bad, run.optimizer.nonfinite = run.optimizer.nonfinite, []
+    if bad:
+        raise ConfigError(
+            f"the gradient of {', '.join(bad[:3])} became non-finite at step {step}, so the "
+            "step was refused and nothing of it was saved: lower the learning rate, then "
+            "resume from the last saved state (resume_from_checkpoint=true) or start again"
+        )
+    run.optimizer.step()  # a no-op (the hooks stepped); keeps the LR scheduler's bookkeeping
+    if run.scheduler is not None:
+        run.scheduler.step()
+    return loss, int(num_tokens.item())
+
+
+def _report_warmup(run: _Run, seconds: float) -> None:
+    """With ``compile``: print what the first steps cost (compilation) against the third."""
+    if not run.cfg.compile or not run.strategy.is_main or len(run.step_seconds) > 2:
+        return
+    run.step_seconds.append(seconds)
+    if len(run.step_seconds) == 3:
+        first, second, steady = run.step_seconds
+        tqdm.write(
+            f"compile warm-up: {max(0.0, first + second - 2 * steady):.1f} s (steps 1-3 took "
+            f"{first:.1f}, {second:.1f} and {steady:.2f} s)"
+        )
 
 
 def _micro_batches(iterator, count: int):
@@ -422,7 +518,9 @@ def _run_epoch(run: _Run, epoch: int) -> float:
         disable=not run.strategy.is_main, dynamic_ncols=True, leave=False,
     ) as bar:  # fmt: skip
         while pos.step_in_epoch < run.steps_per_epoch:
+            started = time.perf_counter()
             loss, num_tokens = _train_step(run, _micro_batches(batches, accumulation))
+            _report_warmup(run, time.perf_counter() - started)
             pos.step_in_epoch += 1
             pos.global_step += 1
             meter.update(num_tokens)
@@ -510,6 +608,12 @@ def _check_previous_run(path: Path, cfg: DictConfig) -> None:
         shutil.rmtree(path / name)
 
 
+def _dtype_reason(cfg: DictConfig, device: torch.device) -> str:
+    if str(cfg.dtype).strip().lower() != "auto":
+        return ""
+    return f" (dtype auto: {training.auto_dtype(device)[1]})"
+
+
 def _run(cfg: DictConfig) -> None:
     run_state = _setup(cfg)
     if cfg.resume_from_checkpoint:
@@ -521,6 +625,7 @@ def _run(cfg: DictConfig) -> None:
             f"Training {trainable:,} of {total:,} parameters "
             f"({100 * trainable / max(total, 1):.2f}%) on {run_state.strategy.device} "
             f"in {str(run_state.dtype).removeprefix('torch.')}"
+            + _dtype_reason(cfg, run_state.strategy.device)
         )
         run_state.logger.log_config(OmegaConf.to_container(cfg, resolve=True))
         print(_outputs.describe_logs(run_state))

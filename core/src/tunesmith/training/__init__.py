@@ -23,6 +23,7 @@ from tunesmith.training._loggers import (
 )
 from tunesmith.training._loss import ChunkedCrossEntropyLoss, scale_grads, shift_labels
 from tunesmith.training._memory import memory_stats, reset_peak_memory_stats
+from tunesmith.training._optim import OptimizerInBackward, fused_default
 from tunesmith.training._params import count_parameters, estimate_train_flops_per_token
 from tunesmith.training._precision import (
     auto_dtype,
@@ -43,6 +44,7 @@ __all__ = [
     "ChunkedCrossEntropyLoss",
     "DiskLogger",
     "MetricLogger",
+    "OptimizerInBackward",
     "StdoutLogger",
     "StopOnInterrupt",
     "TensorBoardLogger",
@@ -60,6 +62,7 @@ __all__ = [
     "cpu_bf16_support",
     "estimate_train_flops_per_token",
     "format_metrics",
+    "fused_default",
     "linear_with_warmup",
     "memory_stats",
     "reset_peak_memory_stats",

@@ -7,8 +7,11 @@ short batches: the bug torchtune's distributed recipe carried for a while):
 
 1. ``labels = shift_labels(batch["labels"])`` so ``logits[:, t]`` predicts
    ``labels[:, t]`` (the original token ``t + 1``).
-2. For each micro-batch: ``loss_sum, n = loss_fn(logits, labels)``;
-   ``loss_sum.backward()`` (no division) and ``num_tokens += n``.
+2. For each micro-batch: ``loss_sum, n = loss_fn(logits, labels)`` — or, without
+   ever forming the logits of the whole batch,
+   ``loss_fn(model(tokens, return_hidden=True), labels, head=model.output,
+   softcap=model.final_softcap)``; ``loss_sum.backward()`` (no division) and
+   ``num_tokens += n``.
 3. Before clipping: ``num_tokens`` is all-reduced (SUM) across data-parallel
    ranks when distributed; then ``scale_grads(params, world_size / num_tokens)``
    (``1 / num_tokens`` on one device). The factor ``world_size`` undoes the
@@ -21,11 +24,12 @@ short batches: the bug torchtune's distributed recipe carried for a while):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from tunesmith.data._messages import CROSS_ENTROPY_IGNORE_IDX
 from tunesmith.errors import ConfigError
@@ -82,12 +86,102 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         return grad, None, None, None
 
 
+def _chunk_loss_and_grad(
+    z: torch.Tensor, labels: torch.Tensor, softcap: float | None, want_grad: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Summed cross-entropy of one chunk of head outputs ``z (n, v)`` (labels all
+    valid), and its gradient with respect to ``z`` in ``z``'s dtype if asked."""
+    logits = z.float()
+    tanh = None
+    if softcap is not None:
+        tanh = torch.tanh(logits / softcap)
+        logits = softcap * tanh
+    lse = torch.logsumexp(logits, dim=-1)  # (n,)
+    loss = (lse - logits.gather(1, labels[:, None]).squeeze(1)).sum()
+    if not want_grad:
+        return loss, None
+    grad = torch.exp(logits - lse[:, None])  # softmax, (n, v)
+    grad.scatter_add_(1, labels[:, None], torch.full_like(lse[:, None], -1.0))
+    if tanh is not None:
+        grad = grad * (1 - tanh * tanh)  # d(c tanh(z / c)) / dz
+    return loss, grad.to(z.dtype)
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Summed cross-entropy of ``hidden @ weight.T`` (soft-capped), one row chunk at a time.
+
+    Forward computes each chunk's logits, its loss and at once its gradients: the
+    hidden-state gradient ``(n, d)`` and the weight gradient ``(v, d)``, accumulated
+    (in fp32 for lower-precision weights). So no logits outlive their chunk and
+    backward only scales what forward kept. Double backward is not supported.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, labels, softcap, num_chunks, chunk_fn):
+        want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        want = want_h or want_w
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        grad_h = torch.empty_like(hidden) if want_h else None
+        grad_w = None
+        if want_w:
+            accum = (
+                weight.dtype if weight.dtype in (torch.float32, torch.float64) else torch.float32
+            )
+            grad_w = torch.zeros(weight.shape, dtype=accum, device=weight.device)
+        n = hidden.shape[0]
+        for i in range(num_chunks):
+            a, e = n * i // num_chunks, n * (i + 1) // num_chunks
+            if a == e:
+                continue
+            h = hidden[a:e]  # (c, d)
+            loss, g = chunk_fn(h @ weight.T, labels[a:e], softcap, want)  # g: (c, v)
+            total += loss
+            if want_h:
+                grad_h[a:e] = g @ weight  # (c, d)
+            if want_w:
+                grad_w.add_(g.T @ h)  # (v, d)
+        ctx.save_for_backward(grad_h, grad_w)
+        ctx.weight_dtype = weight.dtype
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad_h, grad_w = ctx.saved_tensors
+        if grad_h is not None:
+            grad_h = grad_h * grad_output.to(grad_h.dtype)
+        if grad_w is not None:
+            grad_w = (grad_w * grad_output).to(ctx.weight_dtype)
+        return grad_h, grad_w, None, None, None, None
+
+
+def _plain_head_weight(head: Callable) -> torch.Tensor | None:
+    """The weight of a head that is just ``x @ weight.T`` (an ``nn.Linear`` without bias,
+    a tied head), else ``None`` (e.g. a head a PEFT method wrapped)."""
+    from tunesmith.modules import TiedLinear
+
+    if isinstance(head, TiedLinear):
+        return head.weight
+    if type(head) is nn.Linear and head.bias is None:
+        return head.weight
+    return None
+
+
 class ChunkedCrossEntropyLoss(nn.Module):
-    """Summed token cross-entropy computed in fp32, ``num_output_chunks`` sequence chunks at a time.
+    """Summed token cross-entropy computed in fp32, ``num_output_chunks`` chunks at a time.
 
     Returns the sum (not the mean) together with the token count so the recipe
     can normalise by the tokens of the whole optimizer step; see the module
     docstring for the accumulation contract.
+
+    Given logits, it chunks the sequence. Given hidden states and the model's head
+    (``head=model.output``, ``softcap=model.final_softcap``), it applies the head
+    itself, only to the positions that have a label and one chunk of rows at a time,
+    so neither the logits of the whole batch nor their fp32 copy ever exist and the
+    head's work on prompt and padding positions is skipped. A plain head (an
+    ``nn.Linear`` without bias, a tied embedding) gets its gradients inside the
+    chunk loop; any other head (one a PEFT method wrapped) runs under activation
+    checkpointing per chunk. :meth:`apply_compile_strategy` compiles the per-chunk
+    arithmetic.
 
     Args:
         num_output_chunks: how many pieces the sequence is split into; more pieces
@@ -111,16 +205,40 @@ class ChunkedCrossEntropyLoss(nn.Module):
             )
         self.num_output_chunks = num_output_chunks
         self.ignore_index = ignore_index
+        self._chunk_fn = _chunk_loss_and_grad
+
+    supports_hidden_states = True  # the finetune recipe passes hidden states and the head
+
+    def apply_compile_strategy(self, **compile_kwargs) -> ChunkedCrossEntropyLoss:
+        """Compile the per-chunk softmax/cross-entropy arithmetic (not the head's
+        matmuls, which are already one BLAS call each) with dynamic shapes, since the
+        number of labelled positions changes from batch to batch.
+
+        Returns:
+            ``self``.
+        """
+        self._chunk_fn = torch.compile(_chunk_loss_and_grad, dynamic=True, **compile_kwargs)
+        return self
 
     def forward(
-        self, logits: torch.Tensor, labels: torch.Tensor
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        head: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        softcap: float | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Sum of token losses and number of counted tokens.
 
         Args:
-            logits: ``[b, s, v]`` scores, any float dtype.
+            logits: ``[b, s, v]`` scores, any float dtype; with ``head``, the hidden
+                states ``[b, s, d]`` the head turns into scores.
             labels: ``[b, s]`` target ids already aligned with ``logits`` (see
                 :func:`shift_labels`); ``ignore_index`` marks positions to skip.
+            head: The model's output projection (``model.output``), or ``None`` when
+                ``logits`` are scores already.
+            softcap: With ``head``: soft-cap scores as ``c * tanh(z / c)`` (the model's
+                ``final_softcap``), or ``None``.
 
         Returns:
             ``(loss_sum, num_tokens)``: an fp32 scalar and an int64 scalar tensor.
@@ -129,14 +247,44 @@ class ChunkedCrossEntropyLoss(nn.Module):
             ValueError: shapes that do not line up.
         """
         if logits.dim() != 3 or labels.shape != logits.shape[:2]:
+            what = "hidden states [b, s, d]" if head is not None else "logits [b, s, v]"
             raise ValueError(
-                f"expected logits [b, s, v] and labels [b, s], got {tuple(logits.shape)} and "
+                f"expected {what} and labels [b, s], got {tuple(logits.shape)} and "
                 f"{tuple(labels.shape)}"
             )
-        num_tokens = (labels != self.ignore_index).sum()
+        valid = labels != self.ignore_index
+        num_tokens = valid.sum()
+        if head is not None:
+            return self._from_hidden(logits, labels, valid, head, softcap), num_tokens
         chunks = min(self.num_output_chunks, max(1, logits.shape[1]))
         loss_sum = _ChunkedCrossEntropy.apply(logits, labels, chunks, self.ignore_index)
         return loss_sum, num_tokens
+
+    def _from_hidden(self, hidden, labels, valid, head, softcap) -> torch.Tensor:
+        index = valid.reshape(-1).nonzero().squeeze(1)  # (n,) labelled positions
+        rows = hidden.reshape(-1, hidden.shape[-1]).index_select(0, index)  # (n, d)
+        targets = labels.reshape(-1).index_select(0, index)  # (n,)
+        chunks = max(1, min(self.num_output_chunks, rows.shape[0]))
+        weight = _plain_head_weight(head)
+        if weight is not None and torch.is_grad_enabled():
+            loss = _LinearCrossEntropy.apply(rows, weight, targets, softcap, chunks, self._chunk_fn)
+        else:
+            total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+            recompute = torch.is_grad_enabled()
+            for h, y in zip(rows.tensor_split(chunks), targets.tensor_split(chunks), strict=True):
+                if recompute:  # keep only the chunk's input; its logits are rebuilt in backward
+                    total = total + checkpoint(
+                        self._head_loss, h, y, head, softcap, use_reentrant=False
+                    )
+                else:
+                    total = total + self._head_loss(h, y, head, softcap)
+            loss = total
+        if rows.shape[0] == 0:  # nothing to learn from: a zero that still reaches the graph
+            loss = loss + hidden.sum().float() * 0.0
+        return loss
+
+    def _head_loss(self, h, y, head, softcap) -> torch.Tensor:
+        return self._chunk_fn(head(h), y, softcap, False)[0]
 
     def extra_repr(self) -> str:
         return f"num_output_chunks={self.num_output_chunks}, ignore_index={self.ignore_index}"
