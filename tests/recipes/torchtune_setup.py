@@ -34,7 +34,7 @@ TINY = {
     "norm_eps": 1e-5,
 }
 #: How many rows, steps and samples per step every pointed config trains on.
-ROWS, STEPS, BATCH = 8, 2, 2
+ROWS, STEPS, BATCH = 8, 3, 2
 
 
 def family_of(config_name: str) -> str:
@@ -235,5 +235,5 @@ def pointing_overrides(
     if cfg["optimizer"]["_component_"].startswith("bitsandbytes"):
         overrides.append("optimizer._component_=torch.optim.AdamW")
     if "lr_scheduler" in cfg:
-        overrides.append("lr_scheduler.num_warmup_steps=1")
+        overrides.append("lr_scheduler.num_warmup_steps=0")  # every step updates
     return overrides
