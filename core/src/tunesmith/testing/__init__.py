@@ -20,6 +20,7 @@ from tunesmith.testing._registry import plugin_registry
 from tunesmith.testing._tiny import random_state_dict, write_tiny_checkpoint
 from tunesmith.testing._tokenizers import (
     LLAMA3_CHAT_TEMPLATE,
+    TOKENIZER_CORPUS,
     write_hf_tokenizer,
     write_sentencepiece_model,
     write_tiktoken_ranks,
@@ -29,6 +30,7 @@ from tunesmith.testing._workflow import WORKFLOW_STEPS, check_workflow
 __all__ = [
     "CONVERSATIONS",
     "LLAMA3_CHAT_TEMPLATE",
+    "TOKENIZER_CORPUS",
     "WORKFLOW_STEPS",
     "ConformanceError",
     "FakeHub",

@@ -14,6 +14,7 @@ import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "LLAMA3_CHAT_TEMPLATE",
@@ -102,6 +103,7 @@ def write_sentencepiece_model(
     filename: str = "tokenizer.model",
     corpus: str | None = None,
     control_symbols: Sequence[str] = (),
+    **trainer_options: Any,
 ) -> Path:
     """Train a Llama-2-style BPE sentencepiece model and write it.
 
@@ -117,6 +119,9 @@ def write_sentencepiece_model(
         corpus: Training text, one sentence per line; default :data:`TOKENIZER_CORPUS`.
         control_symbols: Control pieces numbered from 3, after ``</s>`` (e.g.
             ``[INST]``, ``[/INST]``, ...): never produced from text by sentencepiece.
+        **trainer_options: ``SentencePieceTrainer.train`` settings replacing the
+            Llama-2-style ones (another family's layout: ``add_dummy_prefix=False``,
+            ``pad_id=0, eos_id=1, bos_id=2, unk_id=3``, ``user_defined_symbols=[...]``).
 
     Returns:
         The path of the written model.
@@ -126,7 +131,7 @@ def write_sentencepiece_model(
     path = Path(directory) / filename
     path.parent.mkdir(parents=True, exist_ok=True)
     model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
+    settings = dict(
         sentence_iterator=iter((corpus or TOKENIZER_CORPUS).splitlines()),
         model_writer=model,
         vocab_size=vocab_size,
@@ -147,6 +152,8 @@ def write_sentencepiece_model(
         shuffle_input_sentence=False,
         minloglevel=2,
     )
+    settings.update(trainer_options)
+    spm.SentencePieceTrainer.train(**settings)
     path.write_bytes(model.getvalue())
     return path
 

@@ -6,7 +6,6 @@ small enough to bend the tiny model's logits, two RoPE bases)."""
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -218,39 +217,15 @@ def write_tiny_gemma_tokenizer(
     Returns:
         ``directory`` as a ``Path``.
     """
-    import sentencepiece as spm
-
-    from tunesmith.testing._tokenizers import TOKENIZER_CORPUS
+    from tunesmith.testing import write_sentencepiece_model
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter((corpus or TOKENIZER_CORPUS).splitlines()),
-        model_writer=model,
-        vocab_size=vocab_size,
-        model_type="bpe",
-        byte_fallback=True,
-        character_coverage=1.0,
-        normalization_rule_name="identity",
-        add_dummy_prefix=False,
-        remove_extra_whitespaces=False,
-        allow_whitespace_only_pieces=True,
-        split_digits=True,
-        pad_id=0,
-        eos_id=1,
-        bos_id=2,
-        unk_id=3,
-        pad_piece="<pad>",
-        eos_piece="<eos>",
-        bos_piece="<bos>",
-        unk_piece="<unk>",
+    write_sentencepiece_model(
+        directory, vocab_size=vocab_size, byte_fallback=True, corpus=corpus,
+        add_dummy_prefix=False, pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>",
+        eos_piece="<eos>", bos_piece="<bos>", unk_piece="<unk>",
         user_defined_symbols=[START_OF_TURN, END_OF_TURN],
-        num_threads=1,
-        shuffle_input_sentence=False,
-        minloglevel=2,
-    )
-    (directory / "tokenizer.model").write_bytes(model.getvalue())
+    )  # fmt: skip
     template = GEMMA3_CHAT_TEMPLATE if generation.startswith("gemma3") else GEMMA_CHAT_TEMPLATE
     config = {
         "tokenizer_class": "GemmaTokenizer",

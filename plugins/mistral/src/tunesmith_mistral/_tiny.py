@@ -34,7 +34,7 @@ _BASE = {
     "num_hidden_layers": 2,
     "num_attention_heads": 4,
     "num_key_value_heads": 2,
-    "max_position_embeddings": 128,
+    "max_position_embeddings": 256,  # room for a chat-formatted prompt
     "rms_norm_eps": 1e-5,
     "hidden_act": "silu",
     "bos_token_id": 1,
