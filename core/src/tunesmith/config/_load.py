@@ -288,13 +288,15 @@ def _walk(cfg: DictConfig, parts: list[str], full_key: str, known: Collection[st
 def _apply_one(cfg: DictConfig, override: str, known: Collection[str]) -> None:
     if override.startswith("~"):
         parts = _split_key(override[1:])
+        if not parts:
+            raise ConfigError(f"override '{override}' names no key: write ~key to delete one")
         parent = _walk(cfg, parts, override[1:], known)
         if not isinstance(parent, DictConfig) or parts[-1] not in parent:
             raise ConfigError(f"cannot delete '{override[1:]}': no such key in the config")
         del parent[parts[-1]]
         return
     key, sep, text = override.partition("=")
-    if not sep or not key.strip("+"):
+    if not sep or not _split_key(key.lstrip("+")):
         raise ConfigError(
             f"override '{override}' is not of the form key=value (or ~key to delete, +key=value to add)"
         )
