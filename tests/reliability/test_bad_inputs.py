@@ -155,6 +155,8 @@ case("override-of-a-missing-nested-key", "cannot override 'optimizer.momentum.x'
     lambda c: c.run("optimizer.momentum.x=1")
 )
 case("delete-a-missing-key", "cannot delete 'nothing_here'")(lambda c: c.run("~nothing_here"))
+case("delete-no-key", "override '~' names no key")(lambda c: c.run("~"))
+case("override-of-no-key", "override '.=1' is not of the form key=value")(lambda c: c.run(".=1"))
 case("override-a-list-index-out-of-range", "index 5 is outside the list")(
     lambda c: c.run("+fields=[a,b]", "fields.5=c")
 )
@@ -173,6 +175,9 @@ def _yaml_list(c: Ctx) -> list[str]:
 
 
 case("yaml-syntax-error", "is not valid YAML", "fix the syntax")(_yaml_syntax)
+case("config-not-utf8", "cannot read", "latin1.yaml")(
+    lambda c: ["run", FULL, "--config", str(c.data("latin1.yaml", b"output_dir: caf\xe9\n"))]
+)
 case("yaml-not-a-mapping", "must hold a mapping of keys to values, not list")(_yaml_list)
 case("config-file-missing", "config file", "does not exist")(
     lambda c: ["run", FULL, "--config", str(c.tmp_path / "nope.yaml")]
