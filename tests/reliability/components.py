@@ -36,3 +36,18 @@ class NaNLoss(ChunkedCrossEntropyLoss):
         if self.calls >= self.nan_from_call:
             loss = loss * math.nan
         return loss, tokens
+
+
+class OverflowingLoss(ChunkedCrossEntropyLoss):
+    """Raises a plain OverflowError (no tunesmith error) at the ``at_call``-th micro-batch."""
+
+    def __init__(self, at_call: int = 1, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.at_call = at_call
+        self.calls = 0
+
+    def forward(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.at_call:
+            raise OverflowError("int too large to convert to float")
+        return super().forward(*args, **kwargs)

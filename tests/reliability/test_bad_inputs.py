@@ -463,6 +463,9 @@ def _garbage_state(c: Ctx) -> list[str]:
 
 
 case("output-dir-is-a-file", "is a file")(_output_is_a_file)
+case("output-dir-under-a-file", "cannot create output_dir", "Not a directory")(
+    lambda c: c.run(f"output_dir={c.data('plain.txt', 'x')}/run")
+)
 case("output-dir-holds-another-run", "already holds a run (epoch_0)", "overwrite_output_dir")(
     _previous_run
 )

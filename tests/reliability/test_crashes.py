@@ -5,6 +5,7 @@ next run sweeps what killed writes left, restoring an output a kill had set asid
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import torch
 from recipes.helpers import assert_same_weights, losses, read_weights
@@ -66,3 +67,49 @@ def test_killed_writes_are_swept_and_a_set_aside_output_restored(make_config):
     assert_same_weights(read_weights(out / "epoch_0"), epoch_0)  # restored, not retrained
     assert list(out.rglob(".*")) == []
     assert sorted(losses(out)) == [1, 2, 3, 4]
+
+
+def test_an_unexpected_error_mid_training_is_one_line_and_keeps_the_saved_state(make_config):
+    loss = {"_component_": "reliability.components.OverflowingLoss", "at_call": 4}
+    config, out = make_config(save_every_n_steps=2, loss=loss)
+    line = one_line(invoke("run", FULL, "--config", config))
+    assert line == (
+        "error: unexpected OverflowError: int too large to convert to float — run again with "
+        "--debug for the traceback, and report it if your input looks right"
+    )
+    state = torch.load(out / "recipe_state" / "recipe_state.pt", weights_only=True)
+    assert state["position"]["global_step"] == 2 and list(out.rglob(".*")) == []
+
+
+def test_a_full_disk_is_one_line(tmp_path):
+    # /dev/full answers every write with ENOSPC, as a full disk does.
+    target = tmp_path / "config.yaml"
+    target.symlink_to("/dev/full")
+    line = one_line(invoke("cp", "generation", target, "--force"))
+    assert line.startswith("error: no space left on the device while writing ")
+    assert line.endswith(": free some space or point the output at another disk")
+
+
+def test_a_full_disk_while_saving_names_the_file_and_keeps_the_last_state(make_config, monkeypatch):
+    import errno
+
+    config, out = make_config(save_every_n_steps=1)
+    original, saves = torch.save, []
+
+    def save(obj, f, *args, **kwargs):
+        saves.append(f)
+        if len(saves) == 3:  # the third state (after step 3): the disk is full
+            Path(f).write_bytes(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    line = one_line(invoke("run", FULL, "--config", config))
+    state = out / "recipe_state" / "recipe_state.pt"
+    assert line == (
+        f"error: no space left on the device while writing {state}: free some space or "
+        "point the output at another disk"
+    )
+    monkeypatch.undo()
+    assert torch.load(state, weights_only=True)["position"]["global_step"] == 2
+    assert list(out.rglob(".*")) == []
