@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 import click
@@ -91,6 +92,13 @@ def cli(debug: bool) -> None:
     """
     if debug:
         os.environ["TUNESMITH_DEBUG"] = "1"
+    if not sys.stderr.isatty():
+        # Progress bars redraw with carriage returns, which pile up in a log file; the
+        # recipes print plain progress lines there instead (training.LineProgress).
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        if "datasets" in sys.modules:
+            sys.modules["datasets"].disable_progress_bars()
 
 
 # ------------------------------------------------------------------ plugins ---
@@ -178,6 +186,20 @@ def plugins_check(name: str, work_dir: Path | None) -> None:
 # -------------------------------------------------------------- ls, cp, val ---
 
 
+_BUILTIN_PATHS = {
+    "metric_logger": [
+        f"tunesmith.training.{n}"
+        for n in ("DiskLogger", "StdoutLogger", "TensorBoardLogger", "WandBLogger")
+    ],
+    "lr_scheduler": [
+        f"tunesmith.training.{n}"
+        for n in ("cosine_with_warmup", "linear_with_warmup", "constant_with_warmup")
+    ],
+    "loss": ["tunesmith.training.ChunkedCrossEntropyLoss"],
+    "optimizer": ["torch.optim.AdamW", "torch.optim.SGD", "... any torch.optim optimizer"],
+}
+
+
 @cli.command(name="ls")
 @click.option("--all", "show_all", is_flag=True, help="Also list every other registered component.")
 def ls_(show_all: bool) -> None:
@@ -205,6 +227,9 @@ def ls_(show_all: bool) -> None:
             if kind in ("recipes", "configs"):
                 continue
             click.echo(f"\n{kind}: {', '.join(registry.names(kind)) or '-'}")
+        # Named by dotted path in configs (any torch.optim optimizer works too).
+        for key, names in _BUILTIN_PATHS.items():
+            click.echo(f"\n{key} (dotted paths): {', '.join(names)}")
 
 
 @cli.command()
@@ -276,6 +301,7 @@ def _recipe_file(path: Path):
     module_name = "tunesmith_recipe_file_" + re.sub(r"\W", "_", path.stem)
     spec = importlib.util.spec_from_file_location(module_name, path.resolve())
     module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look their module up
     spec.loader.exec_module(module)
     run = getattr(module, "run", None)
     if not callable(run):

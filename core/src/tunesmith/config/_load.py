@@ -285,6 +285,28 @@ def _walk(cfg: DictConfig, parts: list[str], full_key: str, known: Collection[st
     return node
 
 
+def _component_arguments(node: Any, key: str) -> list[str]:
+    """The keyword arguments the ``_component_`` of a block accepts by name (so
+    ``peft.lora_rank=16`` needs no ``+`` where the block leaves lora_rank out); empty
+    when the block names no component, or one that cannot be resolved."""
+    import inspect
+
+    if not isinstance(node, DictConfig) or OmegaConf.is_interpolation(node, "_component_"):
+        return []
+    name = node.get("_component_")
+    if not isinstance(name, str):
+        return []
+    from tunesmith.config._instantiate import resolve_component
+    from tunesmith.errors import TunesmithError
+
+    try:
+        parameters = inspect.signature(resolve_component(name, key=key)).parameters.values()
+    except (TunesmithError, ImportError, TypeError, ValueError):
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [p.name for p in parameters if p.kind in kinds and p.name != "self"]
+
+
 def _apply_one(cfg: DictConfig, override: str, known: Collection[str]) -> None:
     if override.startswith("~"):
         parts = _split_key(override[1:])
@@ -325,8 +347,9 @@ def _apply_one(cfg: DictConfig, override: str, known: Collection[str]) -> None:
     if not isinstance(parent, DictConfig):
         raise ConfigError(f"cannot override '{full_key}': its parent is not a mapping")
     schema_key = parent is cfg and leaf in known
-    if leaf not in parent and not add and not schema_key:
-        choices = list(parent.keys())
+    arguments = _component_arguments(parent, parts[-2]) if len(parts) > 1 else []
+    if leaf not in parent and not add and not schema_key and leaf not in arguments:
+        choices = list(parent.keys()) + [a for a in arguments if a not in parent]
         if parent is cfg:
             choices += sorted(set(known) - set(choices))
         raise ConfigError(
@@ -346,7 +369,9 @@ def apply_overrides(
     """Apply ``key=value``, ``a.b.c=value``, ``+new=value`` and ``~key`` overrides in order.
 
     Values are parsed as YAML (``lr=1e-4``, ``modules=[q_proj,v_proj]``, ``x=null``).
-    Overriding a key that does not exist is an error; ``+key=value`` adds one.
+    Overriding a key that does not exist is an error; ``+key=value`` adds one. Within a
+    component block, an argument its ``_component_`` takes by name counts as existing
+    (``peft.lora_rank=16``, ``optimizer.weight_decay=0.1``).
 
     Args:
         cfg: The config; it is not modified (a copy is returned).

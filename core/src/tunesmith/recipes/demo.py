@@ -5,8 +5,10 @@
    tokenizer trained on the bundled alpaca-style sample (Hugging Face format).
 2. Fine-tunes it with the ``full_finetune_single_device`` recipe and the shipped
    ``demo/tiny_full_single_device`` config.
-3. Loads the result with :func:`tunesmith.load_pretrained` and asks it questions
-   from the sample, printing what it answers next to what it was taught.
+3. Asks the base model and then the result (loaded with
+   :func:`tunesmith.load_pretrained`) questions from the sample — the result as typed,
+   since the checkpoint carries the Alpaca format it learned — and prints both answers
+   next to what it was taught, and how many it reproduces.
 """
 
 from __future__ import annotations
@@ -90,17 +92,19 @@ def run_demo(
     """
     import tunesmith
     from tunesmith.config import load_config, validate
-    from tunesmith.data import Message, alpaca_prompt
     from tunesmith.recipes import finetune
 
     output_dir = Path(output_dir).resolve()
     base = output_dir / "base"
     finetuned = output_dir / "finetuned"
-    print(f"[1/3] Writing a tiny model and tokenizer to {base}")
+    print(f"[1/4] Writing a tiny model and tokenizer to {base}")
     model_type = _write_base(base)
     print(f"      architecture: {model_type}")
+    rows = [row for row in _sample_rows() if not row.get("input", "").strip()][:questions]
+    print("[2/4] Asking the base model (before fine-tuning), in the Alpaca format")
+    before = _answers(base, rows, prompt_template="alpaca")
 
-    print(f"[2/3] Fine-tuning it on the bundled sample (config {CONFIG})")
+    print(f"[3/4] Fine-tuning it on the bundled sample (config {CONFIG})")
     overrides = [f"checkpointer.checkpoint_dir={base}", f"output_dir={finetuned}"]
     if epochs is not None:
         overrides.append(f"epochs={epochs}")
@@ -113,24 +117,47 @@ def run_demo(
         raise TunesmithError(f"the fine-tuning run wrote no epoch directory under {finetuned}")
     checkpoint = epoch_dirs[-1]
 
-    print(f"[3/3] Asking the fine-tuned model ({checkpoint}) questions from the sample")
-    model, tokenizer = tunesmith.load_pretrained(checkpoint)
-    for row in _sample_rows()[:questions]:
-        prompt = alpaca_prompt(row["instruction"], row.get("input", ""))
-        answer = tunesmith.generate(
-            model, tokenizer, [Message("user", prompt)], max_new_tokens=48, temperature=0.0
-        )
-        print(f"\n  Q: {row['instruction']} {row.get('input', '')}".rstrip())
-        print(f"  A: {answer.strip()}")
-        print(f"  (taught: {row['output']})")
-
+    # The checkpoint carries the Alpaca format it learned: plain questions are prompted
+    # in it (tunesmith, transformers' apply_chat_template and vLLM alike).
+    print(f"[4/4] Asking the fine-tuned model ({checkpoint}) the same questions, as typed")
+    after = _answers(checkpoint, rows)
+    right = 0
+    for row, old, new in zip(rows, before, after, strict=True):
+        ok = new == row["output"].strip()
+        right += ok
+        print(f"\n  Q: {row['instruction']}")
+        print(f"  before: {old or '(nothing)'}")
+        print(f"  after:  {new}  [{'as taught' if ok else 'taught: ' + row['output']}]")
+    print(f"\n{right} of {len(rows)} taught answers reproduced.")
+    question = rows[0]["instruction"] if rows else "Hello"
     print(
         f"\nDone. Fine-tuned Hugging Face checkpoint: {checkpoint}\n"
-        f"Training metrics: {finetuned / 'logs'}\n"
+        f"Training metrics and loss curve: {finetuned / 'logs'}\n"
         "Next:\n"
         f"  tunesmith run generate --config generation checkpointer.checkpoint_dir={checkpoint} "
-        f'prompt.user="{_sample_rows()[0]["instruction"]}"\n'
+        f'temperature=0 prompt.user="{question}"\n'
+        f"  tunesmith run generate --config generation checkpointer.checkpoint_dir={checkpoint} "
+        "temperature=0 --chat\n"
         f'  python -c "from transformers import AutoModelForCausalLM; '
         f"AutoModelForCausalLM.from_pretrained('{checkpoint}')\""
     )
     return checkpoint
+
+
+def _answers(directory: Path, rows: list[dict[str, str]], **settings: str) -> list[str]:
+    """Greedy answers of the checkpoint in ``directory`` to each row's instruction."""
+    import tunesmith
+    from tunesmith.data import Message, prompt_template
+    from tunesmith.tokenizers import PromptTemplatedTokenizer
+
+    model, tokenizer = tunesmith.load_pretrained(directory)
+    if settings.get("prompt_template"):
+        template = prompt_template(settings["prompt_template"])
+        tokenizer = PromptTemplatedTokenizer(tokenizer, template)
+    return [
+        tunesmith.generate(
+            model, tokenizer, [Message("user", row["instruction"])], max_new_tokens=48,
+            temperature=0.0,
+        ).strip()
+        for row in rows
+    ]  # fmt: skip

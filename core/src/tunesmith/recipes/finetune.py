@@ -41,6 +41,7 @@ from tunesmith.recipes import FINETUNE_KEYS, FINETUNE_REQUIRED_KEYS, FINETUNE_SC
 from tunesmith.recipes._run_dir import RunDirectory, resume_command
 from tunesmith.recipes._sampler import EpochSampler
 from tunesmith.recipes._strategy import Strategy, get_strategy
+from tunesmith.training._progress import progress_bar
 
 __all__ = ["FINETUNE_KEYS", "FINETUNE_REQUIRED_KEYS", "FINETUNE_SCHEMA", "run"]
 
@@ -513,7 +514,7 @@ def _run_epoch(run: _Run, epoch: int) -> float:
     meter = training.ThroughputMeter()
     loss = math.nan
     # Closed on errors too, so an error message starts on its own line.
-    with tqdm(
+    with progress_bar(
         total=run.steps_per_epoch, initial=pos.step_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
         disable=not run.strategy.is_main, dynamic_ncols=True, leave=False,
     ) as bar:  # fmt: skip

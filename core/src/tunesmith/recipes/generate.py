@@ -14,9 +14,12 @@ the interactive prompt marker go to stderr, so ``> answer.txt`` keeps just the t
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 from omegaconf import DictConfig, OmegaConf
@@ -110,13 +113,57 @@ def _fit(model: Any, tokenizer: Any, history: list[Message], settings: _Settings
         del history[first:end]
 
 
+def _history_file() -> Path:
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "tunesmith" / "chat_history"
+
+
+def _line_reader() -> Callable[[], str]:
+    """Read one turn (with a newline; ``""`` at end of input). On a terminal: readline's
+    line editing and history, kept across sessions in ``~/.cache/tunesmith/chat_history``;
+    from a pipe or file: plain lines, the prompt marker on stderr."""
+    if not sys.stdin.isatty():
+
+        def read_plain() -> str:
+            print("> ", end="", file=sys.stderr, flush=True)
+            return sys.stdin.readline()
+
+        return read_plain
+    try:
+        import readline
+    except ImportError:  # Windows without pyreadline: input() still edits the line
+        readline = None
+    history = _history_file()
+    if readline is not None:
+        try:
+            readline.read_history_file(history)
+        except OSError:
+            pass
+        readline.set_history_length(1000)
+
+    def read_line() -> str:
+        try:
+            text = input("> ")
+        except EOFError:
+            return ""
+        if readline is not None:
+            try:
+                history.parent.mkdir(parents=True, exist_ok=True)
+                readline.write_history_file(history)
+            except OSError:
+                pass
+        return text + "\n"
+
+    return read_line
+
+
 def _chat(model: Any, tokenizer: Any, system: str | None, settings: _Settings) -> None:
     history: list[Message] = [Message(role="system", content=system)] if system else []
     print("Chatting; type 'exit' or press Ctrl-D to stop.", file=sys.stderr, flush=True)
+    read = _line_reader()
     while True:
-        print("> ", end="", file=sys.stderr, flush=True)
         try:
-            line = sys.stdin.readline()
+            line = read()
         except KeyboardInterrupt:
             print(file=sys.stderr)
             return

@@ -237,6 +237,7 @@ class EleutherEvaluator:
                 "torch_random_seed": self.seed,
                 "fewshot_random_seed": self.seed,
             }
+        _quiet_git_hash()
         try:
             results = simple_evaluate(
                 model=lm,
@@ -254,6 +255,26 @@ class EleutherEvaluator:
             # and for a missing local data file.
             raise _dataset_error(exc) from exc
         return dict(results or {})
+
+
+def _quiet_git_hash() -> None:
+    """lm_eval records the git commit of the working directory by running ``git
+    describe`` with the terminal as its stderr, so every evaluation run outside a git
+    checkout printed "fatal: not a git repository": ask git the same, quietly."""
+    import subprocess
+
+    import lm_eval.evaluator
+
+    def get_git_commit_hash() -> str | None:
+        try:
+            out = subprocess.run(
+                ["git", "describe", "--always"], capture_output=True, text=True, check=False
+            )
+        except OSError:  # no git installed
+            return None
+        return out.stdout.strip() or None if out.returncode == 0 else None
+
+    lm_eval.evaluator.get_git_commit_hash = get_git_commit_hash
 
 
 #: The ``eleuther`` evaluator's builder (``evaluator: {_component_: eleuther, ...}``):
