@@ -113,3 +113,28 @@ def test_a_full_disk_while_saving_names_the_file_and_keeps_the_last_state(make_c
     monkeypatch.undo()
     assert torch.load(state, weights_only=True)["position"]["global_step"] == 2
     assert list(out.rglob(".*")) == []
+
+
+def test_samples_cut_down_to_their_prompt_are_counted_in_one_warning(make_config, tmp_path):
+    import json
+
+    from tunesmith.data import SAMPLE_ALPACA
+
+    rows = [json.loads(line) for line in Path(SAMPLE_ALPACA).read_text().splitlines()[:16]]
+    for row in rows[:4]:
+        row["instruction"] = "Summarise this: " + "the quick brown fox jumps " * 30
+    data = tmp_path / "mixed.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config, out = make_config(
+        dataset={"source": str(data), "train_on_input": False},
+        tokenizer={"max_seq_len": 256},
+        max_steps_per_epoch=1,
+    )
+    result = invoke("run", FULL, "--config", config)
+    assert result.exit_code == 0, result.output
+    [warning] = [line for line in result.stderr.splitlines() if "warning:" in line]
+    assert warning == (
+        "warning: 4 of 16 samples of 'dataset' lose their whole response to "
+        "tokenizer.max_seq_len=256 (their prompts are longer): raise max_seq_len or shorten "
+        "the prompts"
+    )
