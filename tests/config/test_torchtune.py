@@ -200,3 +200,31 @@ def test_cat_prints_a_shipped_config():
     result = CliRunner().invoke(cli, ["cat", "llama3_2/1B_lora_single_device"])
     assert result.exit_code == 0
     assert yaml.safe_load(result.output)["peft"]["_component_"] == "lora"
+
+
+def test_torchtune_generation_config_validates_for_generate(tmp_path):
+    config = tmp_path / "generation.yaml"
+    config.write_text(
+        "output_dir: ./\n"
+        "model: {_component_: torchtune.models.llama2.llama2_7b}\n"
+        "checkpointer:\n"
+        "  _component_: torchtune.training.FullModelHFCheckpointer\n"
+        "  checkpoint_dir: /tmp/Llama-2-7b-hf/\n"
+        "  checkpoint_files: [pytorch_model-00001-of-00002.bin, pytorch_model-00002-of-00002.bin]\n"
+        "  output_dir: ${output_dir}\n"
+        "  model_type: LLAMA2\n"
+        "device: cuda\ndtype: bf16\nseed: 1234\n"
+        "tokenizer:\n"
+        "  _component_: torchtune.models.llama2.llama2_tokenizer\n"
+        "  path: /tmp/Llama-2-7b-hf/tokenizer.model\n"
+        "  max_seq_len: null\n"
+        "  prompt_template: {user: ['Q: ', ' A:']}\n"
+        "prompt: {system: null, user: Tell me a joke.}\n"
+        "max_new_tokens: 300\ntemperature: 0.6\ntop_k: 300\nenable_kv_cache: true\nquantizer: null\n"
+    )
+    raw = _read(config, [])
+    t = translate_torchtune_config(raw, recipe="generate")
+    assert t.problems == []
+    assert t.config["prompt_template"] == {"user": ["Q: ", " A:"]}
+    assert "model" not in t.config and "output_dir" not in t.config
+    assert t.config["enable_kv_cache"] is True

@@ -327,6 +327,9 @@ class _Translator:
         if key in _DROPPED and key not in self.known and self.recipe not in _KEPT_BY.get(key, ()):
             self.dropped(key, _DROPPED[key])
             return
+        if key == "output_dir" and self.recipe == "generate":
+            self.dropped(key, "generate writes no files")
+            return
         handler = getattr(self, f"block_{key}", None)
         if handler is not None and self._translates(key, value):
             handler(value)
@@ -465,6 +468,8 @@ class _Translator:
             )
             return
         out = {k: copy.deepcopy(node[k]) for k in _CHECKPOINTER_KEYS if k in node}
+        if self.recipe in ("generate", "eleuther_eval") and out.pop("output_dir", None):
+            self.dropped("checkpointer.output_dir", f"{self.recipe} writes no checkpoint")
         if path is not None:
             self.note(
                 "checkpointer._component_",

@@ -139,7 +139,7 @@ def _fix_config(directory: Path) -> None:
     config = json.loads(path.read_text(encoding="utf-8"))
     fixed = both_rope_layouts(config)
     if fixed != config:
-        path.write_text(json.dumps(fixed, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        path.write_text(json.dumps(fixed, indent=2) + "\n", encoding="utf-8")
 
 
 # --------------------------------------------------------------- adapters ---
