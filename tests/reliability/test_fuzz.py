@@ -4,16 +4,22 @@ another exception (which would reach the user as a traceback)."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 from omegaconf import OmegaConf
 
 from tunesmith.config import apply_overrides, load_recipe_config, validate
 from tunesmith.errors import ConfigError
 
-# Deterministic (the same examples in CI as here), no example database in the checkout.
+# Hypothesis's caches go to a temporary directory, not .hypothesis/ in the checkout.
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "tunesmith-hypothesis")
+# Deterministic (the same examples in CI as here), no example database.
 FUZZ = settings(
     derandomize=True,
     database=None,
