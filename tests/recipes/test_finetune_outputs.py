@@ -156,7 +156,9 @@ def test_adapter_names_the_downloaded_repo_and_config_has_both_rope_layouts(lora
     assert config["rope_theta"] == config["rope_parameters"]["rope_theta"]
     assert config["rope_scaling"]["rope_type"] == "llama3"
     tokens = sample_tokens(config["vocab_size"])
-    torch.testing.assert_close(hf_logits(epoch, tokens), our_logits(epoch, tokens), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        hf_logits(epoch, tokens), our_logits(epoch, tokens), atol=1e-4, rtol=0
+    )
 
 
 def test_rope_layouts_both_ways():
@@ -187,9 +189,16 @@ def test_upload_keeps_the_card_and_no_local_path(lora_run, tmp_path):
         assert adapter_only.exit_code == 0, adapter_only.output
         assert "holds only a PEFT adapter" in adapter_only.stderr
         assert f"used on top of its base model {REPO}" in adapter_only.stderr
-        back = runner.invoke(cli, ["download", "me/tiny-ft", "--output-dir", str(tmp_path / "back")])
+        back = runner.invoke(
+            cli, ["download", "me/tiny-ft", "--output-dir", str(tmp_path / "back")]
+        )
         assert back.exit_code == 0, back.output
-    assert {"README.md", "loss_curve.png", "prompt_template.json", "adapter/adapter_config.json"} <= set(files)
+    assert {
+        "README.md",
+        "loss_curve.png",
+        "prompt_template.json",
+        "adapter/adapter_config.json",
+    } <= set(files)
     assert not any(name.startswith(("logs/", "recipe_state/")) for name in files)
     for name, content in files.items():
         for local in (str(output_dir), str(base), str(tmp_path), "/tmp/"):
@@ -201,7 +210,9 @@ def test_upload_keeps_the_card_and_no_local_path(lora_run, tmp_path):
 def test_adapter_only_checkpoint_dir_says_pass_it_as_adapter(lora_run, tmp_path):
     _, output_dir, _ = lora_run
     only = tmp_path / "epoch_0"
-    shutil.copytree(output_dir / "epoch_0", only, ignore=shutil.ignore_patterns("model*.safetensors*"))
+    shutil.copytree(
+        output_dir / "epoch_0", only, ignore=shutil.ignore_patterns("model*.safetensors*")
+    )
     result = CliRunner().invoke(
         cli,
         ["run", "generate", "--config", "generation", f"checkpointer.checkpoint_dir={only}",
@@ -221,3 +232,17 @@ def test_plot_command(lora_run, tmp_path):
     assert target.read_bytes()[:4] == b"\x89PNG"
     empty = CliRunner().invoke(cli, ["plot", str(tmp_path)])
     assert empty.exit_code != 0 and "no metrics in" in empty.output
+
+
+def test_bare_adapter_as_checkpoint_dir_says_pass_it_as_adapter(lora_run):
+    _, output_dir, _ = lora_run
+    adapter = output_dir / "epoch_0" / "adapter"
+    result = CliRunner().invoke(
+        cli,
+        ["run", "generate", "--config", "generation", f"checkpointer.checkpoint_dir={adapter}",
+         "prompt.user=hi", "device=cpu"],
+    )  # fmt: skip
+    assert result.exit_code != 0
+    assert f"pass it as adapter={adapter} with its base as checkpointer.checkpoint_dir={REPO}" in (
+        result.output
+    )

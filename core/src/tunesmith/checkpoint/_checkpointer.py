@@ -53,6 +53,13 @@ def detect_format(
         return path, "hf"
     if is_meta_checkpoint(path):
         return path, "meta"
+    if (path / "adapter_config.json").is_file():
+        base = _read_json(path / "adapter_config.json").get("base_model_name_or_path")
+        raise CheckpointError(
+            f"{path} holds only a PEFT adapter (adapter_config.json), not a model: pass it as "
+            f"adapter={path} with its base as checkpointer.checkpoint_dir="
+            f"{base or '<base model directory>'}, or merge them with `tunesmith merge-adapter`"
+        )
     hint = ""
     if is_meta_checkpoint(path / "original"):
         hint = f" (its original/ holds a Meta checkpoint: use {path / 'original'})"
