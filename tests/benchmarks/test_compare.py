@@ -1,0 +1,99 @@
+"""benchmarks/compare.py: its pieces (arguments, configurations, the measurement) and
+its tunesmith side end to end on a tiny model (the other frameworks need their own
+environments, which the script creates when run for real)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+SCRIPT = BENCHMARKS / "compare.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("compare", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_arguments_and_variants():
+    compare = _module()
+    quick = compare._parse(["--quick"])
+    assert (quick.rounds, quick.steps, quick.warmup_steps) == (1, 8, 3)
+    names = [v.name for v in compare.variants(quick)]
+    assert "tunesmith-lora-fp32-eager" in names and "torchtune-lora-fp32-eager-packed" in names
+    assert "transformers-lora-fp32-eager-packed" not in names  # it does not pack
+    full = compare._parse(["--frameworks", "tunesmith", "--no-packed"])
+    assert len(compare.variants(full)) == 2 * 2 * 2  # methods x dtypes x modes
+    with pytest.raises(SystemExit):
+        compare._parse(["--methods", "dpo"])
+
+
+def test_measurement_counts_real_tokens_between_step_logs():
+    compare = _module()
+    args = compare._parse(["--steps", "4", "--warmup-steps", "1"])
+    raw = {
+        "records": [{"t": t, "step": i + 1, "loss": 2.0 - i} for i, t in enumerate([5, 6, 8, 9])],
+        "items": [10] * 16,
+    }
+    measured = compare._measure(raw, args)
+    # Steps 2-4 (after one warm-up step) trained 3 batches of 4 items x 10 tokens in 4 s.
+    assert measured["tokens_per_s"] == pytest.approx(120 / 4)
+    assert measured["step_seconds"] == 1.0 and measured["final_loss"] == -1.0
+    lora, _, frozen = compare.flops_per_token("lora", 200.0)
+    full, trainable, _ = compare.flops_per_token("full", 200.0)
+    assert trainable == frozen and lora < full
+
+
+def test_every_framework_gets_the_same_work(tmp_path):
+    compare = _module()
+    args = compare._parse(["--steps", "6"])
+    assets = {"model_dir": "/m", "rows": "/r.json"}
+    configs = {}
+    for framework in compare.FRAMEWORKS:
+        v = compare.Variant(framework, "lora", "bf16", "compiled")
+        out = tmp_path / framework
+        out.mkdir()
+        command, path = compare._config(v, assets, out, args)
+        configs[framework] = json.loads(path.read_text()) if path.suffix == ".json" else (
+            yaml.safe_load(path.read_text())
+        )
+        assert str(path) in command
+    tunesmith, torchtune, hf = configs["tunesmith"], configs["torchtune"], configs["transformers"]
+    for cfg in (tunesmith, torchtune):
+        assert (cfg["batch_size"], cfg["shuffle"], cfg["max_steps_per_epoch"]) == (4, False, 6)
+        assert (cfg["dtype"], cfg["compile"], cfg["clip_grad_norm"]) == ("bf16", True, None)
+        assert cfg["optimizer"]["fused"] is True
+    assert tunesmith["peft"]["lora_rank"] == torchtune["model"]["lora_rank"] == hf["lora_rank"]
+    assert torchtune["model"]["lora_attn_modules"] == tunesmith["peft"]["lora_attn_modules"]
+    assert (hf["batch_size"], hf["steps"], hf["compile"]) == (4, 6, True)
+
+
+@pytest.mark.slow
+def test_the_tunesmith_side_runs_end_to_end(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--tiny", "--frameworks", "tunesmith", "--rounds", "1",
+         "--steps", "3", "--warmup-steps", "1", "--methods", "lora", "--dtypes", "fp32",
+         "--modes", "eager", "--work-dir", str(tmp_path / "work"),
+         "--output", str(tmp_path / "results.json")],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "results.json").read_text())
+    rows = {r["config"]: r for r in summary["summary"]}
+    assert sorted(rows) == ["lora fp32 eager", "lora fp32 eager packed"]
+    for row in rows.values():
+        assert row["tokens_per_s"] > 0 and row["peak_rss_gib"] > 0
+        assert 0 < row["matmul_peak_share"] < 1.5
+    assert "tunesmith" in proc.stdout and "tok/s" in proc.stdout
