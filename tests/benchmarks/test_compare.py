@@ -65,8 +65,10 @@ def test_every_framework_gets_the_same_work(tmp_path):
         out = tmp_path / framework
         out.mkdir()
         command, path = compare._config(v, assets, out, args)
-        configs[framework] = json.loads(path.read_text()) if path.suffix == ".json" else (
-            yaml.safe_load(path.read_text())
+        configs[framework] = (
+            json.loads(path.read_text())
+            if path.suffix == ".json"
+            else (yaml.safe_load(path.read_text()))
         )
         assert str(path) in command
     tunesmith, torchtune, hf = configs["tunesmith"], configs["torchtune"], configs["transformers"]
