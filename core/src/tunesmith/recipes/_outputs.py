@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ class History:
     def __init__(self, logger: Any) -> None:
         self.logger = logger
         self.records: list[dict[str, float | int]] = []
+        self.plotted_at: float | None = None  # time.monotonic() of the last picture
 
     def log_dict(self, metrics: Mapping[str, Any], step: int) -> None:
         values = {k: v.item() if hasattr(v, "item") else v for k, v in metrics.items()}
@@ -442,7 +444,15 @@ def finish_epoch_dir(
         )
         write_prompt_format(directory, prompt, add_bos=add_bos)
     title = f"{Path(str(cfg.get('output_dir'))).name}: epoch {epoch + 1}"
-    plot = plot_metrics(history.records, log_dir / PLOT_NAME, title=title)
+    # Drawing takes ~0.2 s: runs of many short epochs redraw at most every 10 s (and
+    # always after the last epoch), copying the latest picture meanwhile.
+    last = epoch + 1 >= int(cfg.get("epochs") or 1)
+    plot: Path | None = log_dir / PLOT_NAME
+    if last or history.plotted_at is None or time.monotonic() - history.plotted_at >= 10:
+        plot = plot_metrics(history.records, log_dir / PLOT_NAME, title=title)
+        history.plotted_at = time.monotonic()
+    elif not plot.is_file():
+        plot = None
     picture = None
     if plot is not None:
         shutil.copyfile(plot, directory / PLOT_NAME)
