@@ -1,14 +1,18 @@
-"""Generation speed: tunesmith with and without the KV cache, and transformers' generate.
+"""Generation speed: tunesmith with and without the KV cache (and compiled), and
+transformers' generate.
 
-All three decode greedily from the same checkpoint and the same random prompts, for
-exactly ``--new-tokens`` tokens (no stop token), and the script checks they produce
-the same token ids. Without ``--checkpoint`` it writes a random ~23M-parameter Llama
+Every engine decodes greedily from the same checkpoint and the same random prompts,
+for exactly ``--new-tokens`` tokens (no stop token), at each of ``--batch-sizes``,
+and the script checks they produce the same token ids. ``--compile`` adds tunesmith
+with its decoder layers compiled (dynamic shapes: the prompt and one-token steps
+share two graphs). Without ``--checkpoint`` it writes a random ~23M-parameter Llama
 3.2-style model (6 layers, width 512, GQA, vocab 8192) to a temporary directory.
 
 Examples::
 
     python benchmarks/generation.py
-    python benchmarks/generation.py --new-tokens 256 --batch-size 4 --prompt-len 128
+    python benchmarks/generation.py --batch-sizes 1,8 --compile
+    python benchmarks/generation.py --new-tokens 256 --batch-sizes 4 --prompt-len 128
     python benchmarks/generation.py --checkpoint /models/Llama-3.2-1B-Instruct --device cuda --dtype bf16
     python benchmarks/generation.py --no-transformers --json
 """
@@ -62,7 +66,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--new-tokens", type=int, default=128, help="tokens generated per row (default 128)"
     )
     parser.add_argument(
-        "--batch-size", type=int, default=1, help="prompts decoded together (default 1)"
+        "--batch-sizes",
+        "--batch-size",
+        dest="batch_sizes",
+        default="1",
+        help="comma-separated numbers of prompts decoded together (default 1)",
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="also time tunesmith with compiled layers"
     )
     parser.add_argument(
         "--repeats", type=int, default=3, help="timed runs per engine; the median is kept"
@@ -76,7 +87,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-cache-baseline", dest="no_cache", action="store_false",
                         help="skip tunesmith without the KV cache (slow for long outputs)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    try:
+        args.batch_sizes = [int(n) for n in str(args.batch_sizes).split(",") if n.strip()]
+    except ValueError:
+        parser.error(f"--batch-sizes takes comma-separated integers, got {args.batch_sizes!r}")
+    if not args.batch_sizes or min(args.batch_sizes) < 1:
+        parser.error("--batch-sizes must be positive integers")
+    return args
 
 
 def _sync(device) -> None:
@@ -86,8 +104,9 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def _time(fn, device, repeats: int) -> tuple[float, object]:
-    fn()  # warm-up: allocator, kernels, lazy inits
+def _time(fn, device, repeats: int, *, warm: bool = True) -> tuple[float, object]:
+    if warm:
+        fn()  # warm-up: allocator, kernels, lazy inits
     times, result = [], None
     for _ in range(repeats):
         _sync(device)
@@ -104,7 +123,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from tunesmith import training
     from tunesmith.checkpoint import Checkpointer, load_model_weights, resolve_dtype
-    from tunesmith.generation import generate_tokens
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -132,71 +150,115 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
 
-        generator = torch.Generator().manual_seed(0)
-        prompts = torch.randint(3, vocab, (args.batch_size, args.prompt_len), generator=generator)
-        rows = prompts.tolist()
-        produced = args.batch_size * args.new_tokens
-
-        def ours(cache: bool):
-            return lambda: generate_tokens(
-                model, rows, max_new_tokens=args.new_tokens, enable_kv_cache=cache
-            )
-
-        results: dict[str, dict] = {}
-        reference = None
-        engines = [("tunesmith (KV cache)", ours(True))]
-        if args.no_cache:
-            engines.append(("tunesmith (no cache)", ours(False)))
+        hf = None
         if not args.no_transformers:
             import transformers
 
             hf = transformers.AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype)
             hf = hf.to(device).eval()
-            hf_prompts = prompts.to(device)
+        compiled = None
+        if args.compile:
+            import copy
 
-            def theirs():
-                with torch.inference_mode():
-                    out = hf.generate(
-                        hf_prompts, attention_mask=torch.ones_like(hf_prompts), do_sample=False,
-                        max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
-                        pad_token_id=0, use_cache=True,
-                    )  # fmt: skip
-                return out[:, args.prompt_len :].tolist()
+            import torch._dynamo
 
-            engines.append((f"transformers {transformers.__version__} generate", theirs))
-
-        for name, fn in engines:
-            seconds, tokens = _time(fn, device, args.repeats)
-            if reference is None:
-                reference = tokens
-            results[name] = {
-                "seconds": seconds,
-                "tokens_per_s": produced / seconds,
-                "same_tokens_as_kv_cache": tokens == reference,
-            }
+            # The KV cache's fill level is a Python int on each attention module: let
+            # it be a symbol instead of a constant, or every step would recompile.
+            torch._dynamo.config.allow_unspec_int_on_nn_module = True
+            compiled = copy.deepcopy(model)
+            for layer in compiled.layers:
+                layer.compile(dynamic=True)
+        runs = [
+            _run_batch(args, model, compiled, hf, vocab, batch_size, device)
+            for batch_size in args.batch_sizes
+        ]
 
     summary = {
         "device": str(device),
         "dtype": str(dtype).removeprefix("torch."),
         "threads": torch.get_num_threads(),
         "parameters": params,
-        "batch_size": args.batch_size,
         "prompt_len": args.prompt_len,
         "new_tokens": args.new_tokens,
-        "results": results,
+        "batches": runs,
     }
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
     print(
-        f"{params / 1e6:.1f}M parameters on {device} ({summary['dtype']}, {summary['threads']} threads); "
-        f"batch {args.batch_size}, prompt {args.prompt_len}, {args.new_tokens} new tokens per row, "
-        f"median of {args.repeats}"
+        f"{params / 1e6:.1f}M parameters on {device} ({summary['dtype']}, {summary['threads']} "
+        f"threads); prompt {args.prompt_len}, {args.new_tokens} new tokens per row, median of "
+        f"{args.repeats}"
     )
-    for name, r in results.items():
-        same = "" if r["same_tokens_as_kv_cache"] else "  (DIFFERENT tokens!)"
-        print(f"  {name:<32} {r['tokens_per_s']:9.1f} tokens/s  {r['seconds']:7.3f} s{same}")
+    for run in runs:
+        print(f"batch {run['batch_size']}:")
+        for name, r in run["results"].items():
+            same = "" if r["same_tokens_as_kv_cache"] else "  (DIFFERENT tokens!)"
+            extra = f", first call {r['first_call_seconds']:.1f} s" if "compiled" in name else ""
+            print(
+                f"  {name:<34} {r['tokens_per_s']:9.1f} tokens/s  {r['seconds']:7.3f} s"
+                f"{extra}{same}"
+            )
+        hf_name = next((n for n in run["results"] if n.startswith("transformers")), None)
+        if hf_name:
+            ours = max(r["tokens_per_s"] for n, r in run["results"].items() if "tunesmith" in n)
+            print(f"  tunesmith's best is {ours / run['results'][hf_name]['tokens_per_s']:.2f}x "
+                  "transformers' generate")  # fmt: skip
     return 0
+
+
+def _run_batch(args, model, compiled, hf, vocab: int, batch_size: int, device) -> dict:
+    """Every engine on ``batch_size`` random prompts."""
+    import torch
+
+    from tunesmith.generation import generate_tokens
+
+    generator = torch.Generator().manual_seed(batch_size)
+    prompts = torch.randint(3, vocab, (batch_size, args.prompt_len), generator=generator)
+    rows = prompts.tolist()
+    produced = batch_size * args.new_tokens
+
+    def ours(which, cache: bool):
+        return lambda: generate_tokens(
+            which, rows, max_new_tokens=args.new_tokens, enable_kv_cache=cache
+        )
+
+    engines = [("tunesmith (KV cache)", ours(model, True))]
+    if compiled is not None:
+        engines.append(("tunesmith (KV cache, compiled)", ours(compiled, True)))
+    if args.no_cache:
+        engines.append(("tunesmith (no cache)", ours(model, False)))
+    if hf is not None:
+        import transformers
+
+        hf_prompts = prompts.to(device)
+
+        def theirs():
+            with torch.inference_mode():
+                out = hf.generate(
+                    hf_prompts, attention_mask=torch.ones_like(hf_prompts), do_sample=False,
+                    max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
+                    pad_token_id=0, use_cache=True,
+                )  # fmt: skip
+            return out[:, args.prompt_len :].tolist()
+
+        engines.append((f"transformers {transformers.__version__} generate", theirs))
+
+    results, reference = {}, None
+    for name, fn in engines:
+        started = time.perf_counter()
+        fn()  # warm-up (compilation for the compiled engine)
+        first = time.perf_counter() - started
+        seconds, tokens = _time(fn, device, args.repeats, warm=False)
+        if reference is None:
+            reference = tokens
+        results[name] = {
+            "seconds": seconds,
+            "tokens_per_s": produced / seconds,
+            "first_call_seconds": first,
+            "same_tokens_as_kv_cache": tokens == reference,
+        }
+    return {"batch_size": batch_size, "results": results}
 
 
 if __name__ == "__main__":

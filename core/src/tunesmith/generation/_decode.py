@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -56,6 +57,17 @@ def check_prompts(
                 f"{max(room, 0)} tokens or lower max_new_tokens to at most "
                 f"{max(max_seq_len - len(prompt), 0)}"
             )
+
+
+def _projects_hidden(model: nn.Module) -> bool:
+    """Whether ``model(..., return_hidden=True)`` and ``model.project`` exist (the core
+    decoder's split of the body and the head)."""
+    if not callable(getattr(model, "project", None)):
+        return False
+    try:
+        return "return_hidden" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 @contextmanager
@@ -162,23 +174,33 @@ def generate_tokens(
         causal = slots[None, :kv_len] <= slots[start:end, None]  # (end - start, kv_len)
         return causal[None] & valid[:, None, :kv_len]  # (b, end - start, kv_len)
 
+    # Only the last position's logits are sampled from: a model that can return hidden
+    # states gets its head applied to that position alone (not to the whole prompt).
+    last_only = _projects_hidden(model)
+
+    def last_logits(ids: torch.Tensor, **kwargs) -> torch.Tensor:
+        if last_only:
+            hidden = model(ids, return_hidden=True, **kwargs)  # (b, s, d)
+            return model.project(hidden[:, -1:])[:, -1]  # (b, vocab)
+        return model(ids, **kwargs)[:, -1]  # (b, vocab)
+
     out: list[list[int]] = [[] for _ in range(b)]
     done = torch.zeros(b, dtype=torch.bool, device=device)
     with _inference(model, b, total if enable_kv_cache else None):
         start, end = 0, prompt_len  # the slots fed this step
         for _ in range(max_new_tokens):
             if enable_kv_cache:
-                logits = model(
+                logits = last_logits(
                     tokens[:, start:end],
                     mask=mask(start, end, total),
                     input_pos=positions[:, start:end],
-                )  # (b, end - start, vocab)
+                )  # (b, vocab)
             else:
-                logits = model(
+                logits = last_logits(
                     tokens[:, :end], mask=mask(0, end, end), input_pos=positions[:, :end]
-                )  # (b, end, vocab)
+                )  # (b, vocab)
             next_ids = sample_next_token(
-                logits[:, -1],
+                logits,
                 temperature=temperature,
                 top_k=top_k,
                 top_p=top_p,
