@@ -129,7 +129,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     parser.add_argument(
-        "--dtype", default="auto", help="auto (bf16 on CUDA, else fp32) | fp32 | bf16"
+        "--dtype", default="auto", help="auto (bf16 where native, else fp32) | fp32 | bf16"
     )
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     parser.add_argument(
