@@ -137,9 +137,12 @@ class _LinearCrossEntropy(torch.autograd.Function):
             loss, g = chunk_fn(h @ weight.T, labels[a:e], softcap, want)  # g: (c, v)
             total += loss
             if want_h:
-                grad_h[a:e] = g @ weight  # (c, d)
+                torch.mm(g, weight, out=grad_h[a:e])  # (c, d), written in place
             if want_w:
-                grad_w.add_(g.T @ h)  # (v, d)
+                if grad_w.dtype == g.dtype:
+                    grad_w.addmm_(g.T, h)  # (v, d), accumulated by the GEMM itself
+                else:  # bf16/fp16 weights: one rounding per chunk, summed in fp32
+                    grad_w.add_(g.T @ h)
         ctx.save_for_backward(grad_h, grad_w)
         ctx.weight_dtype = weight.dtype
         return total
