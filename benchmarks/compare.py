@@ -104,10 +104,12 @@ class Variant:
     dtype: str
     mode: str
     packed: bool = False
+    options: tuple[tuple[str, object], ...] = ()  # extra tunesmith config keys (--ablation)
 
     @property
     def config(self) -> str:
-        return f"{self.method} {self.dtype} {self.mode}" + (" packed" if self.packed else "")
+        label = f"{self.method} {self.dtype} {self.mode}" + (" packed" if self.packed else "")
+        return label + "".join(f" {k.split('.')[-1]}={v}" for k, v in self.options)
 
     @property
     def name(self) -> str:
@@ -145,6 +147,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--python", default=None,
                         help="interpreter for the new environments (default: this one's base)")  # fmt: skip
     parser.add_argument("--setup-only", action="store_true", help="build envs and assets, stop")
+    parser.add_argument("--ablation", action="store_true",
+                        help="tunesmith alone, each option on and off: packing, compile, "
+                             "activation checkpointing/offloading, optimizer in backward, "
+                             "fused AdamW (fp32 and bf16 LoRA, fp32 full)")  # fmt: skip
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -166,7 +172,25 @@ def _choices(parser, name: str, value: str, allowed: tuple[str, ...]) -> list[st
     return chosen
 
 
+# (method, dtype, packed, mode, options) of --ablation; the first of each method is its base.
+ABLATION = [
+    ("lora", "fp32", False, "eager", ()),
+    ("lora", "fp32", True, "eager", ()),
+    ("lora", "bf16", False, "eager", ()),
+    ("lora", "bf16", True, "eager", ()),
+    ("lora", "fp32", True, "compiled", ()),
+    ("lora", "fp32", True, "eager", (("enable_activation_checkpointing", True),)),
+    ("lora", "fp32", True, "eager", (("enable_activation_offloading", True),)),
+    ("full", "fp32", True, "eager", ()),
+    ("full", "fp32", True, "eager", (("optimizer_in_bwd", True),)),
+    ("full", "fp32", True, "eager", (("optimizer.fused", False),)),
+]
+
+
 def variants(args: argparse.Namespace) -> list[Variant]:
+    if args.ablation:
+        return [Variant("tunesmith", m, d, mode, packed, options)
+                for m, d, packed, mode, options in ABLATION]  # fmt: skip
     if args.quick:
         chosen = [
             Variant(f, m, d, "eager")
@@ -404,6 +428,7 @@ def _config(v: Variant, assets: dict, out: Path, args: argparse.Namespace) -> tu
                 "num_warmup_steps": 2,
             },
             "metric_logger": {"_component_": "_compare_support.RecordingLogger"},
+            **{k: val for k, val in v.options if "." not in k},
             "peft": None
             if v.method == "full"
             else {
@@ -414,6 +439,10 @@ def _config(v: Variant, assets: dict, out: Path, args: argparse.Namespace) -> tu
                 "lora_dropout": 0.0,
             },
         }
+        for key, value in v.options:
+            if "." in key:
+                block, name = key.split(".")
+                config[block][name] = value
         command = ["{python}", "-m", "tunesmith", "run", "finetune", "--config"]
     else:
         model = {
@@ -595,15 +624,15 @@ def print_table(rows: list[dict], peaks: dict[str, float], info: dict) -> None:
         f"padding), batch {BATCH_SIZE}; matmul peak fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, "
         f"bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s"
     )
-    header = f"{'config':<26} {'framework':<13} {'tok/s':>7} {'step s':>7} {'RSS GiB':>8} {'loss':>7} {'% peak':>7} {'warm-up s':>9}"  # noqa: E501
+    header = f"{'config':<44} {'framework':<13} {'tok/s':>7} {'step s':>7} {'RSS GiB':>8} {'loss':>7} {'% peak':>7} {'warm-up s':>9}"  # noqa: E501
     print(header)
     print("-" * len(header))
     for r in rows:
         if "error" in r:
-            print(f"{r['config']:<26} {r['framework']:<13} FAILED: {r['error'].splitlines()[0]}")
+            print(f"{r['config']:<44} {r['framework']:<13} FAILED: {r['error'].splitlines()[0]}")
             continue
         print(
-            f"{r['config']:<26} {r['framework']:<13} {r['tokens_per_s']:7.0f} "
+            f"{r['config']:<44} {r['framework']:<13} {r['tokens_per_s']:7.0f} "
             f"{r['step_seconds']:7.2f} {r['peak_rss_gib']:8.2f} {r['final_loss']:7.3f} "
             f"{100 * r['matmul_peak_share']:6.1f}% {r['warmup_seconds']:9.1f}"
         )
