@@ -463,7 +463,7 @@ def finish_epoch_dir(
         history=history, picture=picture, adapter=adapter, adapter_only=adapter_only,
         prompt=prompt, vllm=vllm,
     )  # fmt: skip
-    return {"plot": plot, "vllm": vllm}
+    return {"plot": plot, "vllm": vllm, "last": last}
 
 
 def recipe_name() -> str:
@@ -513,8 +513,10 @@ def epoch_writer(run: Any, epoch: int, write_adapter: Any) -> Any:
 
 
 def summary(run: Any) -> list[str]:
-    """Lines the run prints after an epoch: the loss curve, and what vLLM cannot load."""
+    """Lines the run prints after its last epoch: the loss curve, and what vLLM cannot load."""
     report = getattr(run, "epoch_report", None) or {}
+    if not report.get("last"):
+        return []  # said once, after the last epoch
     lines = []
     if report.get("plot") is not None:
         lines.append(f"Loss curve: {report['plot']}")

@@ -569,7 +569,8 @@ def _train(run: _Run) -> None:
             print(
                 f"Saved epoch {epoch} to {path} (epoch {epoch + 1}/{run.cfg.epochs}, loss {loss:.4f})"
             )
-            print("\n".join(_outputs.summary(run)))
+            for line in _outputs.summary(run):
+                print(line)
 
 
 def run(cfg: DictConfig) -> None:
