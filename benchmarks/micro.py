@@ -1,0 +1,165 @@
+"""The pieces behind tunesmith's training speed, each timed against what it replaced.
+
+- ``attention``: forward + backward of attention over packed documents (batch 4, 8
+  query / 4 KV heads, 512 positions, head dim 64, the documents of four best-fit packs
+  of instruction-like rows): one causal attention over the whole pack (what unpacked
+  training would cost on a full row), the dense block-causal mask (the previous
+  packing path), and causal attention per document (``DocumentMask``).
+- ``head``: the output projection + cross-entropy, forward + backward, for a 56M Llama's
+  head (width 512, vocab 32,000) on 4 x 512 positions, 30% of them unlabelled: full
+  logits then chunked cross-entropy (the previous path) against the loss applying
+  the head to labelled rows only, chunk by chunk.
+- ``adamw``: one AdamW step over a 58M-parameter model's tensors: per-tensor loop
+  (torch's CPU default), for-each, and fused.
+
+Each case runs in fp32 and bf16, ``--rounds`` times interleaved; the median is printed.
+
+Examples::
+
+    python benchmarks/micro.py
+    python benchmarks/micro.py --only attention,head --rounds 5 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+PACK_DOCS = [[230, 180, 102], [300, 150, 62], [512], [120, 110, 100, 90, 92]]
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__[__doc__.index("Examples::") :].replace("Examples::", "examples:"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--only", default="attention,head,adamw", help="comma-separated cases")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--repeats", type=int, default=3, help="timings per round (default 3)")
+    parser.add_argument("--json", action="store_true")
+    return parser.parse_args(argv)
+
+
+def _time(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def attention_cases(dtype):
+    import torch
+    import torch.nn.functional as F
+
+    from tunesmith.modules import DocumentMask
+
+    b, h, h_kv, s, d = 4, 8, 4, 512, 64
+    q = torch.randn(b, h, s, d, dtype=dtype, requires_grad=True)
+    k = torch.randn(b, h_kv, s, d, dtype=dtype, requires_grad=True)
+    v = torch.randn(b, h_kv, s, d, dtype=dtype, requires_grad=True)
+    documents = DocumentMask(tuple(map(tuple, PACK_DOCS)))
+    dense = documents.to_dense()[:, None]
+
+    def grouped():
+        return k.repeat_interleave(h // h_kv, 1), v.repeat_interleave(h // h_kv, 1)
+
+    def causal():
+        kk, vv = grouped()
+        F.scaled_dot_product_attention(q, kk, vv, is_causal=True).sum().backward()
+
+    def block_mask():
+        kk, vv = grouped()
+        F.scaled_dot_product_attention(q, kk, vv, attn_mask=dense).sum().backward()
+
+    def per_document():
+        kk, vv = grouped()
+        rows = []
+        for row in range(b):
+            parts = [
+                F.scaled_dot_product_attention(
+                    q[row : row + 1, :, a:e], kk[row : row + 1, :, a:e], vv[row : row + 1, :, a:e],
+                    is_causal=True,
+                )
+                for a, e in documents.spans(row)
+            ]  # fmt: skip
+            rows.append(torch.cat(parts, dim=2))
+        torch.cat(rows).sum().backward()
+
+    return {"causal over the pack": causal, "dense block mask": block_mask,
+            "per document": per_document}  # fmt: skip
+
+
+def head_cases(dtype):
+    import torch
+
+    from tunesmith.training import ChunkedCrossEntropyLoss
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(512, 32000, bias=False).to(dtype)
+    hidden = torch.randn(4, 512, 512, dtype=dtype)
+    labels = torch.randint(0, 32000, (4, 512))
+    labels[:, :154] = -100
+    loss = ChunkedCrossEntropyLoss()
+
+    def full_logits():
+        x = hidden.clone().requires_grad_()
+        loss(head(x), labels)[0].backward()
+        head.weight.grad = None
+
+    def chunked_head():
+        x = hidden.clone().requires_grad_()
+        loss(x, labels, head=head)[0].backward()
+        head.weight.grad = None
+
+    return {"full logits + chunked CE": full_logits, "chunked head (labelled rows)": chunked_head}
+
+
+def adamw_cases(dtype):
+    import torch
+
+    shapes = [(512, 512)] * 32 + [(1408, 512)] * 24 + [(32000, 512)] * 2
+    params = [torch.nn.Parameter(torch.randn(s, dtype=dtype)) for s in shapes]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    optimizers = {
+        "per-tensor loop": torch.optim.AdamW(params, lr=1e-4, foreach=False),
+        "for-each": torch.optim.AdamW(params, lr=1e-4, foreach=True),
+        "fused": torch.optim.AdamW(params, lr=1e-4, fused=True),
+    }
+    return {name: opt.step for name, opt in optimizers.items()}
+
+
+CASES = {"attention": attention_cases, "head": head_cases, "adamw": adamw_cases}
+
+
+def main(argv=None) -> int:
+    args = _parse(argv)
+    import torch
+
+    chosen = [c.strip() for c in args.only.split(",") if c.strip()]
+    results: dict[str, list[float]] = {}
+    for _ in range(args.rounds):
+        for case in chosen:
+            for dtype in (torch.float32, torch.bfloat16):
+                for name, fn in CASES[case](dtype).items():
+                    key = f"{case} | {str(dtype).removeprefix('torch.')} | {name}"
+                    results.setdefault(key, []).append(_time(fn, args.repeats))
+    summary = {k: {"median_ms": statistics.median(v), "rounds_ms": v} for k, v in results.items()}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{torch.get_num_threads()} threads; median over {args.rounds} interleaved rounds")
+    for key, r in summary.items():
+        rounds = " ".join(f"{x:7.1f}" for x in r["rounds_ms"])
+        print(f"{key:<58} {r['median_ms']:8.1f} ms   ({rounds})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
