@@ -144,6 +144,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=Path("compare-results.json"),
                         help="results JSON; the chart is written beside it as .png")  # fmt: skip
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per run")
+    parser.add_argument("--wait-idle", type=float, default=120.0,
+                        help="before each run, wait up to this many seconds for other "
+                             "processes to leave the CPUs (default 120; 0: never wait)")  # fmt: skip
     parser.add_argument("--python", default=None,
                         help="interpreter for the new environments (default: this one's base)")  # fmt: skip
     parser.add_argument("--setup-only", action="store_true", help="build envs and assets, stop")
@@ -522,6 +525,8 @@ def run_variant(
         "TORCHINDUCTOR_CACHE_DIR": str(args.work_dir / "inductor" / v.framework),
         "HF_HOME": str(args.work_dir / "hf-home"),
     })  # fmt: skip
+    waited = _wait_idle(args.wait_idle)
+    cpu_before = _cpu_busy()
     started = time.perf_counter()
     with open(out / "log.txt", "w") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=out)
@@ -532,14 +537,39 @@ def run_variant(
             proc.wait()
             return {**asdict(v), "config": v.config, "error": f"timed out after {args.timeout} s"}
     wall = time.perf_counter() - started
+    # CPU time the machine spent on other processes during the run, in cores.
+    others = max(0.0, _cpu_busy() - cpu_before - usage.ru_utime - usage.ru_stime) / wall
     code = os.waitstatus_to_exitcode(status)
     result_file = out / "result.json"
     if code != 0 or not result_file.is_file():
         tail = "\n".join((out / "log.txt").read_text(errors="replace").splitlines()[-12:])
         return {**asdict(v), "config": v.config, "error": f"exit {code}:\n{tail}"}
     raw = json.loads(result_file.read_text())
-    return {**asdict(v), "config": v.config, "wall_seconds": wall,
+    return {**asdict(v), "config": v.config, "wall_seconds": wall, "waited_seconds": waited,
+            "other_load_cores": others,
             "peak_rss_gib": usage.ru_maxrss / 2**20, **_measure(raw, args)}  # fmt: skip
+
+
+def _cpu_busy() -> float:
+    """Seconds of CPU time the whole machine has spent busy since boot (/proc/stat)."""
+    try:
+        fields = [int(x) for x in open("/proc/stat").readline().split()[1:8]]
+    except OSError:
+        return 0.0
+    idle = fields[3] + fields[4]
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _wait_idle(limit: float) -> float:
+    """Wait (at most ``limit`` s) until other processes use under a quarter of a core for
+    3 s in a row; returns the seconds waited."""
+    started = time.perf_counter()
+    quiet = 0
+    while limit > 0 and time.perf_counter() - started < limit and quiet < 3:
+        before = _cpu_busy()
+        time.sleep(1.0)
+        quiet = quiet + 1 if _cpu_busy() - before < 0.25 else 0
+    return time.perf_counter() - started
 
 
 def _wait4(proc: subprocess.Popen, timeout: float):
@@ -606,7 +636,14 @@ def summarize(results: list[dict], peaks: dict[str, float], assets: dict) -> lis
             row["error"] = runs[-1]["error"]
             rows.append(row)
             continue
-        for key in ("tokens_per_s", "step_seconds", "peak_rss_gib", "final_loss", "warmup_seconds"):
+        for key in (
+            "tokens_per_s",
+            "step_seconds",
+            "peak_rss_gib",
+            "final_loss",
+            "warmup_seconds",
+            "other_load_cores",
+        ):
             row[key] = statistics.median(r[key] for r in good)
         row["tokens_per_s_all"] = [round(r["tokens_per_s"], 1) for r in good]
         flops, _, _ = flops_per_token(good[0]["method"], assets["row_tokens_mean"])
@@ -624,7 +661,7 @@ def print_table(rows: list[dict], peaks: dict[str, float], info: dict) -> None:
         f"padding), batch {BATCH_SIZE}; matmul peak fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, "
         f"bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s"
     )
-    header = f"{'config':<44} {'framework':<13} {'tok/s':>7} {'step s':>7} {'RSS GiB':>8} {'loss':>7} {'% peak':>7} {'warm-up s':>9}"  # noqa: E501
+    header = f"{'config':<44} {'framework':<13} {'tok/s':>7} {'step s':>7} {'RSS GiB':>8} {'loss':>7} {'% peak':>7} {'warm-up s':>9} {'others':>6}"  # noqa: E501
     print(header)
     print("-" * len(header))
     for r in rows:
@@ -634,7 +671,8 @@ def print_table(rows: list[dict], peaks: dict[str, float], info: dict) -> None:
         print(
             f"{r['config']:<44} {r['framework']:<13} {r['tokens_per_s']:7.0f} "
             f"{r['step_seconds']:7.2f} {r['peak_rss_gib']:8.2f} {r['final_loss']:7.3f} "
-            f"{100 * r['matmul_peak_share']:6.1f}% {r['warmup_seconds']:9.1f}"
+            f"{100 * r['matmul_peak_share']:6.1f}% {r['warmup_seconds']:9.1f} "
+            f"{r['other_load_cores']:6.2f}"
         )
     by = {(r["framework"], r["config"]): r for r in rows if "error" not in r}
     for config in sorted({c for _, c in by}):
@@ -690,7 +728,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(f"[round {round_index + 1}] {v.name}: {result['tokens_per_s']:.0f} tok/s, "
                       f"step {result['step_seconds']:.2f} s, RSS {result['peak_rss_gib']:.2f} GiB, "
-                      f"loss {result['final_loss']:.3f}", flush=True)  # fmt: skip
+                      f"loss {result['final_loss']:.3f}, others {result['other_load_cores']:.2f} cores",
+                      flush=True)  # fmt: skip
     rows = summarize(results, peaks, assets)
     summary = {
         "title": f"{assets['parameters'] / 1e6:.0f}M Llama, batch {BATCH_SIZE}, "

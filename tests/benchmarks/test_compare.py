@@ -87,7 +87,7 @@ def test_the_tunesmith_side_runs_end_to_end(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--tiny", "--frameworks", "tunesmith", "--rounds", "1",
          "--steps", "3", "--warmup-steps", "1", "--methods", "lora", "--dtypes", "fp32",
-         "--modes", "eager", "--work-dir", str(tmp_path / "work"),
+         "--modes", "eager", "--wait-idle", "0", "--work-dir", str(tmp_path / "work"),
          "--output", str(tmp_path / "results.json")],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600,
     )  # fmt: skip
