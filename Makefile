@@ -11,7 +11,7 @@ STAMP := $(VENV)/.tunesmith-installed
 .PHONY: demo test install lint clean
 
 demo: $(STAMP)
-	$(BIN)/tunesmith demo
+	$(BIN)/tunesmith demo --family llama
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q

@@ -770,21 +770,24 @@ def plot(log_dir: Path, output: Path | None) -> None:
     "--output-dir", default="output/demo", show_default=True, type=click.Path(path_type=Path)
 )
 @click.option("--epochs", type=int, help="Override the demo config's number of epochs.")
-def demo(output_dir: Path, epochs: int | None) -> None:
-    """Fine-tune a tiny Llama on the bundled sample, then ask it questions.
+@click.option("--family", help="Model family to build (default: the first installed, by name).")
+def demo(output_dir: Path, epochs: int | None, family: str | None) -> None:
+    """Fine-tune a tiny model on the bundled sample, then ask it questions.
 
-    Runs offline on a CPU in a few minutes: writes a tiny random checkpoint and
-    tokenizer, fine-tunes it with full_finetune_single_device and the
-    demo/tiny_full_single_device config, and generates from the result.
+    Runs offline on a CPU in a few minutes: writes a tiny random checkpoint of an
+    installed model family and a tokenizer, fine-tunes it with
+    full_finetune_single_device and the demo/tiny_full_single_device config, and
+    generates from the result.
 
     \b
     Examples:
       tunesmith demo
+      tunesmith demo --family llama
       tunesmith demo --output-dir /tmp/demo --epochs 2
     """
     from tunesmith.recipes.demo import run_demo
 
-    run_demo(output_dir, epochs=epochs)
+    run_demo(output_dir, epochs=epochs, family=family)
 
 
 # -------------------------------------------------------------- new-plugin ---

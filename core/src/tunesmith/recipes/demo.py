@@ -42,13 +42,21 @@ def _sample_rows() -> list[dict[str, str]]:
     ]
 
 
-def _tiny_config() -> dict:
-    """The tiny config of the first installed family that offers one."""
+def _tiny_config(family: str | None = None) -> dict:
+    """The tiny config of ``family``'s checkpoint adapter, or of the first installed
+    family (by name) that offers one."""
     import tunesmith
 
-    adapters = [
-        a for a in tunesmith.get_registry().values("checkpoint_adapters") if a.tiny_config
-    ]
+    registry = tunesmith.get_registry()
+    if family is not None:
+        adapter = registry.get("checkpoint_adapters", family)
+        if adapter.tiny_config is None:
+            raise TunesmithError(
+                f"model family '{family}' offers no tiny config for the demo: choose another "
+                "with --family (see `tunesmith plugins`)"
+            )
+        return dict(adapter.tiny_config())
+    adapters = [a for a in registry.values("checkpoint_adapters") if a.tiny_config]
     if not adapters:
         raise TunesmithError(
             "tunesmith demo needs a model family plugin and none is installed: "
@@ -57,13 +65,13 @@ def _tiny_config() -> dict:
     return dict(adapters[0].tiny_config())
 
 
-def _write_base(directory: Path) -> str:
+def _write_base(directory: Path, family: str | None = None) -> str:
     """Write the base checkpoint; returns its ``model_type``."""
     from tokenizers import Tokenizer
 
     from tunesmith.testing import write_hf_tokenizer, write_tiny_checkpoint
 
-    config = _tiny_config()
+    config = _tiny_config(family)
     rows = _sample_rows()
     corpus = "\n".join(" ".join(row.values()) for row in rows)
     write_hf_tokenizer(directory, vocab_size=700, corpus=corpus)
@@ -81,7 +89,11 @@ def _write_base(directory: Path) -> str:
 
 
 def run_demo(
-    output_dir: str | Path = "output/demo", *, epochs: int | None = None, questions: int = 4
+    output_dir: str | Path = "output/demo",
+    *,
+    epochs: int | None = None,
+    questions: int = 4,
+    family: str | None = None,
 ) -> Path:
     """Run the demo; returns the fine-tuned checkpoint directory.
 
@@ -89,6 +101,8 @@ def run_demo(
         output_dir: Where the base model, the fine-tuned model and logs go.
         epochs: Override the config's number of epochs (tests use fewer).
         questions: How many sample questions to ask the fine-tuned model.
+        family: The model family to build (a checkpoint adapter's name); default: the
+            first installed one, by name, that offers a tiny config.
     """
     import tunesmith
     from tunesmith.config import load_config, validate
@@ -98,7 +112,7 @@ def run_demo(
     base = output_dir / "base"
     finetuned = output_dir / "finetuned"
     print(f"[1/4] Writing a tiny model and tokenizer to {base}")
-    model_type = _write_base(base)
+    model_type = _write_base(base, family)
     print(f"      architecture: {model_type}")
     rows = [row for row in _sample_rows() if not row.get("input", "").strip()][:questions]
     print("[2/4] Asking the base model (before fine-tuning), in the Alpaca format")
