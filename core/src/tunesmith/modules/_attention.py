@@ -192,12 +192,19 @@ class MultiHeadAttention(nn.Module):
                 f"the DocumentMask is for {documents.shape[:2]} (batch, sequence), the input "
                 f"is {(q.shape[0], q.shape[2])}"
             )
+        # unbind + split (not indexing): their backward stacks and concatenates the pieces'
+        # gradients once, where slices would each add a zero-filled tensor of full size.
         rows = []
-        for row in range(q.shape[0]):
+        rows_qkv = zip(q.unbind(0), k.unbind(0), v.unbind(0), strict=True)
+        for row, (q_row, k_row, v_row) in enumerate(rows_qkv):
+            lens = documents.seq_lens[row]
+            pieces = zip(
+                q_row.split(lens, 1), k_row.split(lens, 1), v_row.split(lens, 1), strict=True
+            )
             parts = [
-                self._attend(*(t[row : row + 1, :, a:e] for t in (q, k, v)), None, 0)
-                for a, e in documents.spans(row)
-            ]  # (1, h, n, d) each
+                self._attend(qd[None], kd[None], vd[None], None, 0)  # (1, h, n, d)
+                for qd, kd, vd in pieces
+            ]
             rows.append(parts[0] if len(parts) == 1 else torch.cat(parts, dim=2))  # (1, h, s, d)
         return rows[0] if len(rows) == 1 else torch.cat(rows, dim=0)  # (b, h, s, d)
 
