@@ -18,7 +18,7 @@ test: $(STAMP)
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml core/pyproject.toml plugins/*/pyproject.toml
+$(STAMP): pyproject.toml core/pyproject.toml plugins/*/pyproject.toml examples/*/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q $(PACKAGES) -e ".[dev]"
