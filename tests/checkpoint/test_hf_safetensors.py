@@ -293,8 +293,12 @@ def test_find_no_weights_lists_the_directory(tmp_path):
 def test_adapter_only_directory(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     save_file({"a": torch.zeros(1)}, str(tmp_path / "adapter_model.safetensors"))
-    with pytest.raises(CheckpointError, match="holds a PEFT adapter .*tunesmith merge-adapter"):
+    with pytest.raises(CheckpointError) as err:
         find_hf_weight_files(tmp_path)
+    message = str(err.value)
+    assert f"{tmp_path} holds only a PEFT adapter (adapter_model.safetensors)" in message
+    assert f"pass it as adapter={tmp_path} with its base as checkpointer.checkpoint_dir=" in message
+    assert "tunesmith merge-adapter" in message
 
 
 def test_missing_directory(tmp_path):

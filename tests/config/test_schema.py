@@ -270,3 +270,15 @@ def test_api1_recipe_validates_like_before(registry, tmp_path):
         "and recipe_state/ go)",
         "'batch_size' must be at least 1, not 0",
     ]
+
+
+def test_a_value_omegaconf_refuses_at_creation_is_one_config_error():
+    # The last guard behind _check_interpolations (a value it let through once in CI).
+    from tunesmith.config._load import _create
+
+    with pytest.raises(ConfigError) as caught:
+        _create({"prompt": {"user": "${"}})
+    assert str(caught.value) == (
+        "'prompt.user' has a malformed interpolation: write ${key} or ${key.subkey} "
+        "(\\${ for a literal ${)"
+    )
