@@ -211,8 +211,8 @@ def variants(args: argparse.Namespace) -> list[Variant]:
         for f in ("tunesmith", "torchtune"):
             if f in args.frameworks:
                 for d in args.dtypes if not args.quick else ["fp32"]:
-                    if "lora" in args.methods:
-                        chosen.append(Variant(f, "lora", d, "eager", packed=True))
+                    for m in args.methods if not args.quick else ["lora"]:
+                        chosen.append(Variant(f, m, d, "eager", packed=True))
     return chosen
 
 
@@ -682,6 +682,33 @@ def print_table(rows: list[dict], peaks: dict[str, float], info: dict) -> None:
             best = max(peers, key=lambda r: r["tokens_per_s"])
             print(f"  {config}: tunesmith {ours['tokens_per_s'] / best['tokens_per_s']:.2f}x "
                   f"the best peer ({best['framework']})")  # fmt: skip
+    for line in best_setups(rows):
+        print("  " + line)
+
+
+def best_setups(rows: list[dict]) -> list[str]:
+    """Per method, dtype and mode: each framework's fastest way through the same rows
+    (packed or not; transformers has no packing), tunesmith's against the best peer's."""
+    best: dict[tuple[str, str], dict] = {}
+    for r in rows:
+        if "error" in r:
+            continue
+        work = r["config"].replace(" packed", "")
+        key = (work, r["framework"])
+        if key not in best or r["tokens_per_s"] > best[key]["tokens_per_s"]:
+            best[key] = r
+    lines = []
+    for work in sorted({w for w, _ in best}):
+        ours = best.get((work, "tunesmith"))
+        peers = [best[(work, f)] for f in FRAMEWORKS[1:] if (work, f) in best]
+        if ours and peers:
+            peer = max(peers, key=lambda r: r["tokens_per_s"])
+            lines.append(
+                f"{work}, each framework's fastest setup: tunesmith ({ours['config']}) "
+                f"{ours['tokens_per_s'] / peer['tokens_per_s']:.2f}x {peer['framework']} "
+                f"({peer['config']})"
+            )
+    return lines
 
 
 def _cpu_kind() -> str:
@@ -737,7 +764,8 @@ def main(argv: list[str] | None = None) -> int:
         "frameworks": list(FRAMEWORKS),
         "cpu": _cpu_kind(), "cpus": os.cpu_count(), "rounds": args.rounds,
         "steps": args.steps, "warmup_steps": args.warmup_steps, "quick": args.quick,
-        "matmul_peak_flops": peaks, "assets": assets, "summary": rows, "runs": results,
+        "matmul_peak_flops": peaks, "assets": assets, "summary": rows,
+        "best_setups": best_setups(rows), "runs": results,
         "seconds": time.perf_counter() - started,
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
     }  # fmt: skip

@@ -35,6 +35,8 @@ def test_arguments_and_variants():
     assert "transformers-lora-fp32-eager-packed" not in names  # it does not pack
     full = compare._parse(["--frameworks", "tunesmith", "--no-packed"])
     assert len(compare.variants(full)) == 2 * 2 * 2  # methods x dtypes x modes
+    packed = compare.variants(compare._parse(["--frameworks", "tunesmith,torchtune"]))
+    assert "tunesmith-full-bf16-eager-packed" in [v.name for v in packed]
     with pytest.raises(SystemExit):
         compare._parse(["--methods", "dpo"])
 
@@ -53,6 +55,21 @@ def test_measurement_counts_real_tokens_between_step_logs():
     lora, _, frozen = compare.flops_per_token("lora", 200.0)
     full, trainable, _ = compare.flops_per_token("full", 200.0)
     assert trainable == frozen and lora < full
+
+
+def test_best_setups_compare_each_frameworks_fastest_way_through_the_rows():
+    compare = _module()
+    rows = [
+        {"framework": "tunesmith", "config": "lora fp32 eager", "tokens_per_s": 500.0},
+        {"framework": "tunesmith", "config": "lora fp32 eager packed", "tokens_per_s": 800.0},
+        {"framework": "torchtune", "config": "lora fp32 eager packed", "tokens_per_s": 420.0},
+        {"framework": "transformers", "config": "lora fp32 eager", "tokens_per_s": 480.0},
+        {"framework": "torchtune", "config": "full fp32 eager", "error": "exit 1"},
+    ]
+    assert compare.best_setups(rows) == [
+        "lora fp32 eager, each framework's fastest setup: tunesmith (lora fp32 eager packed) "
+        "1.67x transformers (lora fp32 eager)"
+    ]
 
 
 def test_every_framework_gets_the_same_work(tmp_path):

@@ -387,10 +387,11 @@ def test_packed_builder(write):
         FakeTokenizer(max_seq_len=8), source=str(write("t.jsonl", rows)), packed=True
     )
     assert isinstance(ds, PackedDataset)
-    # best-fit decreasing: the longest row first, the shortest fills its pack
-    assert [p["seq_lens"].tolist() for p in ds] == [[5, 3], [4, 4]]
-    assert ds[0]["tokens"].tolist() == [BOS, *b("cde"), EOS, BOS, *b("f"), EOS]
-    assert ds[1]["tokens"].tolist() == [BOS, *b("ab"), EOS] + [FakeTokenizer.PAD] * 4
+    # best-fit decreasing: the shortest row fills the longest row's pack; packs come in
+    # the order of their first row (the first row's pack, padded, comes first)
+    assert [p["seq_lens"].tolist() for p in ds] == [[4, 4], [5, 3]]
+    assert ds[0]["tokens"].tolist() == [BOS, *b("ab"), EOS] + [FakeTokenizer.PAD] * 4
+    assert ds[1]["tokens"].tolist() == [BOS, *b("cde"), EOS, BOS, *b("f"), EOS]
 
 
 def test_packed_needs_a_length(write):

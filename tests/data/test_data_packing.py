@@ -153,9 +153,10 @@ def test_exact_fit_needs_no_padding():
 
 def test_best_fit_decreasing():
     packed = PackedDataset(SAMPLES, 8, padding_idx=0)
-    # lengths 5, 4, 3, 3, 2 longest first, each into the tightest open pack that holds it
-    assert [p["seq_lens"].tolist() for p in packed] == [[5, 3], [4, 3, 1], [2, 6]]
-    assert packed[0]["tokens"].tolist() == [40, 41, 42, 43, 44, 10, 11, 12]
+    # lengths 5, 4, 3, 3, 2 longest first, each into the tightest open pack that holds it;
+    # the packs then list their samples, and come, in dataset order
+    assert [p["seq_lens"].tolist() for p in packed] == [[3, 5], [4, 3, 1], [2, 6]]
+    assert packed[0]["tokens"].tolist() == [10, 11, 12, 40, 41, 42, 43, 44]
     assert packed[1]["input_pos"].tolist() == [0, 1, 2, 3, 0, 1, 2, 0]
     assert packed[1]["labels"].tolist() == [IGNORE, IGNORE, 22, 23, IGNORE, 51, 52, IGNORE]
     assert packed.num_padding_tokens == 7 and packed.padding_fraction == 7 / 24

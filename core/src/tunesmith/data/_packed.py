@@ -40,8 +40,10 @@ class PackedDataset(Dataset):
     - ``"best_fit"`` (default): best-fit decreasing. Samples are taken longest first
       and each goes into the open pack it fills most tightly, so little is left empty
       (a fraction of a percent of each pack on instruction data of 93-512 tokens
-      packed to 2048, against ~22% for greedy packing). Packs keep their samples
-      longest first; the sampler shuffles packs as it shuffles samples.
+      packed to 2048, against ~22% for greedy packing). Packs then hold their samples
+      in dataset order and come in the order of their first sample, so an unshuffled
+      epoch follows the data (not the longest samples first); the sampler shuffles
+      packs as it shuffles samples.
     - ``"greedy"``: samples in dataset order, a new pack whenever the next one does
       not fit (torchtune's order).
 
@@ -148,7 +150,7 @@ class PackedDataset(Dataset):
             groups[group].append(i)
             if room - n > 0:
                 bisect.insort(open_rooms, (room - n, group))
-        return groups
+        return sorted((sorted(group) for group in groups), key=lambda group: group[0])
 
     def _pack_split(self, samples: list[tuple[list[int], list[int]]]) -> None:
         parts: list[tuple[list[int], list[int]]] = []
