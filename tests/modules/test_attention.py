@@ -54,6 +54,38 @@ def test_grouped_query_attention_is_causal():
     torch.testing.assert_close(attn(x), _reference(attn, x, causal))
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_grouped_heads_with_and_without_sdpa_grouping(monkeypatch, native):
+    # enable_gqa (the CPU, CUDA flash) and k/v copied per query head (CUDA with a mask)
+    # give the same attention, masked or causal.
+    import tunesmith.modules._attention as attention
+
+    monkeypatch.setattr(attention, "_sdpa_groups_heads", lambda q, mask: native)
+    attn = _attention(num_heads=6, num_kv_heads=2, pos_embeddings=RotaryPositionalEmbeddings(8))
+    x = torch.randn(2, 6, 16)
+    causal = torch.ones(6, 6, dtype=torch.bool).tril()
+    torch.testing.assert_close(attn(x), _reference(attn, x, causal))
+    padded = causal & torch.tensor([False, True, True, True, True, True])
+    mask = padded.expand(2, 6, 6).clone()
+    mask[:, 0, 0] = True  # the padding position attends itself (no empty row)
+    torch.testing.assert_close(attn(x, mask=mask), _reference(attn, x, mask))
+
+
+def test_sdpa_groups_heads_only_where_a_fused_kernel_does():
+    from tunesmith.modules._attention import _sdpa_groups_heads
+
+    from types import SimpleNamespace
+
+    def query(device, dtype):  # what the decision reads of q
+        return SimpleNamespace(device=torch.device(device), dtype=dtype)
+
+    mask = torch.ones(1, 1, 2, 2, dtype=torch.bool)
+    assert _sdpa_groups_heads(query("cpu", torch.float32), mask)
+    assert _sdpa_groups_heads(query("cuda", torch.bfloat16), None)  # flash
+    assert not _sdpa_groups_heads(query("cuda", torch.bfloat16), mask)  # memory-efficient
+    assert not _sdpa_groups_heads(query("cuda", torch.float32), None)  # no flash in fp32
+
+
 def test_sliding_window():
     attn = _attention(sliding_window=3)
     x = torch.randn(1, 8, 16)

@@ -163,23 +163,26 @@ class MultiHeadAttention(nn.Module):
         s = q.shape[2]
         if self.sliding_window is not None:
             mask = self._window(mask, first_slot, s, k.shape[2], q.device)
-        group = self.num_heads // self.num_kv_heads
-        if group > 1:
-            k = k.repeat_interleave(group, dim=1)  # (b, h, kv_len, d)
-            v = v.repeat_interleave(group, dim=1)  # (b, h, kv_len, d)
         attn_mask = mask[:, None] if mask is not None else None  # (b, 1, s, kv_len)
         dropout = self.attn_dropout if self.training else 0.0
-        if self.softcap is None:
-            return F.scaled_dot_product_attention(
-                q,
-                k,
-                v,
-                attn_mask=attn_mask,
-                dropout_p=dropout,
-                is_causal=mask is None,
-                scale=self.scale,
-            )  # (b, h, s, d)
-        return self._capped_attention(q, k, v, attn_mask, dropout)  # (b, h, s, d)
+        if self.softcap is not None:
+            return self._capped_attention(q, k, v, attn_mask, dropout)  # (b, h, s, d)
+        grouped = self.num_heads > self.num_kv_heads
+        native_gqa = grouped and _sdpa_groups_heads(q, attn_mask)
+        if grouped and not native_gqa:
+            group = self.num_heads // self.num_kv_heads
+            k = k.repeat_interleave(group, dim=1)  # (b, h, kv_len, d)
+            v = v.repeat_interleave(group, dim=1)  # (b, h, kv_len, d)
+        return F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=attn_mask,
+            dropout_p=dropout,
+            is_causal=mask is None,
+            scale=self.scale,
+            enable_gqa=native_gqa,
+        )  # (b, h, s, d)
 
     @torch.compiler.disable
     def _attend_documents(
@@ -232,7 +235,12 @@ class MultiHeadAttention(nn.Module):
         attn_mask: torch.Tensor | None,
         dropout: float,
     ) -> torch.Tensor:
-        scores = (q @ k.transpose(-2, -1)) * self.scale  # (b, h, s, kv_len)
+        # Query heads grouped over their shared KV head: broadcasting, no copies of k, v.
+        b, h, s, d = q.shape
+        h_kv, kv_len = k.shape[1], k.shape[2]
+        q = q.view(b, h_kv, h // h_kv, s, d)  # (b, h_kv, group, s, d)
+        k, v = k[:, :, None], v[:, :, None]  # (b, h_kv, 1, kv_len, d)
+        scores = (q @ k.transpose(-2, -1)).view(b, h, s, kv_len) * self.scale  # (b, h, s, kv_len)
         scores = self.softcap * torch.tanh(scores / self.softcap)
         if attn_mask is None:
             s, kv_len = scores.shape[-2:]
@@ -240,4 +248,18 @@ class MultiHeadAttention(nn.Module):
         scores = scores.masked_fill(~attn_mask, float("-inf"))
         weights = F.softmax(scores.float(), dim=-1).to(q.dtype)
         weights = F.dropout(weights, p=dropout, training=dropout > 0)
-        return weights @ v  # (b, h, s, d)
+        out = weights.view(b, h_kv, h // h_kv, s, kv_len) @ v  # (b, h_kv, group, s, d)
+        return out.view(b, h, s, d)
+
+
+def _sdpa_groups_heads(q: torch.Tensor, attn_mask: torch.Tensor | None) -> bool:
+    """Whether SDPA's ``enable_gqa`` reaches a fused kernel here, so k and v need no
+    copies per query head: on the CPU always (its flash kernel takes masks too); on CUDA
+    only for flash (fp16/bf16, no mask), since the memory-efficient kernel a mask needs
+    does not group heads and ``enable_gqa`` would fall back to the math kernel."""
+    if q.device.type == "cpu":
+        return True
+    return q.device.type == "cuda" and attn_mask is None and q.dtype in (
+        torch.float16,
+        torch.bfloat16,
+    )
