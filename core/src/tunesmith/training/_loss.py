@@ -112,8 +112,15 @@ class _LinearCrossEntropy(torch.autograd.Function):
 
     Forward computes each chunk's logits, its loss and at once its gradients: the
     hidden-state gradient ``(n, d)`` and the weight gradient ``(v, d)``, accumulated
-    (in fp32 for lower-precision weights). So no logits outlive their chunk and
-    backward only scales what forward kept. Double backward is not supported.
+    by the GEMM itself (``addmm_``) in the weight's dtype. So no logits outlive their
+    chunk and backward only scales what forward kept. Double backward is not supported.
+
+    In bf16 the weight gradient is rounded once per chunk, as autograd accumulates
+    torchtune's chunked head: measured at 8 chunks of 600 rows x 32,000 words, its
+    error against fp64 is 1.47x that of one bf16 GEMM over all rows (transformers'),
+    where an fp32 accumulator was 1.16x but cost 21 ms per chunk for the mixed-dtype
+    add (16M elements) against 3 ms for the GEMM: a quarter of a bf16 full
+    fine-tuning step of the benchmark model.
     """
 
     @staticmethod
@@ -122,12 +129,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         want = want_h or want_w
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         grad_h = torch.empty_like(hidden) if want_h else None
-        grad_w = None
-        if want_w:
-            accum = (
-                weight.dtype if weight.dtype in (torch.float32, torch.float64) else torch.float32
-            )
-            grad_w = torch.zeros(weight.shape, dtype=accum, device=weight.device)
+        grad_w = torch.zeros_like(weight) if want_w else None
         n = hidden.shape[0]
         for i in range(num_chunks):
             a, e = n * i // num_chunks, n * (i + 1) // num_chunks
@@ -139,12 +141,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
             if want_h:
                 torch.mm(g, weight, out=grad_h[a:e])  # (c, d), written in place
             if want_w:
-                if grad_w.dtype == g.dtype:
-                    grad_w.addmm_(g.T, h)  # (v, d), accumulated by the GEMM itself
-                else:  # bf16/fp16 weights: one rounding per chunk, summed in fp32
-                    grad_w.add_(g.T @ h)
+                grad_w.addmm_(g.T, h)  # (v, d), accumulated by the GEMM itself
         ctx.save_for_backward(grad_h, grad_w)
-        ctx.weight_dtype = weight.dtype
         return total
 
     @staticmethod
@@ -153,7 +151,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         if grad_h is not None:
             grad_h = grad_h * grad_output.to(grad_h.dtype)
         if grad_w is not None:
-            grad_w = (grad_w * grad_output).to(ctx.weight_dtype)
+            grad_w = grad_w * grad_output.to(grad_w.dtype)
         return grad_h, grad_w, None, None, None, None
 
 
