@@ -90,20 +90,28 @@ def _chunk_loss_and_grad(
     z: torch.Tensor, labels: torch.Tensor, softcap: float | None, want_grad: bool
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Summed cross-entropy of one chunk of head outputs ``z (n, v)`` (labels all
-    valid), and its gradient with respect to ``z`` in ``z``'s dtype if asked."""
+    valid), and its gradient with respect to ``z`` in ``z``'s dtype if asked.
+
+    With ``want_grad`` (called from the autograd Function's forward, outside any
+    graph) ``z`` is consumed: the softmax is computed in place in one ``(n, v)``
+    buffer, where out-of-place steps allocated, and page-faulted, three more.
+    """
     logits = z.float()
     tanh = None
     if softcap is not None:
         tanh = torch.tanh(logits / softcap)
         logits = softcap * tanh
-    lse = torch.logsumexp(logits, dim=-1)  # (n,)
-    loss = (lse - logits.gather(1, labels[:, None]).squeeze(1)).sum()
+    target = logits.gather(1, labels[:, None]).squeeze(1)  # (n,)
     if not want_grad:
-        return loss, None
-    grad = torch.exp(logits - lse[:, None])  # softmax, (n, v)
-    grad.scatter_add_(1, labels[:, None], torch.full_like(lse[:, None], -1.0))
+        return (torch.logsumexp(logits, dim=-1) - target).sum(), None
+    shift = logits.amax(dim=-1, keepdim=True)  # (n, 1)
+    grad = logits.sub_(shift).exp_()  # (n, v), unnormalised
+    total = grad.sum(dim=-1, keepdim=True)  # (n, 1)
+    loss = (shift + total.log()).squeeze(1).sub_(target).sum()  # logsumexp - target
+    grad.div_(total)  # softmax
+    grad.scatter_add_(1, labels[:, None], torch.full_like(total, -1.0))
     if tanh is not None:
-        grad = grad * (1 - tanh * tanh)  # d(c tanh(z / c)) / dz
+        grad.mul_(1 - tanh * tanh)  # d(c tanh(z / c)) / dz
     return loss, grad.to(z.dtype)
 
 
