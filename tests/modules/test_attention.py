@@ -72,9 +72,9 @@ def test_grouped_heads_with_and_without_sdpa_grouping(monkeypatch, native):
 
 
 def test_sdpa_groups_heads_only_where_a_fused_kernel_does():
-    from tunesmith.modules._attention import _sdpa_groups_heads
-
     from types import SimpleNamespace
+
+    from tunesmith.modules._attention import _sdpa_groups_heads
 
     def query(device, dtype):  # what the decision reads of q
         return SimpleNamespace(device=torch.device(device), dtype=dtype)
