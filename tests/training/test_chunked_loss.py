@@ -82,6 +82,8 @@ def test_custom_ignore_index_and_no_grad():
 def test_bad_arguments():
     with pytest.raises(ConfigError, match="num_output_chunks must be a positive integer"):
         ChunkedCrossEntropyLoss(num_output_chunks=0)
+    with pytest.raises(ConfigError, match="loss.min_chunk_rows must be a positive integer"):
+        ChunkedCrossEntropyLoss(min_chunk_rows=0)
     with pytest.raises(ValueError, match=r"expected logits \[b, s, v\] and labels \[b, s\]"):
         ChunkedCrossEntropyLoss()(torch.zeros(2, 3, 4), torch.zeros(2, 4, dtype=torch.long))
 
@@ -187,7 +189,7 @@ def test_hidden_states_and_head_equal_the_plain_loss(softcap, chunks):
     w_ref, head.weight.grad = head.weight.grad, None
 
     h = hidden.clone().requires_grad_()
-    loss_fn = ChunkedCrossEntropyLoss(num_output_chunks=chunks)
+    loss_fn = ChunkedCrossEntropyLoss(num_output_chunks=chunks, min_chunk_rows=1)
     loss_sum, n = loss_fn(h, labels, head=head, softcap=softcap)
     (loss_sum * 0.5).backward()
     assert n.item() == int((labels != -100).sum())
@@ -205,7 +207,7 @@ def test_tied_head_frozen_head_and_a_wrapped_head():
     with torch.no_grad():
         embedding.weight.copy_(head.weight)
     tied = TiedLinear(embedding)
-    loss_fn = ChunkedCrossEntropyLoss(num_output_chunks=4)
+    loss_fn = ChunkedCrossEntropyLoss(num_output_chunks=4, min_chunk_rows=1)
     loss_sum, _ = loss_fn(hidden, labels, head=tied)
     loss_sum.backward()
     ref_w = head.weight.detach().clone().requires_grad_()
@@ -240,11 +242,35 @@ def test_hidden_states_without_grad_and_with_nothing_labelled():
     assert loss.item() == 0.0 and n.item() == 0 and (h.grad == 0).all()
 
 
+@pytest.mark.parametrize(
+    ("labelled", "chunks", "min_rows", "expected"),
+    [(424, 8, 128, 3), (1000, 8, 128, 7), (2048, 8, 128, 8), (50, 8, 128, 1), (50, 8, 1, 8)],
+)
+def test_few_labelled_rows_make_fewer_larger_chunks(labelled, chunks, min_rows, expected):
+    from tunesmith.training._loss import _chunk_loss_and_grad
+
+    calls = []
+
+    def spy(z, y, softcap, want):
+        calls.append(z.shape[0])
+        return _chunk_loss_and_grad(z, y, softcap, want)
+
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(1, 2048, 8, generator=g, requires_grad=True)
+    labels = torch.full((1, 2048), -100)
+    labels[0, :labelled] = torch.randint(0, 16, (labelled,), generator=g)
+    loss_fn = ChunkedCrossEntropyLoss(num_output_chunks=chunks, min_chunk_rows=min_rows)
+    loss_fn._chunk_fn = spy
+    loss, _ = loss_fn(hidden, labels, head=torch.nn.Linear(8, 16, bias=False))
+    loss.backward()
+    assert len(calls) == expected and sum(calls) == labelled
+
+
 def test_bf16_head_gradient_is_as_close_to_fp64_as_one_bf16_gemm():
     hidden, labels, head = _hidden_batch(b=4, s=128, d=64, v=3000)
     head = head.to(torch.bfloat16)
     h = hidden.to(torch.bfloat16).requires_grad_()
-    loss, _ = ChunkedCrossEntropyLoss(num_output_chunks=8)(h, labels, head=head)
+    loss, _ = ChunkedCrossEntropyLoss(num_output_chunks=8, min_chunk_rows=1)(h, labels, head=head)
     loss.backward()
     assert loss.dtype == torch.float32 and head.weight.grad.dtype == torch.bfloat16
     ref_w = head.weight.detach().float().requires_grad_()
