@@ -83,6 +83,9 @@ def find_config(name_or_path: str | Path) -> tuple[Path, str | None]:
     return config.path, config.recipe
 
 
+_INTERPOLATION_FIX = "write ${key} or ${key.subkey} (\\${ for a literal ${)"
+
+
 def _check_interpolations(value: Any, where: str, problems: list[str]) -> Any:
     """``value`` with each malformed ``${...}`` reported and escaped, so that loading goes
     on and every other problem is found too."""
@@ -98,8 +101,7 @@ def _check_interpolations(value: Any, where: str, problems: list[str]) -> Any:
             OmegaConf.create({"value": value})
         except OmegaConfBaseException:
             problems.append(
-                f"'{where}' has a malformed interpolation {value!r}: write ${{key}} or "
-                "${key.subkey} (\\${ for a literal ${)"
+                f"'{where}' has a malformed interpolation {value!r}: {_INTERPOLATION_FIX}"
             )
             return value.replace("${", "\\${")
     return value
@@ -133,10 +135,7 @@ def _create(raw: dict[str, Any]) -> DictConfig:
         return OmegaConf.create(raw)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None) or "a value"
-        raise ConfigError(
-            f"'{key}' has a malformed interpolation: write ${{key}} or ${{key.subkey}} "
-            "(\\${ for a literal ${)"
-        ) from None
+        raise ConfigError(f"'{key}' has a malformed interpolation: {_INTERPOLATION_FIX}") from None
 
 
 def _raise(problems: list[str]) -> None:

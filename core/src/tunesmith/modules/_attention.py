@@ -238,17 +238,17 @@ class MultiHeadAttention(nn.Module):
         # Query heads grouped over their shared KV head: broadcasting, no copies of k, v.
         b, h, s, d = q.shape
         h_kv, kv_len = k.shape[1], k.shape[2]
-        q = q.view(b, h_kv, h // h_kv, s, d)  # (b, h_kv, group, s, d)
+        group = h // h_kv
+        q = q.view(b, h_kv, group, s, d)  # (b, h_kv, group, s, d)
         k, v = k[:, :, None], v[:, :, None]  # (b, h_kv, 1, kv_len, d)
         scores = (q @ k.transpose(-2, -1)).view(b, h, s, kv_len) * self.scale  # (b, h, s, kv_len)
         scores = self.softcap * torch.tanh(scores / self.softcap)
         if attn_mask is None:
-            s, kv_len = scores.shape[-2:]
             attn_mask = torch.ones(s, kv_len, dtype=torch.bool, device=q.device).tril(kv_len - s)
         scores = scores.masked_fill(~attn_mask, float("-inf"))
         weights = F.softmax(scores.float(), dim=-1).to(q.dtype)
         weights = F.dropout(weights, p=dropout, training=dropout > 0)
-        out = weights.view(b, h_kv, h // h_kv, s, kv_len) @ v  # (b, h_kv, group, s, d)
+        out = weights.view(b, h_kv, group, s, kv_len) @ v  # (b, h_kv, group, s, d)
         return out.view(b, h, s, d)
 
 

@@ -200,8 +200,8 @@ class ChunkedCrossEntropyLoss(nn.Module):
             (fewer, larger chunks when few positions have a label), since the head's
             GEMMs run slower on thin chunks: at 424 rows of the benchmark model, 8
             chunks took 225 ms forward + backward and 3 chunks 174 ms. A chunk then
-            never exceeds the larger of this and an even split into
-            ``num_output_chunks``.
+            holds fewer than twice this many rows, or an even
+            ``1 / num_output_chunks`` share of them, whichever is more.
 
     Raises:
         ConfigError: ``num_output_chunks`` or ``min_chunk_rows`` below 1.
