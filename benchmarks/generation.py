@@ -4,9 +4,12 @@ transformers' generate.
 Every engine decodes greedily from the same checkpoint and the same random prompts,
 for exactly ``--new-tokens`` tokens (no stop token), at each of ``--batch-sizes``,
 and the script checks they produce the same token ids. ``--compile`` adds tunesmith
-with its decoder layers compiled (dynamic shapes: the prompt and one-token steps
-share two graphs). Without ``--checkpoint`` it writes a random ~23M-parameter Llama
-3.2-style model (6 layers, width 512, GQA, vocab 8192) to a temporary directory.
+with its one-token step compiled (``tunesmith.generation.compile_for_generation``, what
+``generate compile=true`` runs). Rounds are interleaved (every engine once per round),
+and the weight-read bound is printed: batch-1 tokens/s if a token cost only one
+matrix-vector product per weight matrix. Without ``--checkpoint`` it writes a random
+~23M-parameter Llama 3.2-style model (6 layers, width 512, GQA, vocab 8192) to a
+temporary directory.
 
 Examples::
 
@@ -117,6 +120,27 @@ def _time(fn, device, repeats: int, *, warm: bool = True) -> tuple[float, object
     return statistics.median(times), result
 
 
+def _weight_read_floor(model, repeats: int) -> float:
+    """Tokens/s of batch-1 decoding if a token cost nothing but one matrix-vector product
+    per weight matrix (the head included): the bound memory and matmul speed set."""
+    import torch
+    import torch.nn.functional as F
+
+    weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    head = model.output.weight  # a tied head's is the embedding's
+    if all(w is not head for w in weights):
+        weights.append(head)
+    inputs = {w.shape[1]: torch.randn(1, w.shape[1], dtype=w.dtype, device=w.device) for w in weights}
+
+    def one_token():
+        for w in weights:
+            F.linear(inputs[w.shape[1]], w)
+
+    with torch.inference_mode():
+        seconds, _ = _time(lambda: [one_token() for _ in range(32)], weights[0].device, repeats)
+    return 32 / seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     import torch
@@ -160,14 +184,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.compile:
             import copy
 
-            import torch._dynamo
+            from tunesmith.generation import compile_for_generation
 
-            # The KV cache's fill level is a Python int on each attention module: let
-            # it be a symbol instead of a constant, or every step would recompile.
-            torch._dynamo.config.allow_unspec_int_on_nn_module = True
-            compiled = copy.deepcopy(model)
-            for layer in compiled.layers:
-                layer.compile(dynamic=True)
+            compiled = compile_for_generation(copy.deepcopy(model))
+        floor = _weight_read_floor(model, args.repeats)
         runs = [
             _run_batch(args, model, compiled, hf, vocab, batch_size, device)
             for batch_size in args.batch_sizes
@@ -180,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         "parameters": params,
         "prompt_len": args.prompt_len,
         "new_tokens": args.new_tokens,
+        "weight_read_bound_tokens_per_s": floor,
         "batches": runs,
     }
     if args.json:
@@ -188,7 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{params / 1e6:.1f}M parameters on {device} ({summary['dtype']}, {summary['threads']} "
         f"threads); prompt {args.prompt_len}, {args.new_tokens} new tokens per row, median of "
-        f"{args.repeats}"
+        f"{args.repeats} interleaved rounds"
+    )
+    print(
+        f"weight-read bound: {floor:.1f} tokens/s at batch 1 (each weight matrix read once per "
+        "token, nothing else; no engine decodes faster)"
     )
     for run in runs:
         print(f"batch {run['batch_size']}:")
@@ -244,19 +269,26 @@ def _run_batch(args, model, compiled, hf, vocab: int, batch_size: int, device) -
 
         engines.append((f"transformers {transformers.__version__} generate", theirs))
 
-    results, reference = {}, None
+    first_call = {}
     for name, fn in engines:
         started = time.perf_counter()
         fn()  # warm-up (compilation for the compiled engine)
-        first = time.perf_counter() - started
-        seconds, tokens = _time(fn, device, args.repeats, warm=False)
-        if reference is None:
-            reference = tokens
+        first_call[name] = time.perf_counter() - started
+    times: dict[str, list[float]] = {name: [] for name, _ in engines}
+    tokens: dict[str, object] = {}
+    for _ in range(args.repeats):  # rounds interleaved: a noisy host slows every engine alike
+        for name, fn in engines:
+            seconds, tokens[name] = _time(fn, device, 1, warm=False)
+            times[name].append(seconds)
+    reference = tokens[engines[0][0]]
+    results = {}
+    for name, _ in engines:
+        seconds = statistics.median(times[name])
         results[name] = {
             "seconds": seconds,
             "tokens_per_s": produced / seconds,
-            "first_call_seconds": first,
-            "same_tokens_as_kv_cache": tokens == reference,
+            "first_call_seconds": first_call[name],
+            "same_tokens_as_kv_cache": tokens[name] == reference,
         }
     return {"batch_size": batch_size, "results": results}
 

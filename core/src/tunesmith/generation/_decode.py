@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from tunesmith.errors import ConfigError, DataError
+from tunesmith.generation._compile import cache_length
 from tunesmith.generation._sampling import check_sampling, sample_next_token
 
 __all__ = ["check_prompts", "generate_tokens"]
@@ -158,16 +159,18 @@ def generate_tokens(
     b = len(prompts)
     prompt_len = max(len(p) for p in prompts)
     total = prompt_len + max_new_tokens
+    # KV cache slots: at least total (a compiled model's are rounded up; see cache_length).
+    cache_len = cache_length(model, total) if enable_kv_cache else total
     tokens = torch.full((b, total), pad_id, dtype=torch.long, device=device)  # (b, total)
-    valid = torch.zeros(b, total, dtype=torch.bool, device=device)  # (b, total): not padding
+    valid = torch.zeros(b, cache_len, dtype=torch.bool, device=device)  # (b, cache_len): real
     for row, prompt in enumerate(prompts):
         first = prompt_len - len(prompt)
         tokens[row, first:prompt_len] = torch.tensor(list(prompt), dtype=torch.long, device=device)
         valid[row, first:prompt_len] = True
-    valid[:, prompt_len:] = True  # generated slots are real tokens (a stopped row's are ignored)
+    valid[:, prompt_len:total] = True  # generated slots are real (a stopped row's are ignored)
     # Rotary positions count real tokens only: a row's first real token is at 0.
-    positions = (valid.long().cumsum(dim=-1) - 1).clamp(min=0)  # (b, total)
-    slots = torch.arange(total, device=device)
+    positions = (valid[:, :total].long().cumsum(dim=-1) - 1).clamp(min=0)  # (b, total)
+    slots = torch.arange(cache_len, device=device)
 
     def mask(start: int, end: int, kv_len: int) -> torch.Tensor:
         # [r, q, k]: query slot start + q of row r may attend key slot k (causal, no padding).
@@ -186,13 +189,13 @@ def generate_tokens(
 
     out: list[list[int]] = [[] for _ in range(b)]
     done = torch.zeros(b, dtype=torch.bool, device=device)
-    with _inference(model, b, total if enable_kv_cache else None):
+    with _inference(model, b, cache_len if enable_kv_cache else None):
         start, end = 0, prompt_len  # the slots fed this step
         for _ in range(max_new_tokens):
             if enable_kv_cache:
                 logits = last_logits(
                     tokens[:, start:end],
-                    mask=mask(start, end, total),
+                    mask=mask(start, end, cache_len),
                     input_pos=positions[:, start:end],
                 )  # (b, vocab)
             else:

@@ -146,6 +146,11 @@ class MultiHeadAttention(nn.Module):
             if self.kv_cache is not None:
                 first_slot = self.kv_cache.size
                 k, v = self.kv_cache.update(k, v)  # (b, h_kv, cache_len, d)
+                if mask is not None and not torch.compiler.is_compiling():
+                    # Eager, attend to the filled slots only (the rest are hidden anyway);
+                    # compiled, the whole cache keeps the step's shapes static.
+                    filled = self.kv_cache.size
+                    k, v, mask = k[:, :, :filled], v[:, :, :filled], mask[..., :filled]
             out = self._attend(q, k, v, mask, first_slot)  # (b, h, s, d)
         out = out.transpose(1, 2).reshape(b, s, self.num_heads * self.head_dim)  # (b, s, h * d)
         return self.output_proj(out)

@@ -236,7 +236,13 @@ class RotaryPositionalEmbeddings(nn.Module):
             old_len = self.scaling["original_max_position_embeddings"]
             self.long_inv_freq = rope_frequencies(dim, base, scaling, seq_len=old_len + 1)[0]
             self.original_max_position_embeddings = old_len
-        self._on_device: dict[tuple[str, torch.device], torch.Tensor] = {}
+        # Each table's copy per device, the home device's filled now: a compiled model
+        # would otherwise see this dict change after its first call, and compile again.
+        self._on_device: dict[tuple[str, torch.device], torch.Tensor] = {
+            (name, table.device): table
+            for name in ("inv_freq", "long_inv_freq")
+            if isinstance(table := getattr(self, name), torch.Tensor)
+        }
 
     def _table(self, name: str, device: torch.device) -> torch.Tensor:
         if (name, device) not in self._on_device:

@@ -207,6 +207,12 @@ GENERATE_SCHEMA = RecipeSchema(
         ),
         _SEED,
         Key("enable_kv_cache", bool, True, help="Cache keys and values while decoding"),
+        Key(
+            "compile",
+            bool,
+            False,
+            help="torch.compile the one-token decoding step (faster after a one-off warm-up)",
+        ),
         _DEVICE,
         Key("dtype", str, "auto", help="auto (bf16 on CUDA, else fp32), bf16, fp32, fp16"),
     ),

@@ -198,7 +198,7 @@ def run(cfg: DictConfig) -> None:
     Config keys: ``checkpointer.checkpoint_dir``; ``adapter`` (a PEFT adapter directory
     such as ``output_dir/epoch_0``, applied on top); ``prompt.system``, ``prompt.user``,
     ``prompt.interactive``; ``max_new_tokens``, ``temperature`` (0 = greedy),
-    ``top_k``, ``top_p``, ``seed``, ``enable_kv_cache``; ``device``, ``dtype``.
+    ``top_k``, ``top_p``, ``seed``, ``enable_kv_cache``, ``compile``; ``device``, ``dtype``.
 
     Raises:
         ConfigError: no checkpoint directory, no prompt, or invalid sampling settings.
@@ -221,7 +221,17 @@ def run(cfg: DictConfig) -> None:
             "(prompt.interactive=true)"
         )
     settings = _settings(cfg)
+    if cfg.compile and not settings.enable_kv_cache:
+        raise ConfigError(
+            "compile speeds up the KV-cached one-token steps: set enable_kv_cache=true, or "
+            "remove compile"
+        )
     model, tokenizer, _ = load_for_inference(cfg)
+    if cfg.compile:
+        from tunesmith.generation import compile_for_generation
+
+        compile_for_generation(model)
+        print("compile: the first answer includes compiling the decoding step", file=sys.stderr)
     if interactive:
         _chat(model, tokenizer, system, settings)
         return
