@@ -208,6 +208,7 @@ def chart(results_path: str, out_path: str) -> None:
         ("step_seconds", "median step time, s"),
         ("peak_rss_gib", "peak RSS, GiB"),
         ("matmul_peak_share", "share of the measured matmul peak"),
+        ("useful_peak_share", "same, head counted on labelled positions only"),
     ]
     fig, axes = plt.subplots(
         len(panels), 1, figsize=(max(8, 1.2 * len(configs)), 3.2 * len(panels))

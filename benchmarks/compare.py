@@ -28,7 +28,10 @@ RSS of the process (``wait4``), the loss after the last step, the compile warm-u
 (the first steps' time beyond steady steps) and the achieved share of a matmul peak
 measured here between rounds (best square matmul in the run's dtype). FLOPs per token
 = 6 N_trainable + 4 N_frozen + 6 L d s (N: weights in matmuls, the head included; s:
-the mean row length, attention being causal within a row).
+the mean row length, attention being causal within a row). The "useful" share counts
+the head only on positions with a label (the work the loss needs): the hardware's
+utilisation for a head that skips the rest, as tunesmith's does, and a lower bound
+for one that projects every position.
 
 Examples::
 
@@ -306,7 +309,10 @@ def build_assets(args: argparse.Namespace) -> dict:
     assets = args.work_dir / ("assets-tiny" if args.tiny else "assets")
     meta = assets / "assets.json"
     if meta.is_file():
-        return json.loads(meta.read_text())
+        info = json.loads(meta.read_text())
+        if "label_share" not in info:  # assets built before it was recorded
+            info["label_share"] = label_share(json.loads(Path(info["rows"]).read_text()))
+        return info
     import sentencepiece as spm
     import torch
     import transformers
@@ -358,6 +364,7 @@ def build_assets(args: argparse.Namespace) -> dict:
         "row_tokens_min": min(lengths),
         "row_tokens_max": max(lengths),
         "padding_share": _padding_share(lengths),
+        "label_share": label_share(rows),
     }
     meta.write_text(json.dumps(info, indent=2))
     return info
@@ -370,19 +377,30 @@ def _padding_share(lengths: list[int]) -> float:
     return 1 - sum(lengths) / padded
 
 
-def flops_per_token(method: str, mean_len: float) -> tuple[float, int, int]:
-    """6 N_trainable + 4 N_frozen + 6 L d s; returns (flops, N_trainable, N_frozen)."""
+def flops_per_token(
+    method: str, mean_len: float, head_share: float = 1.0
+) -> tuple[float, int, int]:
+    """6 N_trainable + 4 N_frozen + 6 L d s, the head's weights counted on ``head_share``
+    of the tokens (1: the standard formula; the share of labelled positions: the work
+    the loss needs); returns (flops, N_trainable, N_frozen)."""
     d, layers = MODEL["hidden_size"], MODEL["num_hidden_layers"]
     kv = d // MODEL["num_attention_heads"] * MODEL["num_key_value_heads"]
     inter, vocab = MODEL["intermediate_size"], MODEL["vocab_size"]
-    per_layer = d * d + d * kv + d * kv + d * d + 3 * d * inter
-    n_matmul = layers * per_layer + vocab * d  # the head; the embedding lookup is free
+    body = layers * (d * d + d * kv + d * kv + d * d + 3 * d * inter)
+    head = vocab * d  # the embedding lookup is free
+    attention = 6 * layers * d * mean_len
     if method == "full":
-        trainable, frozen = n_matmul, 0
-    else:
-        r = LORA["rank"]
-        trainable, frozen = layers * r * ((d + d) + (d + kv)), n_matmul
-    return 6 * trainable + 4 * frozen + 6 * layers * d * mean_len, trainable, frozen
+        trainable, frozen = body + head, 0
+        return 6 * (body + head_share * head) + attention, trainable, frozen
+    r = LORA["rank"]
+    trainable, frozen = layers * r * ((d + d) + (d + kv)), body + head
+    return 6 * trainable + 4 * (body + head_share * head) + attention, trainable, frozen
+
+
+def label_share(rows: list[dict]) -> float:
+    """The share of positions whose next token has a label: those the loss projects."""
+    labelled = sum(sum(label != -100 for label in row["labels"][1:]) for row in rows)
+    return labelled / sum(len(row["tokens"]) for row in rows)
 
 
 # ---- one run ----------------------------------------------------------------------------
@@ -646,9 +664,14 @@ def summarize(results: list[dict], peaks: dict[str, float], assets: dict) -> lis
         ):
             row[key] = statistics.median(r[key] for r in good)
         row["tokens_per_s_all"] = [round(r["tokens_per_s"], 1) for r in good]
-        flops, _, _ = flops_per_token(good[0]["method"], assets["row_tokens_mean"])
-        row["achieved_flops"] = row["tokens_per_s"] * flops
-        row["matmul_peak_share"] = row["achieved_flops"] / peaks[good[0]["dtype"]]
+        method, mean_len = good[0]["method"], assets["row_tokens_mean"]
+        peak = peaks[good[0]["dtype"]]
+        row["achieved_flops"] = row["tokens_per_s"] * flops_per_token(method, mean_len)[0]
+        row["matmul_peak_share"] = row["achieved_flops"] / peak
+        # The work the loss needs (the head on labelled positions only): what the
+        # hardware did for a head that skips the rest, a lower bound for one that does not.
+        useful = flops_per_token(method, mean_len, assets["label_share"])[0]
+        row["useful_peak_share"] = row["tokens_per_s"] * useful / peak
         rows.append(row)
     return rows
 
@@ -661,7 +684,7 @@ def print_table(rows: list[dict], peaks: dict[str, float], info: dict) -> None:
         f"padding), batch {BATCH_SIZE}; matmul peak fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, "
         f"bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s"
     )
-    header = f"{'config':<44} {'framework':<13} {'tok/s':>7} {'step s':>7} {'RSS GiB':>8} {'loss':>7} {'% peak':>7} {'warm-up s':>9} {'others':>6}"  # noqa: E501
+    header = f"{'config':<44} {'framework':<13} {'tok/s':>7} {'step s':>7} {'RSS GiB':>8} {'loss':>7} {'% peak':>7} {'useful':>7} {'warm-up s':>9} {'others':>6}"  # noqa: E501
     print(header)
     print("-" * len(header))
     for r in rows:
@@ -671,7 +694,8 @@ def print_table(rows: list[dict], peaks: dict[str, float], info: dict) -> None:
         print(
             f"{r['config']:<44} {r['framework']:<13} {r['tokens_per_s']:7.0f} "
             f"{r['step_seconds']:7.2f} {r['peak_rss_gib']:8.2f} {r['final_loss']:7.3f} "
-            f"{100 * r['matmul_peak_share']:6.1f}% {r['warmup_seconds']:9.1f} "
+            f"{100 * r['matmul_peak_share']:6.1f}% {100 * r['useful_peak_share']:6.1f}% "
+            f"{r['warmup_seconds']:9.1f} "
             f"{r['other_load_cores']:6.2f}"
         )
     by = {(r["framework"], r["config"]): r for r in rows if "error" not in r}

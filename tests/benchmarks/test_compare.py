@@ -55,6 +55,16 @@ def test_measurement_counts_real_tokens_between_step_logs():
     lora, _, frozen = compare.flops_per_token("lora", 200.0)
     full, trainable, _ = compare.flops_per_token("full", 200.0)
     assert trainable == frozen and lora < full
+    # The useful-work count drops the head's unlabelled share: 4 (LoRA) or 6 (full)
+    # FLOPs per head weight per skipped position.
+    head = compare.MODEL["vocab_size"] * compare.MODEL["hidden_size"]
+    assert compare.flops_per_token("lora", 200.0, 0.25)[0] == pytest.approx(lora - 0.75 * 4 * head)
+    assert compare.flops_per_token("full", 200.0, 0.0)[0] == pytest.approx(full - 6 * head)
+    rows = [
+        {"tokens": [2, 5, 6, 7], "labels": [-100, -100, 6, 7]},
+        {"tokens": [2, 9], "labels": [-100, 9]},
+    ]
+    assert compare.label_share(rows) == pytest.approx(3 / 6)  # a position predicts the next label
 
 
 def test_best_setups_compare_each_frameworks_fastest_way_through_the_rows():
@@ -114,5 +124,5 @@ def test_the_tunesmith_side_runs_end_to_end(tmp_path):
     assert sorted(rows) == ["lora fp32 eager", "lora fp32 eager packed"]
     for row in rows.values():
         assert row["tokens_per_s"] > 0 and row["peak_rss_gib"] > 0
-        assert 0 < row["matmul_peak_share"] < 1.5
+        assert 0 < row["useful_peak_share"] < row["matmul_peak_share"] < 1.5
     assert "tunesmith" in proc.stdout and "tok/s" in proc.stdout
