@@ -8,7 +8,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._pytree import tree_map_only
 
 __all__ = ["cache_length", "compile_for_generation", "is_compiled_for_generation"]
 
@@ -22,9 +21,10 @@ def compile_for_generation(model: nn.Module, **compile_kwargs: Any) -> nn.Module
 
     A one-token step on a CPU spends as long between kernels as in them; the whole
     decoder as one graph removes most of that. The prompt's pass, once per call and
-    of any length, stays eager. Shapes are static: one graph per batch size and KV
-    cache length, and :func:`generate_tokens` rounds a compiled model's cache up to a
-    power of two (at least 128 slots) so that prompts of other lengths reuse it. The
+    of any length, stays eager. The step's graph is specialised to the batch size and
+    the KV cache length, and :func:`generate_tokens` rounds a compiled model's cache
+    up to a power of two (at least 128 slots) so that prompts of other lengths reuse
+    it. The
     caches' fill level (an int on each attention module) is traced as a symbol, or
     every step would compile anew. The first step compiles (tens of seconds on a CPU);
     outputs equal eager decoding's.
@@ -72,12 +72,15 @@ def _compiled(method: Callable[..., Any], compile_kwargs: dict[str, Any]) -> Cal
             return method(x, *args, **kwargs)
         # Fresh standard strides: a step's slices of the sequence have the call's
         # strides, and a graph specialised on one call's would not serve the next.
-        x, args, kwargs = tree_map_only(torch.Tensor, _standard_strides, (x, args, kwargs))
+        x, *args = (_standard_strides(a) for a in (x, *args))
+        kwargs = {name: _standard_strides(value) for name, value in kwargs.items()}
         with torch._dynamo.config.patch(allow_unspec_int_on_nn_module=True):
             return compiled(x, *args, **kwargs)
 
     return call
 
 
-def _standard_strides(t: torch.Tensor) -> torch.Tensor:
-    return t.clone(memory_format=torch.contiguous_format)
+def _standard_strides(value: Any) -> Any:
+    if not isinstance(value, torch.Tensor):
+        return value
+    return value.clone(memory_format=torch.contiguous_format)
