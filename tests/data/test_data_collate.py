@@ -1,4 +1,4 @@
-"""padded_collate and packed_collate."""
+"""padded_collate, packed_collate and padding_free_collate."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from tunesmith.data import (
     create_block_causal_mask,
     packed_collate,
     padded_collate,
+    padding_free_collate,
 )
 
 IGNORE = CROSS_ENTROPY_IGNORE_IDX
@@ -65,6 +66,24 @@ def test_packed_collate_and_delegation():
     via_padded = padded_collate([packs[0], packs[1]], pad_id=123)
     assert via_padded["mask"] == out["mask"]
     assert all(torch.equal(via_padded[k], out[k]) for k in out if k != "mask")
+
+
+def test_padding_free_lays_the_samples_end_to_end():
+    out = padding_free_collate(BATCH)
+    assert set(out) == {"tokens", "labels", "input_pos", "mask"}
+    assert out["tokens"].tolist() == [[1, 2, 3, 4, 5, 6, 7, 8, 9]]
+    # Each sample's first label ignored: after the shift it would be the previous
+    # sample's last target (the third sample's 9 is never a target, as when padded).
+    assert out["labels"].tolist() == [[IGNORE, 2, 3, IGNORE, IGNORE, 6, 7, 8, IGNORE]]
+    assert out["input_pos"].tolist() == [[0, 1, 2, 0, 1, 2, 3, 4, 0]]
+    assert out["mask"].seq_lens == ((3, 5, 1),)
+    assert padding_free_collate(BATCH, ignore_idx=-1)["labels"][0, 0].item() == -1
+    with pytest.raises(ValueError, match="empty batch"):
+        padding_free_collate([])
+    with pytest.raises(ValueError, match="3 tokens but 2 labels"):
+        padding_free_collate([{"tokens": [1, 2, 3], "labels": [1, 2]}])
+    with pytest.raises(ValueError, match="empty sample"):
+        padding_free_collate([{"tokens": [], "labels": []}])
 
 
 def test_dataloader_over_a_builder(tokenizer):

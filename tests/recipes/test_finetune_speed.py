@@ -33,6 +33,14 @@ def test_the_chunked_head_trains_like_full_logits(make_config, monkeypatch):
     _same_training(logits, chunked)
 
 
+def test_padding_free_batches_train_as_padded_ones(make_config):
+    free_config, free = make_config("free", shuffle=False)  # padding_free: the default
+    padded_config, padded = make_config("padded", shuffle=False, padding_free=False)
+    assert ", padding-free batches" in run_ok(FULL, free_config).stdout
+    assert "padding-free" not in run_ok(FULL, padded_config).stdout
+    _same_training(padded, free)
+
+
 def test_optimizer_in_backward_equals_the_normal_step(make_config):
     normal_config, normal = make_config("normal", clip_grad_norm=None, shuffle=False)
     in_bwd_config, in_bwd = make_config(

@@ -113,3 +113,20 @@ def test_gemma_scales_embeddings_and_offsets_norms(tmp_path):
     torch.testing.assert_close(norm(x), expected)
     assert mlp.activation.approximate == "tanh"
     assert gemma.layers[0].attn.num_kv_heads == 1  # multi-query, as Gemma 2B
+
+
+@pytest.mark.slow
+def test_compiled_decoding_through_the_window_and_soft_caps_equals_eager(tmp_path, monkeypatch):
+    """Gemma 2 decodes past its window of 8 with soft-capped attention and head: the
+    compiled one-token step (the whole cache, the window from a traced fill level)
+    picks eager decoding's tokens."""
+    from tunesmith.generation import compile_for_generation, generate_tokens
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    reference_checkpoint(tmp_path / "model", tiny_gemma2_config())
+    model = Checkpointer(tmp_path / "model").load_model().eval()
+    prompts = [_tokens(1, 11, 4)[0].tolist(), _tokens(1, 6, 5)[0].tolist()]
+    want = generate_tokens(model, prompts, max_new_tokens=14)
+    torch._dynamo.reset()
+    compile_for_generation(model)
+    assert generate_tokens(model, prompts, max_new_tokens=14) == want

@@ -6,7 +6,9 @@ Builders (``alpaca``, ``instruct``, ``chat``, ``text_completion``) load rows wit
 ``{"tokens": list[int], "labels": list[int]}``: ``labels`` equals ``tokens`` where the
 loss trains and ``CROSS_ENTROPY_IGNORE_IDX`` elsewhere, *not* shifted (the recipe
 shifts). ``packed=True`` wraps them in :class:`PackedDataset`. Batch them with
-:func:`padded_collate`, which hands packs to :func:`packed_collate`.
+:func:`padded_collate`, which hands packs to :func:`packed_collate`, or with
+:func:`padding_free_collate` (a batch's samples end to end in one row, attention per
+sample: the finetune recipe's default for unpacked data).
 
 Validation data: every builder takes ``datasets``' split slicing, so a validation set
 is a second dataset built from the same config with the complementary slice, e.g.
@@ -53,6 +55,7 @@ __all__ = [
     "lost_responses",
     "packed_collate",
     "padded_collate",
+    "padding_free_collate",
     "prompt_template",
     "text_completion",
     "train_validation_splits",
@@ -67,6 +70,7 @@ _LAZY = {
     "lost_responses": "tunesmith.data._sft",
     "packed_collate": "tunesmith.data._collate",
     "padded_collate": "tunesmith.data._collate",
+    "padding_free_collate": "tunesmith.data._collate",
 }
 
 

@@ -15,7 +15,7 @@ from tunesmith.data._messages import CROSS_ENTROPY_IGNORE_IDX
 from tunesmith.data._packed import create_block_causal_mask
 from tunesmith.modules._masks import DocumentMask
 
-__all__ = ["packed_collate", "padded_collate"]
+__all__ = ["packed_collate", "padded_collate", "padding_free_collate"]
 
 
 def padded_collate(
@@ -86,4 +86,47 @@ def packed_collate(
     out["mask"] = (
         create_block_causal_mask(seq_lens) if dense_mask else DocumentMask.from_seq_lens(seq_lens)
     )
+    return out
+
+
+def padding_free_collate(
+    batch: Sequence[Mapping[str, Any]], *, ignore_idx: int = CROSS_ENTROPY_IGNORE_IDX
+) -> dict[str, torch.Tensor | DocumentMask]:
+    """Lay a batch's samples end to end in one row of exactly their tokens: no padding.
+
+    The batch trains as it would padded: each sample attends causally to itself alone
+    (a :class:`~tunesmith.modules.DocumentMask`), its positions start at 0, and its
+    first label is ignored (after the shift it would be the previous sample's last
+    target, and it is never a target in a padded row). The decoder's layers then
+    spend nothing on padding, which is a quarter of a padded batch of instruction data.
+
+    Args:
+        batch: Samples ``{"tokens": list[int], "labels": list[int]}``, none empty.
+        ignore_idx: Label of each sample's first position.
+
+    Returns:
+        :func:`packed_collate`'s form for one pack: ``tokens``, ``labels``,
+        ``input_pos`` ``[1, total]`` and the ``mask``.
+    """
+    if not batch:
+        raise ValueError("cannot collate an empty batch")
+    tokens: list[int] = []
+    labels: list[int] = []
+    positions: list[int] = []
+    seq_lens: list[int] = []
+    for sample in batch:
+        sample_tokens, sample_labels = list(sample["tokens"]), list(sample["labels"])
+        if len(sample_labels) != len(sample_tokens):
+            raise ValueError(
+                f"a sample has {len(sample_tokens)} tokens but {len(sample_labels)} labels"
+            )
+        if not sample_tokens:
+            raise ValueError("cannot collate an empty sample")
+        tokens += sample_tokens
+        labels += [ignore_idx, *sample_labels[1:]]
+        positions += range(len(sample_tokens))
+        seq_lens.append(len(sample_tokens))
+    columns = {"tokens": tokens, "labels": labels, "input_pos": positions}
+    out: dict[str, Any] = {k: torch.tensor([v], dtype=torch.long) for k, v in columns.items()}
+    out["mask"] = DocumentMask.from_seq_lens([seq_lens])
     return out

@@ -120,6 +120,13 @@ FINETUNE_SCHEMA = RecipeSchema(
         Key("enable_activation_offloading", bool, False, help="Keep activations on the CPU"),
         Key("compile", bool, False, help="torch.compile each decoder layer and the loss"),
         Key(
+            "padding_free",
+            bool,
+            True,
+            help="Unpacked batches as one row of their samples (no padding, attention per "
+            "sample): the same training, faster",
+        ),
+        Key(
             "optimizer_in_bwd",
             bool,
             False,

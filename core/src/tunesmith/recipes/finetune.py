@@ -35,8 +35,15 @@ from tqdm import tqdm
 from tunesmith import training
 from tunesmith.checkpoint import Checkpointer, load_model_weights
 from tunesmith.config import instantiate
-from tunesmith.data import CROSS_ENTROPY_IGNORE_IDX, PackedDataset, packed_collate, padded_collate
+from tunesmith.data import (
+    CROSS_ENTROPY_IGNORE_IDX,
+    PackedDataset,
+    packed_collate,
+    padded_collate,
+    padding_free_collate,
+)
 from tunesmith.errors import ConfigError, DataError, Interrupted
+from tunesmith.modules import TransformerDecoder
 from tunesmith.recipes import FINETUNE_KEYS, FINETUNE_REQUIRED_KEYS, FINETUNE_SCHEMA, _outputs
 from tunesmith.recipes._run_dir import RunDirectory, resume_command
 from tunesmith.recipes._sampler import EpochSampler
@@ -76,6 +83,7 @@ class _Run:
     stop: Any = None  # training.StopOnInterrupt while training
     step_seconds: list[float] = field(default_factory=list)  # the first steps', for compile
     epoch_report: Any = None  # what the last epoch's outputs say (_outputs.summary)
+    padding_free: bool = False  # unpacked batches as one row of their samples (_Collate)
 
 
 # ------------------------------------------------------------------- setup ---
@@ -117,14 +125,7 @@ def _build_loader(cfg, node_key, tokenizer, strategy, *, shuffle, drop_last=True
         rank=strategy.rank,
         world_size=strategy.world_size,
     )
-    if isinstance(dataset, PackedDataset):
-        collate = packed_collate
-    else:
-        pad_id = tokenizer.pad_id
-
-        def collate(batch):
-            return padded_collate(batch, pad_id=pad_id, ignore_idx=CROSS_ENTROPY_IGNORE_IDX)
-
+    collate = packed_collate if isinstance(dataset, PackedDataset) else _Collate(tokenizer.pad_id)
     loader = DataLoader(
         dataset,
         batch_size=int(cfg.batch_size),
@@ -138,6 +139,32 @@ def _build_loader(cfg, node_key, tokenizer, strategy, *, shuffle, drop_last=True
         generator=torch.Generator().manual_seed(int(cfg.seed or 0)),
     )
     return loader, sampler
+
+
+class _Collate:
+    """Unpacked samples into a batch: padded rows until :func:`_go_padding_free` finds
+    that the model takes a DocumentMask (the loader is built before the model)."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+        self.padding_free = False
+
+    def __call__(self, batch):
+        if self.padding_free:
+            return padding_free_collate(batch, ignore_idx=CROSS_ENTROPY_IGNORE_IDX)
+        return padded_collate(batch, pad_id=self.pad_id, ignore_idx=CROSS_ENTROPY_IGNORE_IDX)
+
+
+def _go_padding_free(cfg: DictConfig, model: nn.Module, loaders) -> bool:
+    """With ``padding_free`` and a core decoder (whose attention takes a DocumentMask),
+    unpacked batches become one row of their samples' tokens; True if any did."""
+    if not cfg.padding_free or not isinstance(model, TransformerDecoder):
+        return False
+    collates = [loader.collate_fn for loader in loaders if loader is not None]
+    collates = [c for c in collates if isinstance(c, _Collate)]
+    for collate in collates:
+        collate.padding_free = True
+    return bool(collates)
 
 
 def _check_truncation(cfg: DictConfig, node_key: str, dataset, strategy: Strategy) -> None:
@@ -216,6 +243,7 @@ def _setup(cfg: DictConfig) -> _Run:
         )
     peft = instantiate(cfg.peft, key="peft")
     model = _build_model(cfg, checkpointer, device, dtype, tokenizer)
+    padding_free = _go_padding_free(cfg, model, (loader, val_loader))
     if peft is not None:
         peft.apply(model)
     layers = list(model.layers)
@@ -235,7 +263,7 @@ def _setup(cfg: DictConfig) -> _Run:
     return _Run(
         cfg, strategy, dtype, checkpointer, model, peft, tokenizer, loader, sampler, val_loader,
         optimizer, scheduler, loss_fn, _outputs.History(logger or training.StdoutLogger()),
-        steps_per_epoch,
+        steps_per_epoch, padding_free=padding_free,
     )  # fmt: skip
 
 
@@ -628,6 +656,7 @@ def _run(cfg: DictConfig) -> None:
             f"({100 * trainable / max(total, 1):.2f}%) on {run_state.strategy.device} "
             f"in {str(run_state.dtype).removeprefix('torch.')}"
             + _dtype_reason(cfg, run_state.strategy.device)
+            + (", padding-free batches" if run_state.padding_free else "")
         )
         run_state.logger.log_config(OmegaConf.to_container(cfg, resolve=True))
         print(_outputs.describe_logs(run_state))
