@@ -181,12 +181,15 @@ def _choices(parser, name: str, value: str, allowed: tuple[str, ...]) -> list[st
 # (method, dtype, packed, mode, options) of --ablation; the first of each method is its base.
 ABLATION = [
     ("lora", "fp32", False, "eager", ()),
+    ("lora", "fp32", False, "eager", (("padding_free", False),)),
     ("lora", "fp32", True, "eager", ()),
     ("lora", "bf16", False, "eager", ()),
     ("lora", "bf16", True, "eager", ()),
     ("lora", "fp32", True, "compiled", ()),
     ("lora", "fp32", True, "eager", (("enable_activation_checkpointing", True),)),
     ("lora", "fp32", True, "eager", (("enable_activation_offloading", True),)),
+    ("full", "fp32", False, "eager", ()),
+    ("full", "fp32", False, "eager", (("padding_free", False),)),
     ("full", "fp32", True, "eager", ()),
     ("full", "fp32", True, "eager", (("optimizer_in_bwd", True),)),
     ("full", "fp32", True, "eager", (("optimizer.fused", False),)),
