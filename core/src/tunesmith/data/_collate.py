@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from tunesmith.data._messages import CROSS_ENTROPY_IGNORE_IDX
-from tunesmith.data._packed import create_block_causal_mask
+from tunesmith.data._packed import create_block_causal_mask, end_to_end
 from tunesmith.modules._masks import DocumentMask
 
 __all__ = ["packed_collate", "padded_collate", "padding_free_collate"]
@@ -110,23 +110,12 @@ def padding_free_collate(
     """
     if not batch:
         raise ValueError("cannot collate an empty batch")
-    tokens: list[int] = []
-    labels: list[int] = []
-    positions: list[int] = []
-    seq_lens: list[int] = []
+    parts = []
     for sample in batch:
-        sample_tokens, sample_labels = list(sample["tokens"]), list(sample["labels"])
-        if len(sample_labels) != len(sample_tokens):
-            raise ValueError(
-                f"a sample has {len(sample_tokens)} tokens but {len(sample_labels)} labels"
-            )
-        if not sample_tokens:
+        tokens, labels = list(sample["tokens"]), list(sample["labels"])
+        if len(labels) != len(tokens):
+            raise ValueError(f"a sample has {len(tokens)} tokens but {len(labels)} labels")
+        if not tokens:
             raise ValueError("cannot collate an empty sample")
-        tokens += sample_tokens
-        labels += [ignore_idx, *sample_labels[1:]]
-        positions += range(len(sample_tokens))
-        seq_lens.append(len(sample_tokens))
-    columns = {"tokens": tokens, "labels": labels, "input_pos": positions}
-    out: dict[str, Any] = {k: torch.tensor([v], dtype=torch.long) for k, v in columns.items()}
-    out["mask"] = DocumentMask.from_seq_lens([seq_lens])
-    return out
+        parts.append((tokens, [ignore_idx, *labels[1:]]))
+    return packed_collate([end_to_end(parts)])

@@ -168,33 +168,36 @@ class PackedDataset(Dataset):
             self._add_pack(parts)
 
     def _add_pack(self, parts: Sequence[tuple[Sequence[int], Sequence[int]]]) -> None:
-        tokens: list[int] = []
-        labels: list[int] = []
-        positions: list[int] = []
-        seq_lens: list[int] = []
         pad = self.max_seq_len - sum(len(t) for t, _ in parts)
         if pad:
             parts = [*parts, ([self.padding_idx] * pad, [CROSS_ENTROPY_IGNORE_IDX] * pad)]
-        for part_tokens, part_labels in parts:
-            tokens.extend(part_tokens)
-            labels.extend(part_labels)
-            positions.extend(range(len(part_tokens)))
-            seq_lens.append(len(part_tokens))
         self.num_padding_tokens += pad
-        self.packs.append(
-            {
-                "tokens": torch.tensor(tokens, dtype=torch.long),
-                "labels": torch.tensor(labels, dtype=torch.long),
-                "input_pos": torch.tensor(positions, dtype=torch.long),
-                "seq_lens": torch.tensor(seq_lens, dtype=torch.long),
-            }
-        )
+        self.packs.append(end_to_end(parts))
 
     def __len__(self) -> int:
         return len(self.packs)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return self.packs[index]
+
+
+def end_to_end(parts: Sequence[tuple[Sequence[int], Sequence[int]]]) -> dict[str, torch.Tensor]:
+    """``(tokens, labels)`` parts laid end to end as one pack: ``tokens``, ``labels``,
+    ``input_pos`` (restarting at 0 for each part) and ``seq_lens``, LongTensors."""
+    tokens: list[int] = []
+    labels: list[int] = []
+    positions: list[int] = []
+    for part_tokens, part_labels in parts:
+        tokens.extend(part_tokens)
+        labels.extend(part_labels)
+        positions.extend(range(len(part_tokens)))
+    columns = {
+        "tokens": tokens,
+        "labels": labels,
+        "input_pos": positions,
+        "seq_lens": [len(part_tokens) for part_tokens, _ in parts],
+    }
+    return {key: torch.tensor(values, dtype=torch.long) for key, values in columns.items()}
 
 
 def create_block_causal_mask(seq_lens: Sequence[torch.Tensor | Sequence[int]]) -> torch.Tensor:

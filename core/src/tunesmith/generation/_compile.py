@@ -24,10 +24,9 @@ def compile_for_generation(model: nn.Module, **compile_kwargs: Any) -> nn.Module
     of any length, stays eager. The step's graph is specialised to the batch size and
     the KV cache length, and :func:`generate_tokens` rounds a compiled model's cache
     up to a power of two (at least 128 slots) so that prompts of other lengths reuse
-    it. The
-    caches' fill level (an int on each attention module) is traced as a symbol, or
-    every step would compile anew. The first step compiles (tens of seconds on a CPU);
-    outputs equal eager decoding's.
+    it. The caches' fill level (an int on each attention module) is traced as a
+    symbol, or every step would compile anew. The first step compiles (tens of seconds
+    on a CPU); outputs equal eager decoding's.
 
     Args:
         model: A :class:`tunesmith.modules.TransformerDecoder` (anything with
