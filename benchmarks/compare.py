@@ -156,7 +156,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ablation", action="store_true",
                         help="tunesmith alone, each option on and off: packing, compile, "
                              "activation checkpointing/offloading, optimizer in backward, "
-                             "fused AdamW (fp32 and bf16 LoRA, fp32 full)")  # fmt: skip
+                             "fused AdamW (fp32 and bf16 LoRA, fp32 full; "
+                             "--methods, --dtypes and --modes pick among them)")  # fmt: skip
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -184,6 +185,7 @@ ABLATION = [
     ("lora", "fp32", False, "eager", (("padding_free", False),)),
     ("lora", "fp32", True, "eager", ()),
     ("lora", "bf16", False, "eager", ()),
+    ("lora", "bf16", False, "eager", (("padding_free", False),)),
     ("lora", "bf16", True, "eager", ()),
     ("lora", "fp32", True, "compiled", ()),
     ("lora", "fp32", True, "eager", (("enable_activation_checkpointing", True),)),
@@ -199,7 +201,8 @@ ABLATION = [
 def variants(args: argparse.Namespace) -> list[Variant]:
     if args.ablation:
         return [Variant("tunesmith", m, d, mode, packed, options)
-                for m, d, packed, mode, options in ABLATION]  # fmt: skip
+                for m, d, packed, mode, options in ABLATION
+                if m in args.methods and d in args.dtypes and mode in args.modes]  # fmt: skip
     if args.quick:
         chosen = [
             Variant(f, m, d, "eager")

@@ -37,6 +37,13 @@ def test_arguments_and_variants():
     assert len(compare.variants(full)) == 2 * 2 * 2  # methods x dtypes x modes
     packed = compare.variants(compare._parse(["--frameworks", "tunesmith,torchtune"]))
     assert "tunesmith-full-bf16-eager-packed" in [v.name for v in packed]
+    ablation = compare.variants(
+        compare._parse(["--ablation", "--methods", "lora", "--dtypes", "fp32", "--modes", "eager"])
+    )
+    assert [v.config for v in ablation][:3] == [
+        "lora fp32 eager", "lora fp32 eager padding_free=False", "lora fp32 eager packed"
+    ]
+    assert {(v.method, v.dtype, v.mode) for v in ablation} == {("lora", "fp32", "eager")}
     with pytest.raises(SystemExit):
         compare._parse(["--methods", "dpo"])
 
