@@ -311,7 +311,7 @@ def test_save_then_load_adapter_round_trip(tmp_path, adapter, tokens, use_dora) 
 
 
 def test_partial_layers_and_rank_pattern_round_trip(tmp_path, adapter, tokens) -> None:
-    from tunesmith_lora._transform import freeze_non_adapter_params, wrap_linears
+    from tunesmith_lora._wrapping import freeze_non_adapter_params, wrap_linears
 
     model = make_toy()
     wrap_linears(model, ["layers.1.attn.q_proj"], rank=3, alpha=6)

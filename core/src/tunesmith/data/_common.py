@@ -8,7 +8,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from tunesmith.data._loading import describe_source, load_rows
-from tunesmith.data._messages import Message, ModelTokenizer
+from tunesmith.data._messages import ModelTokenizer
 from tunesmith.errors import ConfigError, DataError, did_you_mean
 
 if TYPE_CHECKING:
@@ -137,20 +137,3 @@ def maybe_pack(
     packed = PackedDataset(dataset, max_seq_len, padding_idx=tokenizer.pad_id)
     packed.source_dataset = dataset  # what was packed, for checks such as lost_responses
     return packed
-
-
-def build_sft(
-    rows: Any,
-    where: str,
-    tokenizer: ModelTokenizer,
-    to_messages: Callable[[Mapping[str, Any]], list[Message]],
-    *,
-    packed: bool,
-    max_seq_len: int | None,
-) -> torch.utils.data.Dataset:
-    """An :class:`SFTDataset` over ``rows``, packed if asked."""
-    from tunesmith.data._sft import SFTDataset
-
-    max_seq_len = effective_max_seq_len(tokenizer, max_seq_len)
-    dataset = SFTDataset(rows, tokenizer, to_messages, max_seq_len=max_seq_len, where=where)
-    return maybe_pack(dataset, tokenizer, packed=packed, max_seq_len=max_seq_len)

@@ -27,7 +27,7 @@ from tunesmith import CheckpointAdapter
 from tunesmith.checkpoint import atomic_write
 from tunesmith.errors import CheckpointError, ConfigError
 from tunesmith_lora._layers import LoRALinear, _dense
-from tunesmith_lora._transform import (
+from tunesmith_lora._wrapping import (
     freeze_non_adapter_params,
     lora_modules,
     wrap_linears,
