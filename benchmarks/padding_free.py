@@ -1,0 +1,135 @@
+"""Padded against padding-free batches, in one process: the same samples through the
+same model, one optimizer step each, alternating.
+
+Whole runs of ``compare.py`` swing by 20% between identical rounds on these hosts,
+more than the gain measured; here both ways share one process, one model and one set
+of batches (``compare.py``'s model and rows: its ``--work-dir``, built on first use),
+so the ratio is the batches' own. A step is forward + backward + AdamW, as in
+training; tokens/s counts non-padding tokens. "work" is the ratio of the two ways'
+matmul FLOPs, the gain at an equal cost per FLOP: padding costs in the decoder body
+only, since the loss applies the head to labelled positions either way.
+
+Examples::
+
+    python benchmarks/padding_free.py
+    python benchmarks/padding_free.py --methods lora --dtypes fp32,bf16 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+_TRUSTED = "TUNESMITH_TRUSTED_MODULES"  # the runs' dataset and logger live in _compare_support
+os.environ[_TRUSTED] = ",".join(filter(None, [os.environ.get(_TRUSTED), "_compare_support"]))
+
+import compare  # noqa: E402  (benchmarks/ is not a package)
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__[__doc__.index("Examples::") :].replace("Examples::", "examples:"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--methods", default="lora,full", help="lora,full")
+    parser.add_argument("--dtypes", default="fp32,bf16", help="fp32,bf16")
+    parser.add_argument("--batches", type=int, default=12, help="batches of 4 rows per round")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+    parser.add_argument("--work-dir", type=Path, default=Path.home() / ".cache" / "tunesmith-compare",
+                        help="compare.py's model and rows (built on first use)")  # fmt: skip
+    parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.methods = compare._choices(parser, "methods", args.methods, compare.METHODS)
+    args.dtypes = compare._choices(parser, "dtypes", args.dtypes, compare.DTYPES)
+    return args
+
+
+def measure(method: str, dtype: str, assets: dict, args: argparse.Namespace) -> dict:
+    """Median seconds per round of ``args.batches`` steps, padded and padding-free."""
+    from omegaconf import OmegaConf
+
+    from tunesmith.recipes import FINETUNE_SCHEMA, finetune
+
+    options = argparse.Namespace(steps=args.batches)
+    with tempfile.TemporaryDirectory(prefix="tunesmith-padding-free-") as tmp:
+        variant = compare.Variant("tunesmith", method, dtype, "eager")
+        _, path = compare._config(variant, assets, Path(tmp), options)
+        cfg = FINETUNE_SCHEMA.with_defaults(OmegaConf.load(path))
+        run = finetune._setup(cfg)
+        collate = run.loader.collate_fn
+        rows = [run.loader.dataset[i] for i in range(compare.BATCH_SIZE * args.batches)]
+        groups = [rows[i : i + compare.BATCH_SIZE] for i in range(0, len(rows), compare.BATCH_SIZE)]
+        batches = {}
+        for name, free in (("padded", False), ("padding-free", True)):
+            collate.padding_free = free
+            batches[name] = [collate(group) for group in groups]
+        collate.padding_free = run.padding_free
+
+        def steps(name: str) -> float:
+            finetune._train_step(run, [batches[name][0]])  # warm: first-call allocations
+            start = time.perf_counter()
+            for batch in batches[name]:
+                finetune._train_step(run, [batch])
+            return time.perf_counter() - start
+
+        seconds = {name: [] for name in batches}
+        for round_index in range(args.rounds):
+            order = list(batches) if round_index % 2 == 0 else list(reversed(batches))
+            for name in order:
+                seconds[name].append(steps(name))
+    tokens = sum(len(row["tokens"]) for row in rows)
+    padded_positions = sum(b["tokens"].numel() for b in batches["padded"])
+    labelled = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches["padded"])
+    padded_rows = [b["tokens"].shape[1] for b in batches["padded"] for _ in range(len(b["tokens"]))]
+    padded_work = _work(method, padded_rows, labelled)
+    free_work = _work(method, [len(row["tokens"]) for row in rows], labelled)
+    result = {name: statistics.median(s) for name, s in seconds.items()}
+    return {
+        "tokens": tokens,
+        "padding_share": 1 - tokens / padded_positions,
+        "work": padded_work / free_work,
+        "tokens_per_s": {name: tokens / s for name, s in result.items()},
+        "rounds": seconds,
+    }
+
+
+def _work(method: str, row_lengths: list[int], labelled: int) -> float:
+    """Matmul FLOPs of a step (compare.py's formula) whose attention spans rows (or
+    documents) of ``row_lengths``: the decoder body on every position, the head on the
+    labelled ones only, as the loss applies it."""
+    body = sum(n * compare.flops_per_token(method, n, head_share=0.0)[0] for n in row_lengths)
+    with_head = compare.flops_per_token(method, 1, head_share=1.0)[0]
+    return body + labelled * (with_head - compare.flops_per_token(method, 1, head_share=0.0)[0])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    if args.tiny:
+        compare.MODEL.update(compare.TINY)
+        compare.ROWS = 48
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    assets = compare.build_assets(args)
+    print(f"{args.batches} batches of {compare.BATCH_SIZE} rows, {args.rounds} alternating "
+          "rounds, medians; non-padding tokens/s")  # fmt: skip
+    print(f"{'config':<12} {'padded':>8} {'padding-free':>13} {'ratio':>6} {'work':>6}  per round")
+    for method in args.methods:
+        for dtype in args.dtypes:
+            r = measure(method, dtype, assets, args)
+            padded, free = r["tokens_per_s"]["padded"], r["tokens_per_s"]["padding-free"]
+            rounds = " ".join(f"{a / b:.2f}" for a, b in zip(*r["rounds"].values(), strict=True))
+            print(f"{method + ' ' + dtype:<12} {padded:8.0f} {free:13.0f} {free / padded:5.2f}x "
+                  f"{r['work']:5.2f}x  {rounds}  ({100 * r['padding_share']:.0f}% of padded "
+                  "positions are padding)", flush=True)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
