@@ -5,9 +5,10 @@ Whole runs of ``compare.py`` swing by 20% between identical rounds on these host
 more than the gain measured; here both ways share one process, one model and one set
 of batches (``compare.py``'s model and rows: its ``--work-dir``, built on first use),
 so the ratio is the batches' own. A step is forward + backward + AdamW, as in
-training; tokens/s counts non-padding tokens. "work" is the ratio of the two ways'
-matmul FLOPs, the gain at an equal cost per FLOP: padding costs in the decoder body
-only, since the loss applies the head to labelled positions either way.
+training. tokens/s counts non-padding tokens (medians); "ratio" is the median of the
+rounds' speed-ups (each round times both ways back to back); "work" is the ratio of
+the two ways' matmul FLOPs, the gain at an equal cost per FLOP (padding costs in the
+decoder body only: the loss applies the head to labelled positions either way).
 
 Examples::
 
@@ -124,8 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         for dtype in args.dtypes:
             r = measure(method, dtype, assets, args)
             padded, free = r["tokens_per_s"]["padded"], r["tokens_per_s"]["padding-free"]
-            rounds = " ".join(f"{a / b:.2f}" for a, b in zip(*r["rounds"].values(), strict=True))
-            print(f"{method + ' ' + dtype:<12} {padded:8.0f} {free:13.0f} {free / padded:5.2f}x "
+            ratios = [a / b for a, b in zip(*r["rounds"].values(), strict=True)]  # speed-ups
+            rounds = " ".join(f"{x:.2f}" for x in ratios)
+            print(f"{method + ' ' + dtype:<12} {padded:8.0f} {free:13.0f} "
+                  f"{statistics.median(ratios):5.2f}x "
                   f"{r['work']:5.2f}x  {rounds}  ({100 * r['padding_share']:.0f}% of padded "
                   "positions are padding)", flush=True)  # fmt: skip
     return 0

@@ -29,9 +29,10 @@ def test_padded_and_padding_free_steps_are_timed_side_by_side(tmp_path):
         re.MULTILINE,
     )
     assert [r[0] for r in rows] == ["lora", "full"], proc.stdout
-    for _, padded, free, ratio, work, _, _, padding in rows:
+    for _, padded, free, ratio, work, first, second, padding in rows:
         assert int(padded) > 0 and int(free) > 0
-        assert float(ratio) == pytest.approx(int(free) / int(padded), abs=0.011)
+        # the median of two rounds' speed-ups is their mean
+        assert float(ratio) == pytest.approx((float(first) + float(second)) / 2, abs=0.011)
         assert 0 < int(padding) < 100  # the tiny rows differ in length, so batches pad
         # padding costs in the body only, linear in positions but quadratic in attention
         assert 1 < float(work) < (1 / (1 - int(padding) / 100)) ** 2
