@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from tunesmith.data._common import prepare_rows, resolve_columns
+from tunesmith.data._common import build_sft, prepare_rows, resolve_columns
 from tunesmith.data._messages import Message, ModelTokenizer
-from tunesmith.data._sft import build_sft
 from tunesmith.errors import ConfigError, DataError, did_you_mean
 
 if TYPE_CHECKING:

@@ -1,5 +1,5 @@
 """What every dataset builder shares: loading and filtering rows, finding columns,
-reading cell values, and optional packing."""
+and optional packing."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from tunesmith.data._loading import describe_source, load_rows
-from tunesmith.data._messages import ModelTokenizer
+from tunesmith.data._messages import Message, ModelTokenizer
 from tunesmith.errors import ConfigError, DataError, did_you_mean
 
 if TYPE_CHECKING:
@@ -94,23 +94,6 @@ def resolve_columns(
     return resolved
 
 
-def cell_text(row: Mapping[str, Any], column: str, *, optional: bool = False) -> str:
-    """A cell as text: numbers (which CSV readers infer) become strings; null is an error
-    unless ``optional``, where it reads as ``""``."""
-    value = row[column]
-    if value is None:
-        if optional:
-            return ""
-        raise DataError(f"column '{column}' is empty (null): fill it in or filter the row out")
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    raise DataError(
-        f"column '{column}' holds {type(value).__name__} {str(value)[:60]!r}, expected text"
-    )
-
-
 def effective_max_seq_len(tokenizer: ModelTokenizer, max_seq_len: int | None) -> int | None:
     if max_seq_len is None:
         max_seq_len = getattr(tokenizer, "max_seq_len", None)
@@ -137,3 +120,20 @@ def maybe_pack(
     packed = PackedDataset(dataset, max_seq_len, padding_idx=tokenizer.pad_id)
     packed.source_dataset = dataset  # what was packed, for checks such as lost_responses
     return packed
+
+
+def build_sft(
+    rows: Any,
+    where: str,
+    tokenizer: ModelTokenizer,
+    to_messages: Callable[[Mapping[str, Any]], list[Message]],
+    *,
+    packed: bool,
+    max_seq_len: int | None,
+) -> torch.utils.data.Dataset:
+    """An :class:`SFTDataset` over ``rows``, packed if asked."""
+    from tunesmith.data._sft import SFTDataset
+
+    max_seq_len = effective_max_seq_len(tokenizer, max_seq_len)
+    dataset = SFTDataset(rows, tokenizer, to_messages, max_seq_len=max_seq_len, where=where)
+    return maybe_pack(dataset, tokenizer, packed=packed, max_seq_len=max_seq_len)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from tunesmith.data._common import cell_text, prepare_rows, resolve_columns
+from tunesmith.data._common import build_sft, prepare_rows, resolve_columns
+from tunesmith.data._loading import cell_text
 from tunesmith.data._messages import Message, ModelTokenizer
 from tunesmith.data._prompt import PROMPT_TEMPLATES
 from tunesmith.data._prompt import prompt_template as prompt_template_of
-from tunesmith.data._sft import build_sft
 
 if TYPE_CHECKING:
     import torch.utils.data

@@ -1,4 +1,5 @@
-"""Rows from the Hugging Face Hub, local files or the bundled sample, through ``datasets``.
+"""Rows from the Hugging Face Hub, local files or the bundled sample, through ``datasets``,
+and their cells read as text.
 
 Local JSON files are checked here before ``datasets`` sees them: its own errors
 for a broken row come from pyarrow and name neither the file nor the line.
@@ -21,7 +22,14 @@ from tunesmith.errors import ConfigError, DataError, did_you_mean
 if TYPE_CHECKING:
     import datasets
 
-__all__ = ["SAMPLES", "SAMPLE_ALPACA", "describe_source", "load_rows", "train_validation_splits"]
+__all__ = [
+    "SAMPLES",
+    "SAMPLE_ALPACA",
+    "cell_text",
+    "describe_source",
+    "load_rows",
+    "train_validation_splits",
+]
 
 #: File extension -> the ``datasets`` builder that reads it.
 _EXTENSIONS = {
@@ -437,4 +445,21 @@ def _check_row(path: str, lineno: int | None, value: Any, *, index: int | None =
     raise DataError(
         f"{path}, {at}: expected a JSON object (one row with named columns), got "
         f"{type(value).__name__} {json.dumps(value)[:60]}; write rows like {_JSONL_EXAMPLE}"
+    )
+
+
+def cell_text(row: Mapping[str, Any], column: str, *, optional: bool = False) -> str:
+    """A cell as text: numbers (which CSV readers infer) become strings; null is an error
+    unless ``optional``, where it reads as ``""``."""
+    value = row[column]
+    if value is None:
+        if optional:
+            return ""
+        raise DataError(f"column '{column}' is empty (null): fill it in or filter the row out")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise DataError(
+        f"column '{column}' holds {type(value).__name__} {str(value)[:60]!r}, expected text"
     )

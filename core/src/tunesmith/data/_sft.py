@@ -7,11 +7,11 @@ from typing import Any, NamedTuple
 
 from torch.utils.data import Dataset
 
-from tunesmith.data._common import cell_text, effective_max_seq_len, maybe_pack
+from tunesmith.data._loading import cell_text
 from tunesmith.data._messages import CROSS_ENTROPY_IGNORE_IDX, Message, ModelTokenizer
 from tunesmith.errors import DataError
 
-__all__ = ["SFTDataset", "build_sft", "TextCompletionDataset", "Truncation", "lost_responses"]
+__all__ = ["SFTDataset", "TextCompletionDataset", "Truncation", "lost_responses"]
 
 
 class _RowDataset(Dataset):
@@ -176,18 +176,3 @@ def lost_responses(dataset: Any, *, limit: int = 10_000) -> Truncation | None:
         except DataError:
             continue
     return Truncation(lost, checked, total, rows.cut_at)
-
-
-def build_sft(
-    rows: Any,
-    where: str,
-    tokenizer: ModelTokenizer,
-    to_messages: Callable[[Mapping[str, Any]], list[Message]],
-    *,
-    packed: bool,
-    max_seq_len: int | None,
-) -> Dataset:
-    """An :class:`SFTDataset` over ``rows``, packed if asked."""
-    max_seq_len = effective_max_seq_len(tokenizer, max_seq_len)
-    dataset = SFTDataset(rows, tokenizer, to_messages, max_seq_len=max_seq_len, where=where)
-    return maybe_pack(dataset, tokenizer, packed=packed, max_seq_len=max_seq_len)
