@@ -72,7 +72,6 @@ def measure(method: str, dtype: str, assets: dict, args: argparse.Namespace) -> 
         for name, free in (("padded", False), ("padding-free", True)):
             collate.padding_free = free
             batches[name] = [collate(group) for group in groups]
-        collate.padding_free = run.padding_free
 
         def steps(name: str) -> float:
             finetune._train_step(run, [batches[name][0]])  # warm: first-call allocations
@@ -86,12 +85,12 @@ def measure(method: str, dtype: str, assets: dict, args: argparse.Namespace) -> 
             order = list(batches) if round_index % 2 == 0 else list(reversed(batches))
             for name in order:
                 seconds[name].append(steps(name))
-    tokens = sum(len(row["tokens"]) for row in rows)
-    padded_positions = sum(b["tokens"].numel() for b in batches["padded"])
-    labelled = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches["padded"])
+    lengths = [len(row["tokens"]) for row in rows]
     padded_rows = [b["tokens"].shape[1] for b in batches["padded"] for _ in range(len(b["tokens"]))]
+    labelled = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches["padded"])
+    tokens, padded_positions = sum(lengths), sum(padded_rows)
     padded_work = _work(method, padded_rows, labelled)
-    free_work = _work(method, [len(row["tokens"]) for row in rows], labelled)
+    free_work = _work(method, lengths, labelled)
     result = {name: statistics.median(s) for name, s in seconds.items()}
     return {
         "tokens": tokens,
