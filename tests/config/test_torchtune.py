@@ -228,3 +228,100 @@ def test_torchtune_generation_config_validates_for_generate(tmp_path):
     assert t.config["prompt_template"] == {"user": ["Q: ", " A:"]}
     assert "model" not in t.config and "output_dir" not in t.config
     assert t.config["enable_kv_cache"] is True
+
+
+# torchtune 0.6.1's own configs (unchanged) for recipes and sizes the loss fixtures do
+# not train: each must validate as torchtune's `tune validate` would accept it.
+OTHERS = Path(__file__).resolve().parent.parent / "fixtures" / "torchtune_validate_only"
+
+
+def _validate(*args: str):
+    return CliRunner().invoke(cli, ["validate", *args])
+
+
+def test_torchtune_names_of_distributed_configs_resolve():
+    result = _validate("llama3_2/1B_lora")
+    assert result.exit_code == 0, result.output
+    assert "Config is valid for recipe lora_finetune_distributed." in result.output
+    ours = CliRunner().invoke(cli, ["cat", "llama3_2/1B_full_distributed"]).output
+    assert CliRunner().invoke(cli, ["cat", "llama3_2/1B_full"]).output == ours
+    unknown = _validate("llama3_2/1B_nope")
+    assert unknown.exit_code != 0 and "unknown config 'llama3_2/1B_nope'" in unknown.output
+
+
+def test_resume_from_checkpoint_is_dropped_only_where_the_recipe_does_not_read_it():
+    result = _validate(str(OTHERS / "llama3_2/evaluation.yaml"))
+    assert result.exit_code == 0, result.output
+    assert "Config is valid for recipe eleuther_eval." in result.output
+    assert (
+        "resume_from_checkpoint: dropped (only fine-tuning resumes; eleuther_eval does not "
+        "read it)" in result.output
+    )
+    lora = _translate("llama3_2/1B_lora_single_device", resume_from_checkpoint=True)
+    kept = translate_torchtune_config(
+        lora.config | {"model": {"_component_": "torchtune.models.llama3_2.llama3_2_1b"}},
+        recipe="lora_finetune_single_device",
+        known=("resume_from_checkpoint", "model"),
+    )
+    assert kept.config["resume_from_checkpoint"] is True
+    assert not is_torchtune_config({"resume_from_checkpoint": True, "epochs": 1})
+
+
+def test_torchtunes_fsdp_block_is_dropped():
+    result = _validate(str(OTHERS / "llama2/7B_qlora.yaml"))
+    assert result.exit_code == 0, result.output
+    assert "torchtune config: fsdp: dropped" in result.output
+
+
+def test_torchtune_builder_names_of_llama3_3_and_mistral_7b():
+    t = _translate(
+        "llama3_2/1B_lora", model={"_component_": "torchtune.models.llama3_3.lora_llama3_3_70b"}
+    )
+    assert t.problems == [] and t.config["model"] == {"_component_": "llama3_3_70b"}
+    pytest.importorskip("tunesmith_mistral")
+    result = _validate(str(OTHERS / "mistral/7B_lora_single_device.yaml"))
+    assert result.exit_code == 0, result.output
+    assert "lora_mistral_7b -> mistral_7b" in result.output
+    import tunesmith_mistral
+
+    assert tunesmith_mistral.mistral_7b.__doc__.startswith("Mistral 7B v0.1")
+
+
+def test_generate_v2_runs_as_generate_and_its_distributed_form_is_refused(tmp_path):
+    result = _validate(str(OTHERS / "llama2/generation_v2.yaml"))
+    assert result.exit_code == 0, result.output
+    assert "Config is valid for recipe generate." in result.output
+    target = tmp_path / "generation.yaml"
+    result = CliRunner().invoke(
+        cli, ["convert-config", str(OTHERS / "llama2/generation_v2.yaml"), str(target)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "tunesmith run generate --config" in result.output
+    assert yaml.safe_load(target.read_text())["prompt"]["user"] == "What is the capital of France?"
+    # generate_v2's message form of a turn: {text: ...}; images have no equivalent
+    raw = _read(OTHERS / "llama3_1/70B_generation_distributed.yaml", [])
+    turns = translate_torchtune_config(
+        raw | {"prompt": {"system": None, "user": {"text": "Hi."}}}, recipe="generate"
+    )
+    assert turns.config["prompt"] == {"system": None, "user": "Hi."}
+    image = translate_torchtune_config(
+        raw | {"prompt": {"user": {"image": "cat.png", "text": "What is it?"}}}, recipe="generate"
+    )
+    assert image.problems == [
+        "prompt.user.image: tunesmith's generate takes text prompts only: remove it"
+    ]
+    refused = _validate(str(OTHERS / "llama3_1/70B_generation_distributed.yaml"))
+    assert refused.exit_code != 0
+    assert (
+        "torchtune's recipe dev/generate_v2_distributed (tensor-parallel generation) has no "
+        "equivalent in tunesmith: generate on one device with `tunesmith run generate`"
+    ) in refused.output
+
+
+def test_every_validate_only_fixture_but_the_refused_one_validates():
+    pytest.importorskip("tunesmith_mistral")
+    refused = {"llama3_1/70B_generation_distributed"}
+    for path in sorted(OTHERS.rglob("*.yaml")):
+        name = str(path.relative_to(OTHERS).with_suffix(""))
+        result = _validate(str(path))
+        assert (result.exit_code == 0) == (name not in refused), (name, result.output)

@@ -273,15 +273,17 @@ def cp(source: str, destination: str, force: bool) -> None:
 
 def _recipe(name: str):
     """The recipe ``name`` names: a registered one, or a recipe file (``./my_recipe.py``,
-    e.g. one `tunesmith cp` copied) whose ``run(cfg)`` runs it; torchtune recipes
+    e.g. one `tunesmith cp` copied) whose ``run(cfg)`` runs it, or the one doing a
+    torchtune recipe's job (``dev/generate_v2``: ``generate``); torchtune recipes
     tunesmith has no equivalent of are refused, naming what they do."""
-    from tunesmith.config._torchtune import refuse_torchtune_recipe
+    from tunesmith.config._torchtune import TORCHTUNE_EQUIVALENTS, refuse_torchtune_recipe
 
     registry = get_registry()
     if name.endswith(".py") and name not in registry.tables["recipes"]:
         return _recipe_file(Path(name))
     if name not in registry.tables["recipes"]:
         refuse_torchtune_recipe(name)
+        name = TORCHTUNE_EQUIVALENTS.get(name, name)
     return registry.get("recipes", name)
 
 

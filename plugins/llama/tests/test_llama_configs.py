@@ -21,6 +21,7 @@ FAMILIES = {
     "llama3": ["8B", "70B"],
     "llama3_1": ["8B", "70B", "405B"],
     "llama3_2": ["1B", "3B"],
+    "llama3_3": ["70B"],
 }
 KINDS = {
     "full_single_device": "full_finetune_single_device",
@@ -47,7 +48,7 @@ def test_every_size_ships_every_kind():
         for kind in KINDS
     }
     assert set(NAMES) == expected
-    assert len(NAMES) == 65
+    assert len(NAMES) == 70
 
 
 def test_every_config_is_registered_from_the_cores_template_per_kind(registry):

@@ -14,7 +14,7 @@ from tunesmith.registry import reset_registry
 from tunesmith.testing import check_configs
 from tunesmith_mistral._configs import RECIPES, SIZES, shipped_configs
 
-MODELS = ["mistral_7b_v0_1", "mistral_7b_v0_2", "mistral_7b_v0_3", "mistral_nemo_12b",
+MODELS = ["mistral_7b", "mistral_7b_v0_1", "mistral_7b_v0_2", "mistral_7b_v0_3", "mistral_nemo_12b",
           "mistral_small_24b"]  # fmt: skip
 
 

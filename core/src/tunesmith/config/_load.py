@@ -53,8 +53,7 @@ def config_source(name_or_path: str | Path) -> tuple[str, str, str | None]:
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read {path} ({exc}): check the file") from None
     find_config(name_or_path)  # raises with the right message
-    name = str(name_or_path).removesuffix(".yaml").removesuffix(".yml")
-    config = get_registry().get("configs", name)
+    config = get_registry().get("configs", _shipped_name(str(name_or_path)))
     return config.read_text(), f"config {config.name}", config.recipe
 
 
@@ -70,17 +69,27 @@ def find_config(name_or_path: str | Path) -> tuple[Path, str | None]:
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return path, None
-    name = str(name_or_path)
-    registry = get_registry()
+    name = _shipped_name(str(name_or_path))
     if (
-        name.endswith((".yaml", ".yml"))
-        and name.rsplit(".", 1)[0] not in registry.tables["configs"]
+        str(name_or_path).endswith((".yaml", ".yml"))
+        and name not in get_registry().tables["configs"]
     ):
         raise NotFoundError(
             f"config file {path} does not exist: check the path, or run `tunesmith ls`"
         )
-    config = registry.get("configs", name.removesuffix(".yaml").removesuffix(".yml"))
+    config = get_registry().get("configs", name)
     return config.path, config.recipe
+
+
+def _shipped_name(name: str) -> str:
+    """The name a shipped config is registered under, torchtune's names for the
+    distributed configs included: torchtune calls ``llama3_2/1B_lora`` what tunesmith
+    ships as ``llama3_2/1B_lora_distributed``."""
+    configs = get_registry().tables["configs"]
+    name = name.removesuffix(".yaml").removesuffix(".yml")
+    if name not in configs and f"{name}_distributed" in configs:
+        return f"{name}_distributed"
+    return name
 
 
 _INTERPOLATION_FIX = "write ${key} or ${key.subkey} (\\${ for a literal ${)"
@@ -246,9 +255,7 @@ def _from_torchtune(
     if problems:
         from tunesmith.config._validate import format_problems
 
-        raise ConfigError(
-            "this torchtune config does not translate — " + format_problems(problems)
-        )
+        raise ConfigError("this torchtune config does not translate — " + format_problems(problems))
     return translation.config
 
 

@@ -31,6 +31,7 @@ from typing import Any
 from tunesmith.errors import ConfigError
 
 __all__ = [
+    "TORCHTUNE_EQUIVALENTS",
     "TORCHTUNE_RECIPES",
     "Translation",
     "convert_torchtune_file",
@@ -55,7 +56,10 @@ TORCHTUNE_RECIPES = {
     "qat_single_device": "quantization-aware training (QAT)",
     "dev/grpo_full_finetune_distributed": "GRPO (RL)",
     "dev/early_exit_finetune_distributed": "early-exit training",
+    "dev/generate_v2_distributed": "tensor-parallel generation",
 }
+#: torchtune recipes that a tunesmith recipe does the job of -> that recipe.
+TORCHTUNE_EQUIVALENTS = {"dev/generate_v2": "generate"}
 
 #: Top-level keys of torchtune recipes that tunesmith does not need -> why.
 _DROPPED = {
@@ -74,7 +78,11 @@ _DROPPED = {
     "tensor_parallel_plan": "tunesmith parallelises with FSDP2 only",
     "cpu_offload": "tunesmith keeps the model on its device",
     "enable_kv_cache": "only generate reads it",
+    "fsdp": "FSDP2 shards each decoder layer and keeps parameters on the devices",
 }
+#: Keys torchtune's configs also carry to recipes that do not read them -> why; dropped
+#: only where the recipe's schema lacks them (so they do not mark a torchtune config).
+_UNREAD = {"resume_from_checkpoint": "only fine-tuning resumes"}
 #: Dropped keys a recipe reads after all: kept for it.
 _KEPT_BY = {"enable_kv_cache": ("generate",)}
 
@@ -217,6 +225,12 @@ def refuse_torchtune_recipe(name: str) -> None:
         ConfigError: ``name`` is such a recipe.
     """
     what = TORCHTUNE_RECIPES.get(name)
+    if what == "tensor-parallel generation":
+        raise ConfigError(
+            f"torchtune's recipe {name} ({what}) has no equivalent in tunesmith: generate "
+            "on one device with `tunesmith run generate`, or serve the checkpoint with vLLM "
+            "(which loads it unchanged) across GPUs"
+        )
     if what is not None:
         raise ConfigError(
             f"torchtune's recipe {name} ({what}) has no equivalent in tunesmith: tunesmith "
@@ -327,6 +341,9 @@ class _Translator:
         if key in _DROPPED and key not in self.known and self.recipe not in _KEPT_BY.get(key, ()):
             self.dropped(key, _DROPPED[key])
             return
+        if key in _UNREAD and self.known and key not in self.known:
+            self.dropped(key, f"{_UNREAD[key]}; {self.recipe} does not read it")
+            return
         if key == "output_dir" and self.recipe == "generate":
             self.dropped(key, "generate writes no files")
             return
@@ -339,7 +356,7 @@ class _Translator:
     @staticmethod
     def _translates(key: str, value: Any) -> bool:
         """Whether a block is torchtune's (plain tunesmith blocks pass unchanged)."""
-        if key in ("quantizer", "collate_fn"):
+        if key in ("quantizer", "collate_fn", "prompt"):
             return True
         if key == "optimizer":
             return isinstance(value, Mapping) and isinstance(value.get("_component_"), str)
@@ -428,7 +445,7 @@ class _Translator:
         for key, value in args.items():
             if value is None:
                 self.dropped(f"tokenizer.{key}", "null")
-            elif key in ("special_tokens_path", "merges_file"):
+            elif key in ("special_tokens_path", "merges_file", "vocab_path", "merges_path"):
                 self.dropped(
                     f"tokenizer.{key}", "the tokenizer reads it from the checkpoint directory"
                 )
@@ -617,6 +634,24 @@ class _Translator:
             "quantize`: remove it here"
         )
 
+    def block_prompt(self, node: Any) -> None:
+        """generate_v2's turns are messages (``user: {text: ..., image: ...}``);
+        tunesmith's are strings."""
+        out = copy.deepcopy(node)
+        for role in ("system", "user"):
+            turn = node.get(role) if isinstance(node, Mapping) else None
+            if not isinstance(turn, Mapping):
+                continue
+            for key in turn:
+                if key != "text":
+                    self.problems.append(
+                        f"prompt.{role}.{key}: tunesmith's generate takes text prompts only: "
+                        "remove it"
+                    )
+            out[role] = turn.get("text")
+            self.note(f"prompt.{role}", "{text: ...}", "the text")
+        self.out["prompt"] = out
+
     def block_collate_fn(self, node: Any) -> None:
         if str(node).endswith("padded_collate_sft") or node is None:
             self.dropped("collate_fn", "samples are padded as torchtune's padded_collate_sft does")
@@ -657,6 +692,9 @@ def convert_torchtune_file(
 
     text = config_source(name_or_path)[0]
     recipe = recipe or recipe_from_comments(text)
+    if recipe is not None:
+        refuse_torchtune_recipe(recipe)
+        recipe = TORCHTUNE_EQUIVALENTS.get(recipe, recipe)
     problems: list[str] = []
     raw = _read(name_or_path, problems)
     from tunesmith.registry import get_registry

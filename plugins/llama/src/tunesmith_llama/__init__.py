@@ -1,4 +1,4 @@
-"""The Llama family for tunesmith: Llama 2, Code Llama, Llama 3, 3.1 and 3.2.
+"""The Llama family for tunesmith: Llama 2, Code Llama, Llama 3, 3.1, 3.2 and 3.3.
 
 Installing ``tunesmith-llama`` registers the model builders below, the ``llama``
 checkpoint adapter (HF safetensors and Meta ``consolidated.pth``) and the shipped
@@ -27,6 +27,7 @@ from tunesmith_llama._model_builders import (
     llama3_1_405b,
     llama3_2_1b,
     llama3_2_3b,
+    llama3_3_70b,
     llama3_8b,
     llama3_70b,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "llama3_1_8b",
     "llama3_2_1b",
     "llama3_2_3b",
+    "llama3_3_70b",
     "llama3_70b",
     "llama3_8b",
     "llama3_special_tokens",

@@ -46,6 +46,10 @@ SIZES = {
                        big=False)
         for n in (1, 3)
     },
+    "llama3_3": {
+        "70B": _size("Llama 3.3 70B", "llama3_3_70b", "meta-llama/Llama-3.3-70B-Instruct",
+                     big=True)
+    },
 }  # fmt: skip
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "llama3_1_8b",
     "llama3_2_1b",
     "llama3_2_3b",
+    "llama3_3_70b",
     "llama3_70b",
     "llama3_8b",
 ]
@@ -133,6 +134,11 @@ def llama3_2_3b() -> TransformerDecoder:
     )
 
 
+def llama3_3_70b() -> TransformerDecoder:
+    """Llama 3.3 70B (meta-llama/Llama-3.3-70B-Instruct): Llama 3.1 70B's architecture."""
+    return llama(**_LLAMA3_1, **_70B)
+
+
 #: Builder -> the Hugging Face repository whose weights it loads.
 HF_REPOS = {
     llama2_7b: "meta-llama/Llama-2-7b-hf",
@@ -148,4 +154,5 @@ HF_REPOS = {
     llama3_1_405b: "meta-llama/Llama-3.1-405B",
     llama3_2_1b: "meta-llama/Llama-3.2-1B",
     llama3_2_3b: "meta-llama/Llama-3.2-3B",
+    llama3_3_70b: "meta-llama/Llama-3.3-70B-Instruct",
 }

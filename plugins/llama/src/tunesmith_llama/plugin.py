@@ -25,7 +25,7 @@ def register_tokenizers(register):
             files=("original/tokenizer.model",),
             family="llama",
             priority=10,
-            description="Llama 3/3.1/3.2 tiktoken tokenizer (original/tokenizer.model)",
+            description="Llama 3/3.1/3.2/3.3 tiktoken tokenizer (original/tokenizer.model)",
         )
     )
     register(
@@ -54,7 +54,7 @@ def register_checkpoint_adapters(register):
             meta_to_native=_convert.meta_to_native,
             build_from_meta_params=_convert.build_from_meta_params,
             hf_config_from_meta_params=_convert.hf_config_from_meta_params,
-            description="Llama 2, Code Llama, Llama 3, 3.1, 3.2: HF safetensors and Meta consolidated.pth",
+            description="Llama 2, Code Llama, Llama 3, 3.1, 3.2, 3.3: HF safetensors and Meta consolidated.pth",
         )
     )
 

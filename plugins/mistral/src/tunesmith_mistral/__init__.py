@@ -23,6 +23,7 @@ from tunesmith_mistral._convert import (
     refuse_mixtral,
 )
 from tunesmith_mistral._model_builders import (
+    mistral_7b,
     mistral_7b_v0_1,
     mistral_7b_v0_2,
     mistral_7b_v0_3,
@@ -51,6 +52,7 @@ __all__ = [
     "V3_CONTROL_TOKENS",
     "build_from_hf_config",
     "mistral",
+    "mistral_7b",
     "mistral_7b_v0_1",
     "mistral_7b_v0_2",
     "mistral_7b_v0_3",

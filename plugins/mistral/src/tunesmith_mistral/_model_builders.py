@@ -6,6 +6,7 @@ from tunesmith.modules import TransformerDecoder
 from tunesmith_mistral._component_builders import mistral
 
 __all__ = [
+    "mistral_7b",
     "mistral_7b_v0_1",
     "mistral_7b_v0_2",
     "mistral_7b_v0_3",
@@ -27,6 +28,12 @@ _7B = dict(
 def mistral_7b_v0_1() -> TransformerDecoder:
     """Mistral 7B v0.1 (mistralai/Mistral-7B-v0.1): 7.24B parameters, 4096-token sliding window."""
     return mistral(**_7B, vocab_size=32_000, rope_base=10_000.0, sliding_window=4096)
+
+
+def mistral_7b() -> TransformerDecoder:
+    """Mistral 7B v0.1 under torchtune's name for it (``torchtune.models.mistral.mistral_7b``,
+    whose configs point at mistralai/Mistral-7B-v0.1)."""
+    return mistral_7b_v0_1()
 
 
 def mistral_7b_v0_2() -> TransformerDecoder:
@@ -73,6 +80,7 @@ def mistral_small_24b() -> TransformerDecoder:
 
 #: Builder -> the Hugging Face repository whose weights it loads.
 HF_REPOS = {
+    mistral_7b: "mistralai/Mistral-7B-v0.1",
     mistral_7b_v0_1: "mistralai/Mistral-7B-v0.1",
     mistral_7b_v0_2: "mistralai/Mistral-7B-Instruct-v0.2",
     mistral_7b_v0_3: "mistralai/Mistral-7B-v0.3",
