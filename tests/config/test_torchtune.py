@@ -279,7 +279,7 @@ def test_torchtune_builder_names_of_llama3_3_and_mistral_7b():
     )
     assert t.problems == [] and t.config["model"] == {"_component_": "llama3_3_70b"}
     pytest.importorskip("tunesmith_mistral")
-    result = _validate(str(OTHERS / "mistral/7B_lora_single_device.yaml"))
+    result = _validate(str(CONFIGS / "mistral/7B_lora_single_device.yaml"))
     assert result.exit_code == 0, result.output
     assert "lora_mistral_7b -> mistral_7b" in result.output
     import tunesmith_mistral

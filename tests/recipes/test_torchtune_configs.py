@@ -14,6 +14,16 @@ one string, as Meta's reference code does. Everything else — data order, trunc
 the model's numerics, LoRA/QLoRA, optimizer, schedule, the loss normalised over the
 step's tokens — agrees: the measured gaps are below 0.0025 (Llama 3) and 0.008
 (Llama 2) nats, against a few hundredths when, e.g., the prompt is masked.
+
+Qwen 2.5, Gemma and Mistral train on the rows' responses as plain text
+(``torchtune_setup.PLAIN_TEXT`` says why for each), so both sides see the same tokens:
+full fine-tuning then agrees to float noise (measured below 1.3e-6), LoRA to within the
+spread of LoRA's random initial A (below 0.0026 by the third step at lr 2e-4) and
+QLoRA from the first step by NF4's rounding (below 0.0013).
+
+Gemma 2 is not compared: torchtune 0.6.1's differs from transformers' (whose logits
+tunesmith's match): its checkpoint conversion swaps the pre- and post-feed-forward
+norms, and it soft-caps the final norm's output instead of the logits.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import pytest
 from .helpers import losses, run_ok
 from .torchtune_setup import (
     LOSSES_FILE,
+    PLAIN_TEXT,
     TORCHTUNE_CONFIGS,
     configs,
     family_of,
@@ -40,7 +51,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fixtures"))
 from make_torchtune_losses import digest  # noqa: E402
 
 RECORDED = json.loads(LOSSES_FILE.read_text())
-TOLERANCE = {"llama2": 0.01, "llama3": 0.004, "llama3_1": 0.004, "llama3_2": 0.004}
+TOLERANCE = {
+    "llama2": 0.01, "llama3": 0.004, "llama3_1": 0.004, "llama3_2": 0.004,
+    # the same tokens (PLAIN_TEXT); LoRA's A is a random draw on each side
+    "qwen2_5": 0.004, "gemma": 0.004, "mistral": 0.004,
+}  # fmt: skip
+#: Full fine-tuning on the same tokens draws nothing at random: float noise only.
+FULL_ON_SAME_TOKENS = 1e-4
+
+
+def _tolerance(name: str) -> float:
+    family = family_of(name)
+    if family in PLAIN_TEXT and "_full" in name:
+        return FULL_ON_SAME_TOKENS
+    return TOLERANCE[family]
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +99,7 @@ def test_torchtune_config_gives_torchtune_losses(name, tiny, tmp_path):
     theirs = recorded["losses"]
     assert len(ours) == len(theirs) == RECORDED["steps"]
     gaps = [abs(a - b) for a, b in zip(ours, theirs, strict=True)]
-    assert max(gaps) < TOLERANCE[family_of(name)], f"ours {ours}, torchtune's {theirs}"
+    assert max(gaps) < _tolerance(name), f"ours {ours}, torchtune's {theirs}"
     assert (output_dir / "epoch_0" / "config.json").is_file()
 
 
