@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tunesmith.tokenizers import common_prefix_len, join_chunks, mask_from_offsets, truncate
+from tunesmith.tokenizers._utils import end_tail
 
 
 def test_join_chunks_concatenates_and_repeats_each_chunks_flag():
@@ -44,3 +45,16 @@ def test_mask_from_offsets_keeps_any_token_touching_unmasked_text():
     char_mask = [True, True, True, False, False, False]
     offsets = [(0, 2), (2, 4), (4, 6), (6, 6), (0, 0)]
     assert mask_from_offsets(offsets, char_mask) == [True, False, False, False, True]
+
+
+def test_truncate_keeps_an_end_token_and_the_newline_a_template_writes_after_it():
+    # ChatML ends a turn with <|im_end|> "\n" (Gemma: <end_of_turn> "\n"): both stay.
+    tokens = [1, 10, 11, 12, 13, 2, 7]
+    mask = [True, True, False, False, False, False, False]
+    assert truncate(tokens, mask, 4, end_ids={2}) == ([1, 10, 2, 7], [True, True, False, False])
+    assert end_tail(tokens, {2}) == 2
+    # three tokens after the last end token are content, not a template's suffix
+    assert end_tail([2, 10, 11, 12], {2}) == 0
+    assert truncate([2, 10, 11, 12], [False] * 4, 2, end_ids={2}) == ([2, 10], [False, False])
+    # a tail as long as the limit is not kept whole
+    assert truncate(tokens, mask, 2, end_ids={2}) == ([1, 10], [True, True])

@@ -170,3 +170,20 @@ def test_missing_files_are_one_line_errors(tmp_path):
     with pytest.raises(CheckpointError, match="needs tokenizer.json") as error:
         QwenTokenizer(tmp_path)
     assert "\n" not in str(error.value)
+
+
+def test_truncation_keeps_im_end_and_its_newline_trained(directories):
+    # The template ends an answer with <|im_end|> "\n": a cut sample still ends so.
+    whole = QwenTokenizer(directories["qwen2_5"])
+    messages = [
+        Message("user", "Name a prime number.", masked=True),
+        Message("assistant", "Seven. And another one? Eleven, then thirteen. " * 4),
+    ]
+    tokens, _ = whole.tokenize_messages(messages)
+    im_end = whole.token_to_id("<|im_end|>")
+    assert tokens[-2] == im_end and whole.decode(tokens[-1:], skip_special_tokens=False) == "\n"
+    cut = QwenTokenizer(directories["qwen2_5"], max_seq_len=len(tokens) - 10)
+    short, mask = cut.tokenize_messages(messages)
+    assert len(short) == len(tokens) - 10
+    assert short[:-2] == tokens[: len(short) - 2] and short[-2:] == tokens[-2:]
+    assert mask[-2] is False  # the end of the answer is trained

@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 from tunesmith.data._loading import cell_text
 from tunesmith.data._messages import CROSS_ENTROPY_IGNORE_IDX, Message, ModelTokenizer
 from tunesmith.errors import DataError
+from tunesmith.tokenizers._utils import end_tail, truncate
 
 __all__ = ["SFTDataset", "TextCompletionDataset", "Truncation", "lost_responses"]
 
@@ -46,24 +47,20 @@ class _RowDataset(Dataset):
         except DataError as exc:
             raise DataError(f"{self._where}, row {index}: {exc}") from None
         lost = False
+        tail = end_tail(tokens, self._end_ids)
         if self.max_seq_len is not None and len(tokens) > self.max_seq_len:
             # Keep the start (prompts come first, and a cut answer still teaches its
-            # prefix) and, like the tokenizers do, a final end token, so the model keeps
-            # learning that answers stop.
-            last = tokens[-1], labels[-1]
-            keep_end = last[0] in self._end_ids
-            cut = self.max_seq_len - 1 if keep_end else self.max_seq_len
-            trained = labels[:-1] if keep_end else labels
-            lost = any(x != CROSS_ENTROPY_IGNORE_IDX for x in trained) and all(
+            # prefix) and, like the tokenizers do, the final end token, so the model
+            # keeps learning that answers stop.
+            cut = self.max_seq_len - tail if tail < self.max_seq_len else self.max_seq_len
+            lost = any(x != CROSS_ENTROPY_IGNORE_IDX for x in labels[: len(labels) - tail]) and all(
                 x == CROSS_ENTROPY_IGNORE_IDX for x in labels[:cut]
             )
-            tokens, labels = tokens[: self.max_seq_len], labels[: self.max_seq_len]
-            if keep_end:
-                tokens[-1], labels[-1] = last
+            tokens, labels = truncate(tokens, labels, self.max_seq_len, end_ids=self._end_ids)
         elif self.cut_at is not None and len(tokens) >= self.cut_at > 1:
             # The tokenizer cut it already (keeping its end token): nothing before that
-            # end token is trained.
-            lost = all(x == CROSS_ENTROPY_IGNORE_IDX for x in labels[:-1])
+            # end is trained.
+            lost = all(x == CROSS_ENTROPY_IGNORE_IDX for x in labels[: len(labels) - max(tail, 1)])
         return tokens, labels, lost
 
     @property
