@@ -9,8 +9,8 @@ from torch.utils.data import Dataset
 
 from tunesmith.data._loading import cell_text
 from tunesmith.data._messages import CROSS_ENTROPY_IGNORE_IDX, Message, ModelTokenizer
+from tunesmith.data._truncation import end_tail, truncate
 from tunesmith.errors import DataError
-from tunesmith.tokenizers._utils import end_tail, truncate
 
 __all__ = ["SFTDataset", "TextCompletionDataset", "Truncation", "lost_responses"]
 
