@@ -325,3 +325,25 @@ def test_every_validate_only_fixture_but_the_refused_one_validates():
         name = str(path.relative_to(OTHERS).with_suffix(""))
         result = _validate(str(path))
         assert (result.exit_code == 0) == (name not in refused), (name, result.output)
+
+
+def test_a_list_of_torchtune_datasets_becomes_a_list_of_tunesmith_datasets():
+    t = _translate(
+        "llama3_2/1B_lora_single_device",
+        dataset=[
+            {"_component_": "torchtune.datasets.alpaca_cleaned_dataset", "packed": False},
+            {"_component_": "torchtune.datasets.slimorca_dataset"},
+            {"_component_": "torchtune.datasets.samsum_dataset"},
+        ],
+    )
+    first, second, third = t.config["dataset"]
+    assert first["_component_"] == "alpaca" and first["source"] == "yahma/alpaca-cleaned"
+    assert second["_component_"] == "chat" and second["conversation_style"] == "sharegpt"
+    assert third is None
+    assert t.problems == [
+        "dataset.2: torchtune.datasets.samsum_dataset: no tunesmith equivalent; use alpaca, "
+        "instruct, chat or text_completion with your own source"
+    ]
+    assert any(
+        n.startswith("dataset.1._component_: torchtune.datasets.slimorca_dataset") for n in t.notes
+    )

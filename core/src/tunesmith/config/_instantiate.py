@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -69,7 +70,8 @@ def resolve_component(name: str, *, key: str | None = None) -> Callable[..., Any
         NotFoundError: nothing by that name; the message suggests close names.
     """
     registry = get_registry()
-    kind = KIND_BY_KEY.get(key or "")
+    # an item of a list of components (dataset.0) is looked up as its list's key
+    kind = KIND_BY_KEY.get(re.sub(r"\.\d+$", "", key or ""))
     if kind and name in registry.tables[kind]:
         return registry.get(kind, name).builder
     if "." not in name:

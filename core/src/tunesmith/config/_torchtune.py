@@ -507,12 +507,17 @@ class _Translator:
         self.out["checkpointer"] = out
 
     def block_dataset(self, node: Any, key: str = "dataset") -> None:
-        if isinstance(node, list):
-            self.problems.append(
-                f"{key}: a list of {len(node)} datasets: tunesmith trains on one dataset per "
-                "run: merge the files into one source"
-            )
+        if isinstance(node, list):  # several datasets trained as one, in order
+            items = [self.dataset(item, f"{key}.{i}") for i, item in enumerate(node)]
+            self.out[key] = items
             return
+        self.out[key] = self.dataset(node, key)
+
+    def dataset(self, node: Any, key: str) -> Any:
+        if not isinstance(node, Mapping) or not str(node.get("_component_", "")).startswith(
+            _PREFIX
+        ):
+            return copy.deepcopy(node)
         path = str(node.get("_component_", ""))
         name = _last(path)
         if name not in _DATASETS:
@@ -520,7 +525,7 @@ class _Translator:
                 f"{key}: {path}: no tunesmith equivalent; use alpaca, instruct, chat or "
                 "text_completion with your own source"
             )
-            return
+            return None
         target, defaults = _DATASETS[name]
         args = {k: copy.deepcopy(v) for k, v in node.items() if k != "_component_"}
         out: dict[str, Any] = {"_component_": target}
@@ -542,7 +547,7 @@ class _Translator:
         out.update(args)
         why = f"torchtune's defaults filled in: {', '.join(filled)}" if filled else ""
         self.note(f"{key}._component_", path, target, why)
-        self.out[key] = out
+        return out
 
     def block_loss(self, node: Any) -> None:
         path = str(node.get("_component_", ""))

@@ -114,7 +114,8 @@ def _check_component(key: str, node: dict, problems: list[str]) -> None:
     try:
         target = resolve_component(name, key=key)
     except TunesmithError as exc:
-        problems.append(str(exc))
+        # an item of a list (dataset.1) is named: "unknown dataset" alone would not say which
+        problems.append(f"{key}: {exc}" if key[-1].isdigit() else str(exc))
         return
     kwargs = {k: v for k, v in node.items() if k != "_component_"}
     before = len(problems)
@@ -179,6 +180,20 @@ def _optimizer_problems(target: Callable[..., Any], key: str, kwargs: dict) -> l
             problems.append(f"{key}: {name} refuses these arguments: {message}")
             break
     return problems
+
+
+def _check_dataset_list(items: list, problems: list[str]) -> None:
+    """torchtune's ``dataset: [{...}, ...]``: each item a dataset component."""
+    if not items:
+        problems.append("'dataset' is an empty list: name at least one dataset")
+    for i, item in enumerate(items):
+        if isinstance(item, dict) and "_component_" in item:
+            _check_component(f"dataset.{i}", item, problems)
+        elif item is not _UNRESOLVED:
+            problems.append(
+                f"'dataset.{i}' must be a dataset ({{_component_: alpaca | chat | ..., "
+                f"source}}), not {item!r}"
+            )
 
 
 def _resolution_problem(where: str, exc: OmegaConfBaseException) -> str:
@@ -276,6 +291,8 @@ def _problems(cfg: DictConfig, recipe: Recipe | None) -> list[str]:
             continue
         if isinstance(value, dict) and "_component_" in value:
             _check_component(key, value, problems)
+        elif key == "dataset" and isinstance(value, list):
+            _check_dataset_list(value, problems)
         elif key in _COMPONENT_BLOCKS and isinstance(value, dict):
             problems.append(f"'{key}' has no _component_: add one (e.g. {key}._component_=...)")
     return problems

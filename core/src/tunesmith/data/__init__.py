@@ -34,6 +34,7 @@ from tunesmith.data._text import text_completion
 
 __all__ = [
     "CROSS_ENTROPY_IGNORE_IDX",
+    "ConcatenatedDataset",
     "PROMPT_TEMPLATES",
     "PromptTemplate",
     "SAMPLES",
@@ -62,6 +63,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "ConcatenatedDataset": "tunesmith.data._concat",
     "PackedDataset": "tunesmith.data._packed",
     "create_block_causal_mask": "tunesmith.data._packed",
     "SFTDataset": "tunesmith.data._sft",

@@ -262,18 +262,24 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _datasets(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The run's dataset blocks: one, or torchtune's list of them."""
+    node = cfg.get("dataset") or {}
+    return [dict(d) for d in node] if isinstance(node, (list, tuple)) else [dict(node)]
+
+
 def _settings(cfg: Mapping[str, Any], recipe: str) -> list[tuple[str, str]]:
     optimizer = dict(cfg.get("optimizer") or {})
     scheduler = dict(cfg.get("lr_scheduler") or {})
     peft = dict(cfg.get("peft") or {})
-    dataset = dict(cfg.get("dataset") or {})
+    datasets = _datasets(cfg)
     tokenizer = dict(cfg.get("tokenizer") or {})
     rows = [
         ("recipe", recipe),
         ("method", f"{peft.get('_component_')} ({_fmt(peft)})" if peft else "full fine-tuning"),
-        ("dataset", f"{dataset_name(dataset)} via {dataset.get('_component_')}"),
-        ("train_on_input", _fmt(dataset.get("train_on_input", False))),
-        ("packed", _fmt(dataset.get("packed", False))),
+        ("dataset", " + ".join(f"{dataset_name(d)} via {d.get('_component_')}" for d in datasets)),
+        ("train_on_input", " / ".join(_fmt(d.get("train_on_input", False)) for d in datasets)),
+        ("packed", _fmt(datasets[0].get("packed", False) if datasets else False)),
         ("max_seq_len", _fmt(tokenizer.get("max_seq_len"))),
         ("epochs", _fmt(cfg.get("epochs"))),
         ("batch size", f"{cfg.get('batch_size')} x {cfg.get('gradient_accumulation_steps')} accumulation"),
@@ -307,9 +313,10 @@ def write_model_card(
     front = ["---", f"library_name: {'peft' if adapter_only else 'transformers'}"]
     if hub_base:
         front.append(f"base_model: {hub_base}")
-    dataset = str((cfg.get("dataset") or {}).get("source") or "")
-    if dataset and not _is_local(dataset) and "/" in dataset:
-        front.append(f"datasets:\n- {dataset}")
+    hub = [str(d.get("source") or "") for d in _datasets(cfg)]
+    hub = [s for s in hub if s and not _is_local(s) and "/" in s]
+    if hub:
+        front.append("datasets:\n" + "\n".join(f"- {s}" for s in hub))
     tags = ["tunesmith", "fine-tuned"] + (["lora", "peft"] if adapter else [])
     front += ["tags:"] + [f"- {t}" for t in tags] + ["---", ""]
     base_text = (

@@ -69,7 +69,12 @@ FINETUNE_SCHEMA = RecipeSchema(
             help="null or {_component_: auto}: built from checkpoint_dir's config.json",
         ),
         _TOKENIZER,
-        Key("dataset", dict, required=True, help="{_component_: alpaca | chat | ..., source}"),
+        Key(
+            "dataset",
+            (dict, list),
+            required=True,
+            help="{_component_: alpaca | chat | ..., source}, or a list of them trained as one",
+        ),
         Key("validation_dataset", _COMPONENT, None, help="Held-out data for val_loss, or null"),
         Key(
             "run_val_every_n_steps",

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -37,6 +37,7 @@ from tunesmith.checkpoint import Checkpointer, load_model_weights
 from tunesmith.config import instantiate
 from tunesmith.data import (
     CROSS_ENTROPY_IGNORE_IDX,
+    ConcatenatedDataset,
     PackedDataset,
     packed_collate,
     padded_collate,
@@ -113,11 +114,33 @@ def _build_tokenizer(cfg: DictConfig, checkpointer: Checkpointer):
     return instantiate(cfg.get("tokenizer") or _AUTO, key="tokenizer", context=context)
 
 
+def _build_dataset(cfg, node_key, tokenizer, strategy):
+    """``(dataset, packed)`` of ``cfg[node_key]``: one dataset, or a list of them trained
+    as one (torchtune's ``dataset: [...]``; all packed or none)."""
+    node = cfg[node_key]
+    many = isinstance(node, ListConfig)
+    parts = []
+    for key, item in zip(
+        [f"{node_key}.{i}" for i in range(len(node))] if many else [node_key],
+        node if many else [node],
+        strict=True,
+    ):
+        dataset = instantiate(item, tokenizer, key=key)
+        if len(dataset) == 0:
+            raise ConfigError(f"'{key}' produced no samples: check its source, split and filters")
+        _check_truncation(item, key, dataset, strategy)
+        parts.append(dataset)
+    packed = [isinstance(part, PackedDataset) for part in parts]
+    if any(packed) and not all(packed):
+        raise ConfigError(
+            f"'{node_key}' mixes packed and unpacked datasets: set packed the same on each "
+            f"({', '.join(f'{node_key}.{i}.packed={p}' for i, p in enumerate(packed))})"
+        )
+    return (ConcatenatedDataset(parts) if many else parts[0]), packed[0]
+
+
 def _build_loader(cfg, node_key, tokenizer, strategy, *, shuffle, drop_last=True):
-    dataset = instantiate(cfg[node_key], tokenizer, key=node_key)
-    if len(dataset) == 0:
-        raise ConfigError(f"'{node_key}' produced no samples: check its source, split and filters")
-    _check_truncation(cfg, node_key, dataset, strategy)
+    dataset, packed = _build_dataset(cfg, node_key, tokenizer, strategy)
     sampler = EpochSampler(
         len(dataset),
         shuffle=shuffle,
@@ -125,7 +148,7 @@ def _build_loader(cfg, node_key, tokenizer, strategy, *, shuffle, drop_last=True
         rank=strategy.rank,
         world_size=strategy.world_size,
     )
-    collate = packed_collate if isinstance(dataset, PackedDataset) else _Collate(tokenizer.pad_id)
+    collate = packed_collate if packed else _Collate(tokenizer.pad_id)
     loader = DataLoader(
         dataset,
         batch_size=int(cfg.batch_size),
@@ -167,7 +190,7 @@ def _go_padding_free(cfg: DictConfig, model: nn.Module, loaders) -> bool:
     return bool(collates)
 
 
-def _check_truncation(cfg: DictConfig, node_key: str, dataset, strategy: Strategy) -> None:
+def _check_truncation(node: DictConfig, node_key: str, dataset, strategy: Strategy) -> None:
     """Warn when max_seq_len cuts away whole responses (their prompts fill it), and refuse
     when it does so to every sample: such a run would train nothing but end tokens."""
     from tunesmith.data import lost_responses
@@ -175,7 +198,7 @@ def _check_truncation(cfg: DictConfig, node_key: str, dataset, strategy: Strateg
     found = lost_responses(dataset)
     if found is None or found.lost == 0:
         return
-    own = cfg[node_key].get("max_seq_len")
+    own = node.get("max_seq_len")
     setting = f"{node_key}.max_seq_len" if own == found.max_seq_len else "tokenizer.max_seq_len"
     among = f" (the first {found.checked} of {found.total})" if found.checked < found.total else ""
     cause = f"to {setting}={found.max_seq_len} (their prompts are longer)"
