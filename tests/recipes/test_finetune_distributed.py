@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from .helpers import hf_logits, leftovers, losses, our_logits, read_weights, run_ok, sample_tokens
@@ -189,3 +190,55 @@ def test_lora_distributed_through_the_cli_matches_one_device(make_config, base_d
         atol=1e-5,
         rtol=0,
     )
+
+
+QLORA = {**LORA, "peft": {**LORA["peft"], "_component_": "qlora"}}
+
+
+def test_qlora_distributed_matches_one_device_and_refuses_weights_that_do_not_shard(
+    make_config, tmp_path
+):
+    from tunesmith.data import SAMPLE_ALPACA
+
+    from .helpers import base_config, merge_config, write_base_checkpoint
+
+    # torchao splits an NF4 weight's blocks and their scales across the ranks: the
+    # default tiny checkpoint's 64-wide weights are one scale group, which cannot split.
+    small, _ = make_config("qlora_small", **PER_RANK, **QLORA)
+    command = [sys.executable, "-m", "tunesmith", "run", "lora_finetune_distributed",
+               "--nproc-per-node", "2", "--standalone", "--config", str(small)]  # fmt: skip
+    with pytest.raises(AssertionError) as refused:
+        _launch(command, tmp_path)
+    assert (
+        "QLoRA under FSDP2 splits each NF4 weight into 2 shards, and torchao needs each "
+        "shard to hold whole quantization groups; these weights do not split: "
+        "layers.0.attn.q_proj (64, 64)" in str(refused.value)
+    )
+    assert "Traceback" not in str(refused.value)
+
+    # 256 wide: every weight splits in two. Same global batch as one device.
+    wide = write_base_checkpoint(
+        tmp_path / "wide", hidden_size=256, intermediate_size=512, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=64,
+    )  # fmt: skip
+    rows = [line for line in Path(SAMPLE_ALPACA).read_text().splitlines() if line.strip()]
+    data = tmp_path / "train.jsonl"
+    data.write_text("\n".join(rows[:32]) + "\n")
+
+    def config(name, **changes):
+        out = tmp_path / name
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(merge_config(base_config(wide, data, out), changes)))
+        return path, out
+
+    fsdp_config, out = config("qlora_fsdp", **PER_RANK, **QLORA)
+    _launch(_torchrun("lora_finetune_distributed", fsdp_config), tmp_path)
+    single_config, single = config("qlora_single", **SINGLE, **QLORA)
+    run_ok("qlora_finetune_single_device", single_config)
+    assert sorted(losses(out)) == [1, 2, 3, 4]
+    assert losses(out) == pytest.approx(losses(single), rel=1e-5)
+    adapter = "epoch_0/adapter/adapter_model.safetensors"
+    ours, theirs = load_file(out / adapter), load_file(single / adapter)
+    assert sorted(ours) == sorted(theirs)
+    for key in theirs:
+        torch.testing.assert_close(ours[key], theirs[key], atol=1e-5, rtol=0)

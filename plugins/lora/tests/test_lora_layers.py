@@ -269,3 +269,28 @@ def test_nf4_merge_unmerge_restores_the_quantized_weight(use_dora: bool) -> None
 def test_nf4_rejects_unquantizable_size() -> None:
     with pytest.raises(ValueError, match="multiple of 64"):
         LoRALinear(nn.Linear(10, 3), rank=2, alpha=2, quantize_base=True)
+
+
+def _torchao_splits(shape, shards):
+    """Whether torchao splits an NF4 weight of ``shape`` into ``shards`` by rows."""
+    from tunesmith_lora._layers import to_nf4_weight
+
+    if shape[0] % shards:
+        return False
+    weight = to_nf4_weight(torch.randn(shape, generator=torch.Generator().manual_seed(0)))
+    try:
+        torch.split(weight, shape[0] // shards)
+    except AssertionError:  # torchao's: a block or scale tensor does not divide
+        return False
+    return True
+
+
+def test_nf4_shards_evenly_matches_what_torchao_can_split():
+    pytest.importorskip("torchao")
+    from tunesmith_lora._layers import nf4_shards_evenly
+
+    cases = [((256, 256), 2), ((128, 256), 2), ((64, 64), 2), ((256, 256), 3),
+             ((512, 256), 4), ((64, 256), 4)]  # fmt: skip
+    for shape, shards in cases:
+        assert nf4_shards_evenly(shape, shards) == _torchao_splits(shape, shards), (shape, shards)
+    assert nf4_shards_evenly((256, 256), 2) and not nf4_shards_evenly((64, 64), 2)

@@ -19,7 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["NF4_BLOCK_SIZE", "LoRALinear", "is_nf4", "merge_weight", "to_nf4_weight"]
+__all__ = [
+    "NF4_BLOCK_SIZE",
+    "LoRALinear",
+    "is_nf4",
+    "merge_weight",
+    "nf4_shards_evenly",
+    "to_nf4_weight",
+]
 
 #: Values per NF4 quantization block (a quantized weight's size must be a multiple).
 NF4_BLOCK_SIZE = 64
@@ -51,6 +58,16 @@ def to_nf4_weight(weight: torch.Tensor) -> torch.Tensor:
         )
     scaler_block = math.gcd(numel // NF4_BLOCK_SIZE, _NF4_SCALER_BLOCK)
     return to_nf4(weight.detach().contiguous(), NF4_BLOCK_SIZE, scaler_block)
+
+
+def nf4_shards_evenly(shape: tuple[int, ...], shards: int) -> bool:
+    """Whether FSDP2 can split an NF4 weight of ``shape`` (as :func:`to_nf4_weight`
+    quantizes it) into ``shards`` along its rows: torchao splits the packed values, the
+    block scales and their group scales alike, so each must divide evenly."""
+    numel = math.prod(shape)
+    blocks = numel // NF4_BLOCK_SIZE
+    groups = blocks // math.gcd(blocks, _NF4_SCALER_BLOCK)
+    return all(n % shards == 0 for n in (shape[0], numel // 2, blocks, groups))
 
 
 def _dense(weight: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:

@@ -11,7 +11,14 @@ import torch
 from torch import nn
 
 from tunesmith.errors import ConfigError
-from tunesmith_lora._layers import NF4_BLOCK_SIZE, LoRALinear, _dense, is_nf4, merge_weight
+from tunesmith_lora._layers import (
+    NF4_BLOCK_SIZE,
+    LoRALinear,
+    _dense,
+    is_nf4,
+    merge_weight,
+    nf4_shards_evenly,
+)
 
 __all__ = [
     "disable_adapters",
@@ -68,6 +75,8 @@ def wrap_linears(
                 f"is not a multiple of {NF4_BLOCK_SIZE} values — set peft.quantize_base: false "
                 "or leave this layer out of the LoRA targets"
             )
+    if quantize_base:
+        _check_nf4_sharding(model, paths)
     for path in paths:
         base = model.get_submodule(path)
         try:
@@ -82,6 +91,30 @@ def wrap_linears(
         except ValueError as exc:
             raise ConfigError(f"cannot wrap {path} with LoRA: {exc}") from exc
         _replace(model, path, wrapped)
+
+
+def _check_nf4_sharding(model: nn.Module, paths: list[str]) -> None:
+    """Under FSDP2 (torch.distributed initialised, several processes) every NF4 weight is
+    split across the processes: refuse, naming them, the weights that do not split."""
+    import torch.distributed as dist
+
+    shards = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    if shards == 1:
+        return
+    uneven = [
+        f"{path} {tuple(weight.shape)}"
+        for path in paths
+        if not nf4_shards_evenly(tuple((weight := model.get_submodule(path).weight).shape), shards)
+    ]
+    if uneven:
+        more = f" and {len(uneven) - 3} more" if len(uneven) > 3 else ""
+        raise ConfigError(
+            f"QLoRA under FSDP2 splits each NF4 weight into {shards} shards, and torchao needs "
+            f"each shard to hold whole quantization groups; these weights do not split: "
+            f"{', '.join(uneven[:3])}{more} — run QLoRA on one device "
+            "(qlora_finetune_single_device), on a number of processes that divides them, or "
+            "use LoRA (peft.quantize_base: false) with FSDP2"
+        )
 
 
 def freeze_non_adapter_params(model: nn.Module) -> None:
