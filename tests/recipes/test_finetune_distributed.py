@@ -242,3 +242,8 @@ def test_qlora_distributed_matches_one_device_and_refuses_weights_that_do_not_sh
     assert sorted(ours) == sorted(theirs)
     for key in theirs:
         torch.testing.assert_close(ours[key], theirs[key], atol=1e-5, rtol=0)
+    # the merged checkpoint: NF4 shards gathered, dequantized and merged as on one device
+    merged, single_merged = read_weights(out / "epoch_0"), read_weights(single / "epoch_0")
+    assert sorted(merged) == sorted(single_merged)
+    for key in single_merged:
+        torch.testing.assert_close(merged[key], single_merged[key], atol=1e-5, rtol=0)
