@@ -119,12 +119,11 @@ def _build_dataset(cfg, node_key, tokenizer, strategy):
     as one (torchtune's ``dataset: [...]``; all packed or none)."""
     node = cfg[node_key]
     many = isinstance(node, ListConfig)
+    named = (
+        [(f"{node_key}.{i}", item) for i, item in enumerate(node)] if many else [(node_key, node)]
+    )
     parts = []
-    for key, item in zip(
-        [f"{node_key}.{i}" for i in range(len(node))] if many else [node_key],
-        node if many else [node],
-        strict=True,
-    ):
+    for key, item in named:
         dataset = instantiate(item, tokenizer, key=key)
         if len(dataset) == 0:
             raise ConfigError(f"'{key}' produced no samples: check its source, split and filters")
