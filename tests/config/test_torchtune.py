@@ -247,6 +247,13 @@ def test_torchtune_names_of_distributed_configs_resolve():
     assert CliRunner().invoke(cli, ["cat", "llama3_2/1B_full"]).output == ours
     unknown = _validate("llama3_2/1B_nope")
     assert unknown.exit_code != 0 and "unknown config 'llama3_2/1B_nope'" in unknown.output
+    # torchtune's per-family evaluation configs: tunesmith's one config serves every family
+    evaluation = _validate("qwen2_5/evaluation")
+    assert evaluation.exit_code != 0
+    assert (
+        "unknown config 'qwen2_5/evaluation': tunesmith ships one evaluation config for every "
+        "family, eleuther_evaluation" in evaluation.output
+    )
 
 
 def test_resume_from_checkpoint_is_dropped_only_where_the_recipe_does_not_read_it():

@@ -77,6 +77,13 @@ def find_config(name_or_path: str | Path) -> tuple[Path, str | None]:
         raise NotFoundError(
             f"config file {path} does not exist: check the path, or run `tunesmith ls`"
         )
+    if name.endswith("/evaluation") and name not in get_registry().tables["configs"]:
+        raise NotFoundError(
+            f"unknown config '{name}': tunesmith ships one evaluation config for every family, "
+            "eleuther_evaluation (the model comes from checkpointer.checkpoint_dir): "
+            "tunesmith run eleuther_eval --config eleuther_evaluation "
+            "checkpointer.checkpoint_dir=<your model>"
+        )
     config = get_registry().get("configs", name)
     return config.path, config.recipe
 
