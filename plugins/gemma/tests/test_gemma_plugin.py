@@ -39,7 +39,7 @@ def test_every_size_ships_every_kind(gemma_registry):
     expected = {
         f"{p}/{size}_{kind}" for p, sizes in SIZES.items() for size in sizes for kind in RECIPES
     }
-    assert set(shipped) == expected and len(expected) == 45
+    assert set(shipped) == expected and len(expected) == 54
     for name, config in shipped.items():
         kind = name.partition("_")[2]
         assert config.recipe == RECIPES[kind]
@@ -55,7 +55,7 @@ def test_every_size_ships_every_kind(gemma_registry):
 
 def test_shipped_configs_validate(gemma_registry):
     ran = check_configs("gemma")
-    assert len(ran) == 45 and not [r for r in ran if "skipped" in r]
+    assert len(ran) == 54 and not [r for r in ran if "skipped" in r]
 
 
 @pytest.mark.parametrize("name", ["gemma2/9B_full_single_device", "gemma3/4B_qlora_single_device"])

@@ -29,6 +29,7 @@ KINDS = {
     "lora_single_device": "lora_finetune_single_device",
     "lora_distributed": "lora_finetune_distributed",
     "qlora_single_device": "qlora_finetune_single_device",
+    "qlora_distributed": "lora_finetune_distributed",
 }
 
 
@@ -48,7 +49,7 @@ def test_every_size_ships_every_kind():
         for kind in KINDS
     }
     assert set(NAMES) == expected
-    assert len(NAMES) == 70
+    assert len(NAMES) == 84
 
 
 def test_every_config_is_registered_from_the_cores_template_per_kind(registry):

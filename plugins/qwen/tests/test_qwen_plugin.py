@@ -40,7 +40,7 @@ def test_every_size_ships_every_kind_under_torchtunes_names():
     assert {s for s in SIZES["qwen2_5"]} == {"0.5B", "1.5B", "3B", "7B", "14B", "32B", "72B"}
     assert {s for s in SIZES["qwen3"]} == {"0.6B", "1.7B", "4B", "8B", "14B", "32B"}
     expected = {f"{f}/{s}_{k}" for f, sizes in SIZES.items() for s in sizes for k in RECIPES}
-    assert set(CONFIGS) == expected and len(CONFIGS) == 17 * 5
+    assert set(CONFIGS) == expected and len(CONFIGS) == 17 * 6
     assert "qwen2/7B_lora_single_device" in CONFIGS and "qwen2_5/3B_full_distributed" in CONFIGS
 
 

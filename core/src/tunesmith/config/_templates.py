@@ -30,6 +30,7 @@ FINETUNE_KINDS = {
     "lora_single_device": "lora_finetune_single_device",
     "lora_distributed": "lora_finetune_distributed",
     "qlora_single_device": "qlora_finetune_single_device",
+    "qlora_distributed": "lora_finetune_distributed",
 }
 
 
