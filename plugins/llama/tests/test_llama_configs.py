@@ -30,6 +30,7 @@ KINDS = {
     "lora_distributed": "lora_finetune_distributed",
     "qlora_single_device": "qlora_finetune_single_device",
     "qlora_distributed": "lora_finetune_distributed",
+    "full_low_memory": "full_finetune_single_device",  # Llama 2 and Code Llama 7B only
 }
 
 
@@ -47,9 +48,14 @@ def test_every_size_ships_every_kind():
         for family, sizes in FAMILIES.items()
         for size in sizes
         for kind in KINDS
+        if kind != "full_low_memory" or size == "7B"
     }
     assert set(NAMES) == expected
-    assert len(NAMES) == 84
+    assert len(NAMES) == 86
+    assert {n for n in NAMES if n.endswith("low_memory")} == {
+        "llama2/7B_full_low_memory",
+        "code_llama2/7B_full_low_memory",
+    }
 
 
 def test_every_config_is_registered_from_the_cores_template_per_kind(registry):

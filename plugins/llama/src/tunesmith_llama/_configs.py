@@ -6,10 +6,13 @@ from __future__ import annotations
 from tunesmith import Config
 from tunesmith.config import FINETUNE_KINDS, render_config_table
 
-__all__ = ["SIZES", "shipped_configs"]
+__all__ = ["RECIPES", "SIZES", "shipped_configs"]
 
+#: Recipe kind -> the recipe its configs run: the core's kinds, and full_low_memory for
+#: the 7B sizes of Llama 2 and Code Llama (as torchtune ships them).
+RECIPES = {**FINETUNE_KINDS, "full_low_memory": "full_finetune_single_device"}
 # The LoRA recipes are tunesmith-lora's (a dependency of this distribution).
-_REQUIRES = {kind: "tunesmith-lora" for kind in FINETUNE_KINDS if "lora" in kind}
+_REQUIRES = {kind: "tunesmith-lora" for kind in RECIPES if "lora" in kind}
 
 
 def _size(title: str, model: str, repo: str, *, big: bool) -> dict:
@@ -55,4 +58,9 @@ SIZES = {
 
 def shipped_configs() -> list[Config]:
     """Every shipped config: each size of :data:`SIZES` in each fine-tuning kind."""
-    return render_config_table(SIZES, requires=_REQUIRES)
+    sizes = {size for table in SIZES.values() for size in table}
+    kinds = {
+        size: tuple(kind for kind in RECIPES if kind != "full_low_memory" or size == "7B")
+        for size in sizes
+    }
+    return render_config_table(SIZES, recipes=RECIPES, requires=_REQUIRES, kinds=kinds)

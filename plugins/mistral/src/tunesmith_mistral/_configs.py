@@ -11,9 +11,7 @@ __all__ = ["RECIPES", "SIZES", "shipped_configs"]
 
 #: Recipe kind -> the recipe its configs run (the core's kinds and full_low_memory).
 RECIPES = {**FINETUNE_KINDS, "full_low_memory": "full_finetune_single_device"}
-# No QLoRA-with-FSDP2 configs until that path is tested: on a tiny Mistral, qlora under
-# lora_finetune_distributed stops in torchao's NF4 sharding ("quantization_factor.numel()
-# not divisible by 2"). The LoRA recipes are tunesmith-lora's (a dependency).
+# The LoRA recipes are tunesmith-lora's (a dependency).
 _REQUIRES = {kind: "tunesmith-lora" for kind in RECIPES if "lora" in kind}
 # torchtune ships mistral/7B_full_low_memory (8-bit paged AdamW, optimizer in backward)
 # for v0.1 only; here it is the same recipe with memory-saving settings.
