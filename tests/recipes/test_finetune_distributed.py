@@ -114,6 +114,25 @@ def _torchrun(recipe: str, config, *overrides: str) -> list[str]:
             *overrides]  # fmt: skip
 
 
+def _tunesmith_run(recipe: str, config) -> list[str]:
+    """``tunesmith run --nproc-per-node 2``, which launches torchrun itself."""
+    return [sys.executable, "-m", "tunesmith", "run", recipe, "--nproc-per-node", "2",
+            "--standalone", "--config", str(config)]  # fmt: skip
+
+
+def _assert_same_adapter_and_merge(out: Path, single: Path) -> None:
+    """A PEFT run's epoch_0 adapter and merged weights equal one device's."""
+    adapter = "epoch_0/adapter/adapter_model.safetensors"
+    ours, theirs = load_file(out / adapter), load_file(single / adapter)
+    assert sorted(ours) == sorted(theirs)
+    for key in theirs:
+        torch.testing.assert_close(ours[key], theirs[key], atol=1e-5, rtol=0)
+    merged, single_merged = read_weights(out / "epoch_0"), read_weights(single / "epoch_0")
+    assert sorted(merged) == sorted(single_merged)
+    for key in single_merged:
+        torch.testing.assert_close(merged[key], single_merged[key], atol=1e-5, rtol=0)
+
+
 def test_full_finetune_distributed_matches_one_device_and_resumes(make_config, base_dir, tmp_path):
     # A constant learning rate, so a run extended from 1 to 2 epochs on resume follows
     # the same schedule as one that ran 2 epochs from the start.
@@ -158,12 +177,7 @@ def test_full_finetune_distributed_matches_one_device_and_resumes(make_config, b
 
 def test_lora_distributed_through_the_cli_matches_one_device(make_config, base_dir, tmp_path):
     config, out = make_config("fsdp_lora", **PER_RANK, **LORA)
-    # `tunesmith run --nproc-per-node` launches torchrun itself.
-    output = _launch(
-        [sys.executable, "-m", "tunesmith", "run", "lora_finetune_distributed",
-         "--nproc-per-node", "2", "--standalone", "--config", str(config)],
-        tmp_path,
-    )  # fmt: skip
+    output = _launch(_tunesmith_run("lora_finetune_distributed", config), tmp_path)
     assert output.count("Training ") == 1, output[-3000:]
     assert leftovers(out) == []
 
@@ -171,14 +185,7 @@ def test_lora_distributed_through_the_cli_matches_one_device(make_config, base_d
     run_ok("lora_finetune_single_device", single_config)
 
     assert losses(out) == pytest.approx(losses(single), rel=1e-5)
-    adapter = "epoch_0/adapter/adapter_model.safetensors"
-    ours, theirs = load_file(out / adapter), load_file(single / adapter)
-    assert sorted(ours) == sorted(theirs)
-    for key in theirs:
-        torch.testing.assert_close(ours[key], theirs[key], atol=1e-5, rtol=0)
-    merged, single_merged = read_weights(out / "epoch_0"), read_weights(single / "epoch_0")
-    for key in single_merged:
-        torch.testing.assert_close(merged[key], single_merged[key], atol=1e-5, rtol=0)
+    _assert_same_adapter_and_merge(out, single)
 
     vocab = json.loads((base_dir / "config.json").read_text())["vocab_size"]
     tokens = sample_tokens(vocab)
@@ -196,19 +203,15 @@ QLORA = {**LORA, "peft": {**LORA["peft"], "_component_": "qlora"}}
 
 
 def test_qlora_distributed_matches_one_device_and_refuses_weights_that_do_not_shard(
-    make_config, tmp_path
+    make_config, data_file, tmp_path
 ):
-    from tunesmith.data import SAMPLE_ALPACA
-
     from .helpers import base_config, merge_config, write_base_checkpoint
 
     # torchao splits an NF4 weight's blocks and their scales across the ranks: the
     # default tiny checkpoint's 64-wide weights are one scale group, which cannot split.
     small, _ = make_config("qlora_small", **PER_RANK, **QLORA)
-    command = [sys.executable, "-m", "tunesmith", "run", "lora_finetune_distributed",
-               "--nproc-per-node", "2", "--standalone", "--config", str(small)]  # fmt: skip
     with pytest.raises(AssertionError) as refused:
-        _launch(command, tmp_path)
+        _launch(_tunesmith_run("lora_finetune_distributed", small), tmp_path)
     assert (
         "QLoRA under FSDP2 splits each NF4 weight into 2 shards, and torchao needs each "
         "shard to hold whole quantization groups; these weights do not split: "
@@ -221,14 +224,11 @@ def test_qlora_distributed_matches_one_device_and_refuses_weights_that_do_not_sh
         tmp_path / "wide", hidden_size=256, intermediate_size=512, num_attention_heads=4,
         num_key_value_heads=2, head_dim=64,
     )  # fmt: skip
-    rows = [line for line in Path(SAMPLE_ALPACA).read_text().splitlines() if line.strip()]
-    data = tmp_path / "train.jsonl"
-    data.write_text("\n".join(rows[:32]) + "\n")
 
     def config(name, **changes):
         out = tmp_path / name
         path = tmp_path / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(merge_config(base_config(wide, data, out), changes)))
+        path.write_text(yaml.safe_dump(merge_config(base_config(wide, data_file, out), changes)))
         return path, out
 
     fsdp_config, out = config("qlora_fsdp", **PER_RANK, **QLORA)
@@ -237,13 +237,5 @@ def test_qlora_distributed_matches_one_device_and_refuses_weights_that_do_not_sh
     run_ok("qlora_finetune_single_device", single_config)
     assert sorted(losses(out)) == [1, 2, 3, 4]
     assert losses(out) == pytest.approx(losses(single), rel=1e-5)
-    adapter = "epoch_0/adapter/adapter_model.safetensors"
-    ours, theirs = load_file(out / adapter), load_file(single / adapter)
-    assert sorted(ours) == sorted(theirs)
-    for key in theirs:
-        torch.testing.assert_close(ours[key], theirs[key], atol=1e-5, rtol=0)
-    # the merged checkpoint: NF4 shards gathered, dequantized and merged as on one device
-    merged, single_merged = read_weights(out / "epoch_0"), read_weights(single / "epoch_0")
-    assert sorted(merged) == sorted(single_merged)
-    for key in single_merged:
-        torch.testing.assert_close(merged[key], single_merged[key], atol=1e-5, rtol=0)
+    # NF4 shards gathered, dequantized and merged as on one device
+    _assert_same_adapter_and_merge(out, single)
