@@ -59,6 +59,11 @@ def _import_dotted(path: str) -> Callable[..., Any] | None:
     return None
 
 
+def list_key(key: str) -> str:
+    """The key of the list an item's key (``dataset.0``) sits in; other keys unchanged."""
+    return re.sub(r"\.\d+$", "", key)
+
+
 def resolve_component(name: str, *, key: str | None = None) -> Callable[..., Any]:
     """The callable a ``_component_`` value names.
 
@@ -70,8 +75,7 @@ def resolve_component(name: str, *, key: str | None = None) -> Callable[..., Any
         NotFoundError: nothing by that name; the message suggests close names.
     """
     registry = get_registry()
-    # an item of a list of components (dataset.0) is looked up as its list's key
-    kind = KIND_BY_KEY.get(re.sub(r"\.\d+$", "", key or ""))
+    kind = KIND_BY_KEY.get(list_key(key or ""))
     if kind and name in registry.tables[kind]:
         return registry.get(kind, name).builder
     if "." not in name:

@@ -15,7 +15,12 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from tunesmith._components import Recipe
-from tunesmith.config._instantiate import KIND_BY_KEY, argument_problem, resolve_component
+from tunesmith.config._instantiate import (
+    KIND_BY_KEY,
+    argument_problem,
+    list_key,
+    resolve_component,
+)
 from tunesmith.config._schema import RecipeSchema, is_instance, type_text
 from tunesmith.errors import ConfigError, TunesmithError, did_you_mean
 
@@ -115,7 +120,7 @@ def _check_component(key: str, node: dict, problems: list[str]) -> None:
         target = resolve_component(name, key=key)
     except TunesmithError as exc:
         # an item of a list (dataset.1) is named: "unknown dataset" alone would not say which
-        problems.append(f"{key}: {exc}" if key[-1].isdigit() else str(exc))
+        problems.append(f"{key}: {exc}" if list_key(key) != key else str(exc))
         return
     kwargs = {k: v for k, v in node.items() if k != "_component_"}
     before = len(problems)
