@@ -256,6 +256,24 @@ def test_torchtune_names_of_distributed_configs_resolve():
     )
 
 
+def test_torchtune_names_of_dora_configs_resolve_to_lora_configs_with_use_dora():
+    for name, recipe, method in [
+        ("llama3/8B_dora", "lora_finetune_distributed", "lora"),
+        ("llama3/8B_dora_single_device", "lora_finetune_single_device", "lora"),
+        ("llama3/8B_qdora_single_device", "qlora_finetune_single_device", "qlora"),
+    ]:
+        result = _validate(name)
+        assert result.exit_code == 0, result.output
+        assert f"Config is valid for recipe {recipe}." in result.output
+        peft = yaml.safe_load(CliRunner().invoke(cli, ["cat", name]).output)["peft"]
+        assert (peft["_component_"], peft["use_dora"]) == (method, True), name
+    # torchtune's own files for them say the same (lora_llama3_8b with use_dora)
+    for path in sorted((OTHERS / "llama3").glob("*dora*.yaml")):
+        result = _validate(str(path))
+        assert result.exit_code == 0, result.output
+        assert "use_dora: true" in result.output, path.name
+
+
 def test_resume_from_checkpoint_is_dropped_only_where_the_recipe_does_not_read_it():
     result = _validate(str(OTHERS / "llama3_2/evaluation.yaml"))
     assert result.exit_code == 0, result.output

@@ -150,17 +150,19 @@ def test_save_adapter_weights_only(make_config, base_dir):
     )
 
 
-def test_qlora_trains_on_cpu(make_config, base_dir):
+@pytest.mark.parametrize("dora", [False, True], ids=["qlora", "qdora"])
+def test_qlora_trains_on_cpu(make_config, base_dir, dora):
     config, out = make_config(
         peft={"_component_": "qlora", "lora_attn_modules": ["q_proj", "v_proj"],
-              "lora_rank": RANK, "lora_alpha": ALPHA},
+              "lora_rank": RANK, "lora_alpha": ALPHA, "use_dora": dora},
         **TRAIN,
     )  # fmt: skip
     result = run_ok("qlora_finetune_single_device", config)
     config_json = json.loads((base_dir / "config.json").read_text())
     shapes = _adapted_shapes(config_json)
     trainable = config_json["num_hidden_layers"] * sum(
-        RANK * sum(shapes[m]) for m in ("self_attn.q_proj", "self_attn.v_proj")
+        RANK * sum(shapes[m]) + (shapes[m][0] if dora else 0)
+        for m in ("self_attn.q_proj", "self_attn.v_proj")
     )
     total = sum(t.numel() for t in read_weights(base_dir).values()) + trainable
     assert _training_line(trainable, total) in result.stdout
@@ -173,9 +175,12 @@ def test_qlora_trains_on_cpu(make_config, base_dir):
     assert sum(t.numel() for t in adapter.values()) == trainable
     base, merged = read_weights(base_dir), read_weights(epoch)
     assert sorted(merged) == sorted(base)
-    # Merged = dequantized NF4 base + scale * B A: off the full-precision merge by the
-    # NF4 rounding of the base (16 levels per block of 64), no more.
-    full_precision = _expected_merge(base, adapter, dora=False)
+    adapter_config = json.loads((epoch / "adapter" / "adapter_config.json").read_text())
+    assert adapter_config["use_dora"] is dora
+    assert any(k.endswith("lora_magnitude_vector") for k in adapter) is dora
+    # Merged = dequantized NF4 base + scale * B A (DoRA: row-rescaled): off the
+    # full-precision merge by the NF4 rounding of the base (16 levels per block of 64).
+    full_precision = _expected_merge(base, adapter, dora=dora)
     for key in base:
         if key.endswith(("q_proj.weight", "v_proj.weight")):
             error = (merged[key] - full_precision[key]).abs()

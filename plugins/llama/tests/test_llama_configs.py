@@ -31,6 +31,16 @@ KINDS = {
     "qlora_single_device": "qlora_finetune_single_device",
     "qlora_distributed": "lora_finetune_distributed",
     "full_low_memory": "full_finetune_single_device",  # Llama 2 and Code Llama 7B only
+    "dora_single_device": "lora_finetune_single_device",  # Llama 3 8B only, as in torchtune
+    "dora_distributed": "lora_finetune_distributed",
+    "qdora_single_device": "qlora_finetune_single_device",
+}
+# Kinds torchtune ships for some sizes only.
+ONLY = {
+    "full_low_memory": {"llama2/7B", "code_llama2/7B"},
+    "dora_single_device": {"llama3/8B"},
+    "dora_distributed": {"llama3/8B"},
+    "qdora_single_device": {"llama3/8B"},
 }
 
 
@@ -48,13 +58,18 @@ def test_every_size_ships_every_kind():
         for family, sizes in FAMILIES.items()
         for size in sizes
         for kind in KINDS
-        if kind != "full_low_memory" or size == "7B"
+        if f"{family}/{size}" in ONLY.get(kind, {f"{family}/{size}"})
     }
     assert set(NAMES) == expected
-    assert len(NAMES) == 86
+    assert len(NAMES) == 89
     assert {n for n in NAMES if n.endswith("low_memory")} == {
         "llama2/7B_full_low_memory",
         "code_llama2/7B_full_low_memory",
+    }
+    assert {n for n in NAMES if "dora" in n} == {
+        "llama3/8B_dora_single_device",
+        "llama3/8B_dora_distributed",
+        "llama3/8B_qdora_single_device",
     }
 
 
@@ -66,7 +81,7 @@ def test_every_config_is_registered_from_the_cores_template_per_kind(registry):
     for name, config in registered.items():
         assert config.path == CORE_TEMPLATES / f"{name.split('/')[1].split('_', 1)[1]}.yaml"
         assert config.recipe == _kind(name)
-        assert config.requires == ("tunesmith-lora" if "lora" in name else None)
+        assert config.requires == ("tunesmith-lora" if "lora" in config.recipe else None)
 
 
 def _kind(name: str) -> str:
@@ -102,7 +117,10 @@ def test_config_content(registry, name):
         assert "peft" not in cfg and "save_adapter_weights_only" not in cfg
         assert cfg["optimizer"]["lr"] == 2e-5
     else:
-        assert cfg["peft"]["_component_"] == method
+        # DoRA configs are LoRA (or QLoRA) ones with torchtune's use_dora switch on.
+        dora = method.endswith("dora")
+        assert cfg["peft"]["_component_"] == method.replace("dora", "lora")
+        assert cfg["peft"].get("use_dora", False) is dora
         assert cfg["peft"]["lora_attn_modules"] == ["q_proj", "v_proj", "output_proj"]
         assert cfg["optimizer"]["lr"] == 3e-4
     assert isinstance(cfg["optimizer"]["lr"], float)  # plain YAML reads 3e-4 as a string

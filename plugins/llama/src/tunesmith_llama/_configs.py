@@ -4,15 +4,27 @@ templates (:func:`tunesmith.config.render_config_table`)."""
 from __future__ import annotations
 
 from tunesmith import Config
-from tunesmith.config import FINETUNE_KINDS, render_config_table
+from tunesmith.config import FINETUNE_KINDS, render_configs
 
 __all__ = ["RECIPES", "SIZES", "shipped_configs"]
 
-#: Recipe kind -> the recipe its configs run: the core's kinds, and full_low_memory for
-#: the 7B sizes of Llama 2 and Code Llama (as torchtune ships them).
-RECIPES = {**FINETUNE_KINDS, "full_low_memory": "full_finetune_single_device"}
+#: Recipe kind -> the recipe its configs run: the core's kinds, plus those torchtune ships
+#: for some sizes only (:data:`_ONLY`).
+RECIPES = {
+    **FINETUNE_KINDS,
+    "full_low_memory": "full_finetune_single_device",
+    "dora_single_device": "lora_finetune_single_device",
+    "dora_distributed": "lora_finetune_distributed",
+    "qdora_single_device": "qlora_finetune_single_device",
+}
+# Kind -> the configs (prefix/size) that ship it: full_low_memory for the 7B sizes of
+# Llama 2 and Code Llama, DoRA for Llama 3 8B (torchtune's llama3/8B_dora and so on).
+_ONLY = {
+    "full_low_memory": {"llama2/7B", "code_llama2/7B"},
+    **{kind: {"llama3/8B"} for kind in RECIPES if "dora" in kind},
+}
 # The LoRA recipes are tunesmith-lora's (a dependency of this distribution).
-_REQUIRES = {kind: "tunesmith-lora" for kind in RECIPES if "lora" in kind}
+_REQUIRES = {kind: "tunesmith-lora" for kind, recipe in RECIPES.items() if "lora" in recipe}
 
 
 def _size(title: str, model: str, repo: str, *, big: bool) -> dict:
@@ -57,10 +69,17 @@ SIZES = {
 
 
 def shipped_configs() -> list[Config]:
-    """Every shipped config: each size of :data:`SIZES` in each fine-tuning kind."""
-    sizes = {size for table in SIZES.values() for size in table}
-    kinds = {
-        size: tuple(kind for kind in RECIPES if kind != "full_low_memory" or size == "7B")
-        for size in sizes
-    }
-    return render_config_table(SIZES, recipes=RECIPES, requires=_REQUIRES, kinds=kinds)
+    """Every shipped config: each size of :data:`SIZES` in each fine-tuning kind (those of
+    :data:`_ONLY` where it names the size)."""
+    return [
+        config
+        for prefix, sizes in SIZES.items()
+        for config in render_configs(
+            family=prefix, sizes=sizes, recipes=RECIPES, requires=_REQUIRES,
+            kinds={size: _kinds(f"{prefix}/{size}") for size in sizes},
+        )
+    ]  # fmt: skip
+
+
+def _kinds(prefix_size: str) -> tuple[str, ...]:
+    return tuple(kind for kind in RECIPES if prefix_size in _ONLY.get(kind, {prefix_size}))
