@@ -128,6 +128,10 @@ def _check_component(key: str, node: dict, problems: list[str]) -> None:
     if problem:
         problems.append(f"{key}: {problem}")
         return
+    if KIND_BY_KEY.get(list_key(key)) == "datasets":
+        from tunesmith.data._common import misspelt_options
+
+        problems += [f"{key}: {message}" for message in misspelt_options(target, kwargs)]
     for arg, value in kwargs.items():
         if value is None or value is _UNRESOLVED:
             continue

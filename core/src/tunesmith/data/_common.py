@@ -4,7 +4,7 @@ and optional packing."""
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from tunesmith.data._loading import describe_source, load_rows
@@ -29,15 +29,9 @@ def prepare_rows(
     Extra options go to :func:`datasets.load_dataset`, so a misspelt builder option
     (``trian_on_input``) is caught here, where the builder's own names are known.
     """
-    options = [
-        name
-        for name, p in inspect.signature(builder).parameters.items()
-        if p.kind is p.KEYWORD_ONLY
-    ]
-    for key in load_kwargs:
-        hint = did_you_mean(key, options)
-        if hint:
-            raise ConfigError(f"'{key}' is not an option of the {builder.__name__} dataset{hint}")
+    misspelt = misspelt_options(builder, load_kwargs)
+    if misspelt:
+        raise ConfigError("; ".join(misspelt))
     rows = load_rows(source, data_files=data_files, split=split, **load_kwargs)
     where = describe_source(source, data_files)
     if filter_fn is not None:
@@ -48,6 +42,23 @@ def prepare_rows(
                 "or choose other data"
             )
     return rows, where
+
+
+def misspelt_options(builder: Callable[..., Any], keys: Iterable[str]) -> list[str]:
+    """A message for each of ``keys`` that is not an option of ``builder`` but close to
+    one (``colum_map``): a dataset builder passes the keys it does not name on to
+    :func:`datasets.load_dataset`, which would not recognise a misspelling as one."""
+    try:
+        parameters = inspect.signature(builder).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    options = [p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    name = getattr(builder, "__name__", repr(builder))
+    return [
+        f"'{key}' is not an option of the {name} dataset{hint}"
+        for key in keys
+        if key not in options and (hint := did_you_mean(key, options))
+    ]
 
 
 def resolve_columns(
