@@ -80,10 +80,15 @@ def test_overrides_replace_config_values():
 
 def test_unsupported_rope_type_is_a_clear_error():
     config = tiny_llama_config(
-        "llama2", rope_parameters={"rope_type": "yarn", "rope_theta": 1e4, "factor": 4.0}
+        "llama2", rope_parameters={"rope_type": "dynamic", "rope_theta": 1e4, "factor": 4.0}
     )
-    with pytest.raises(CheckpointError, match="RoPE scaling 'yarn'"):
+    with pytest.raises(CheckpointError, match="RoPE scaling 'dynamic'.*rope_scaling=null"):
         build_from_hf_config(config)
+
+
+def test_unknown_activation_is_a_clear_error():
+    with pytest.raises(CheckpointError, match="hidden_act='swish2'.*it knows silu"):
+        build_from_hf_config(tiny_llama_config("llama2", hidden_act="swish2"))
 
 
 def test_missing_key_is_a_clear_error():
@@ -221,6 +226,8 @@ def test_hf_config_from_meta_params_loads_in_transformers():
     assert llama_args_from_hf_config(config) == llama_args_from_meta_params(params) | {
         "head_dim": 64,
         "attention_bias": False,
+        "mlp_bias": False,
+        "activation": "silu",
     }
     with torch.device("meta"):
         hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(**config))

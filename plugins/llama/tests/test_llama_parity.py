@@ -34,6 +34,23 @@ def test_conformance_with_transformers_and_peft(tmp_path, monkeypatch):
     assert len(ran) == 3 * 8 and not [r for r in ran if "skipped" in r]
 
 
+def test_what_llamaforcausallm_reads_beyond_metas_releases(tmp_path):
+    """Fine-tunes built on LlamaForCausalLM: YaRN-extended context, MLP biases, another
+    activation, and LongRoPE (a sequence past its original context) match transformers."""
+    yarn = {"rope_type": "yarn", "rope_theta": 1e4, "factor": 4.0,
+            "original_max_position_embeddings": 16}  # fmt: skip
+    longrope = {"rope_type": "longrope", "rope_theta": 1e4, "original_max_position_embeddings": 16,
+                "short_factor": [1.0] * 8, "long_factor": [2.0 + i / 4 for i in range(8)]}  # fmt: skip
+    configs = [
+        tiny_llama_config("llama3_2", rope_parameters=yarn, mlp_bias=True,
+                          hidden_act="gelu_pytorch_tanh"),  # fmt: skip
+        tiny_llama_config("llama2", rope_parameters=longrope),
+    ]
+    checks = ("round_trip", "kv_cache", "logits", "generation")
+    ran = check_family("llama", configs=configs, checks=checks, work_dir=tmp_path)
+    assert len(ran) == 2 * 5 and not [r for r in ran if "skipped" in r]
+
+
 def test_hf_module_names(llama_registry):
     adapter = llama_registry.get("checkpoint_adapters", "llama")
     names = {

@@ -24,6 +24,8 @@ def llama(
     rope_scaling: Mapping[str, Any] | None = None,
     tie_word_embeddings: bool = False,
     attention_bias: bool = False,
+    mlp_bias: bool = False,
+    activation: str = "silu",
     head_dim: int | None = None,
 ) -> TransformerDecoder:
     """A Llama decoder (Llama 2, Code Llama, Llama 3, 3.1, 3.2 differ only in these numbers).
@@ -42,6 +44,9 @@ def llama(
             :func:`tunesmith.modules.rope_frequencies`.
         tie_word_embeddings: Share the embedding matrix with the output head (Llama 3.2 1B/3B).
         attention_bias: Biases on q/k/v/output projections.
+        mlp_bias: Biases on the MLP projections.
+        activation: MLP gate activation (HF ``hidden_act``), see
+            :data:`tunesmith.modules.ACTIVATIONS`.
         head_dim: Per-head dimension; default ``embed_dim // num_heads``.
 
     Returns:
@@ -61,5 +66,7 @@ def llama(
         rope_scaling=rope_scaling,
         qkv_bias=attention_bias,
         output_bias=attention_bias,
+        mlp_bias=mlp_bias,
+        activation=activation,
         tie_word_embeddings=tie_word_embeddings,
     )

@@ -17,6 +17,7 @@ from torch import nn
 
 from tunesmith import CheckpointError
 from tunesmith.checkpoint import config_dtype, hf_decoder_config, remap_keys
+from tunesmith.modules import ACTIVATIONS
 from tunesmith_llama._component_builders import llama
 
 __all__ = [
@@ -46,8 +47,11 @@ HF_TO_NATIVE = {
     "model.layers.{}.self_attn.o_proj.bias": "layers.{}.attn.output_proj.bias",
     "model.layers.{}.post_attention_layernorm.weight": "layers.{}.mlp_norm.weight",
     "model.layers.{}.mlp.gate_proj.weight": "layers.{}.mlp.w1.weight",
+    "model.layers.{}.mlp.gate_proj.bias": "layers.{}.mlp.w1.bias",
     "model.layers.{}.mlp.down_proj.weight": "layers.{}.mlp.w2.weight",
+    "model.layers.{}.mlp.down_proj.bias": "layers.{}.mlp.w2.bias",
     "model.layers.{}.mlp.up_proj.weight": "layers.{}.mlp.w3.weight",
+    "model.layers.{}.mlp.up_proj.bias": "layers.{}.mlp.w3.bias",
     "model.norm.weight": "norm.weight",
     "lm_head.weight": "output.weight",
 }
@@ -68,8 +72,6 @@ META_TO_NATIVE = {
     "output.weight": "output.weight",
 }
 
-#: The RoPE variants Llama checkpoints use.
-_SUPPORTED_ROPE = ("default", "llama3", "linear")
 #: ``LlamaConfig`` values for keys an old or hand-written config.json may omit.
 _HF_DEFAULTS = {"max_position_embeddings": 4096, "rms_norm_eps": 1e-6, "tie_word_embeddings": False}
 
@@ -80,24 +82,26 @@ _HF_DEFAULTS = {"max_position_embeddings": 4096, "rms_norm_eps": 1e-6, "tie_word
 def llama_args_from_hf_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """The :func:`~tunesmith_llama.llama` arguments a ``config.json`` describes.
 
+    Read as ``LlamaForCausalLM`` reads it: ``attention_bias``, ``mlp_bias``, ``hidden_act``
+    and every RoPE variant of :data:`tunesmith.modules.ROPE_TYPES` (fine-tunes extend the
+    context with ``linear`` or ``yarn``).
+
     Raises:
-        CheckpointError: a required key is missing, or the config uses a feature the
-            native model lacks.
+        CheckpointError: a required key is missing, or the config uses an activation or
+            RoPE variant the native model lacks.
     """
-    if config.get("mlp_bias") or config.get("hidden_act", "silu") != "silu":
-        raise CheckpointError(
-            "config.json has mlp_bias=true or a hidden_act other than silu, which Llama "
-            "checkpoints never use: check that checkpoint_dir holds a Llama model"
-        )
     hf = hf_decoder_config(config, defaults=_HF_DEFAULTS)
-    rope_type = (hf.rope_scaling or {}).get("rope_type", "default")
-    if rope_type not in _SUPPORTED_ROPE:
+    if hf.hidden_act not in ACTIVATIONS:
         raise CheckpointError(
-            f"config.json asks for RoPE scaling '{rope_type}', which the llama plugin does not "
-            f"implement (it supports {', '.join(_SUPPORTED_ROPE)}): use a checkpoint without it "
-            "or pass model overrides rope_scaling=null to fine-tune at the original context"
+            f"config.json has hidden_act={hf.hidden_act!r}, which tunesmith does not implement "
+            f"(it knows {', '.join(ACTIVATIONS)}): check that checkpoint_dir holds a Llama model"
         )
-    return dict(hf.decoder_args(), attention_bias=hf.attention_bias)
+    return dict(
+        hf.decoder_args(),
+        attention_bias=hf.attention_bias,
+        mlp_bias=hf.mlp_bias,
+        activation=hf.hidden_act,
+    )
 
 
 def hf_config_dtype(config: Mapping[str, Any]) -> torch.dtype | None:
