@@ -67,9 +67,12 @@ def _logits(model, tokens):
     return out if isinstance(out, torch.Tensor) else out.logits
 
 
-@pytest.mark.parametrize("use_dora", [False, True], ids=["lora", "dora"])
+@pytest.mark.parametrize(
+    ("use_dora", "use_rslora"), [(False, False), (True, False), (True, True)],
+    ids=["lora", "dora", "rslora-dora"],
+)  # fmt: skip
 def test_saved_adapter_and_merged_weights_match_peft_and_transformers(
-    tmp_path, base_dirs, use_dora
+    tmp_path, base_dirs, use_dora, use_rslora
 ):
     base_dir = base_dirs["llama3_1"]
     model, adapter = _native(base_dir)
@@ -80,6 +83,7 @@ def test_saved_adapter_and_merged_weights_match_peft_and_transformers(
         lora_rank=4,
         lora_alpha=8,
         use_dora=use_dora,
+        use_rslora=use_rslora,
     )
     transform.apply(model)
     _randomize(model)
@@ -95,6 +99,7 @@ def test_saved_adapter_and_merged_weights_match_peft_and_transformers(
     assert config["target_modules"] == [
         "down_proj", "gate_proj", "k_proj", "lm_head", "o_proj", "q_proj", "up_proj", "v_proj"
     ]  # fmt: skip
+    assert (config["use_rslora"], config["use_dora"]) == (use_rslora, use_dora)
     peft_model = peft.PeftModel.from_pretrained(_hf(base_dir), adapter_dir).eval()
     torch.testing.assert_close(_logits(peft_model, tokens), ours, atol=ATOL, rtol=0)
 
@@ -115,12 +120,17 @@ def test_saved_adapter_and_merged_weights_match_peft_and_transformers(
 
 
 @pytest.mark.parametrize(
-    ("variant", "use_dora", "layers"),
-    [("llama3_1", False, None), ("llama3_1", True, None), ("llama3_2", False, [1])],
-    ids=["lora", "dora", "tied-one-layer"],
+    ("variant", "use_dora", "layers", "use_rslora"),
+    [
+        ("llama3_1", False, None, False),
+        ("llama3_1", True, None, False),
+        ("llama3_2", False, [1], False),
+        ("llama3_1", False, None, True),
+    ],
+    ids=["lora", "dora", "tied-one-layer", "rslora-rank-pattern"],
 )
 def test_adapter_written_by_peft_loads_with_peft_logits(
-    tmp_path, base_dirs, variant, use_dora, layers
+    tmp_path, base_dirs, variant, use_dora, layers, use_rslora
 ):
     base_dir = base_dirs[variant]
     torch.manual_seed(0)
@@ -129,8 +139,10 @@ def test_adapter_written_by_peft_loads_with_peft_logits(
         lora_alpha=16,
         target_modules=["q_proj", "v_proj", "o_proj", "gate_proj", "down_proj"],
         alpha_pattern={"down_proj": 4},
+        rank_pattern={"gate_proj": 2} if use_rslora else {},
         layers_to_transform=layers,
         use_dora=use_dora,
+        use_rslora=use_rslora,
         task_type="CAUSAL_LM",
     )
     peft_model = peft.get_peft_model(_hf(base_dir), config)
@@ -151,7 +163,9 @@ def test_adapter_written_by_peft_loads_with_peft_logits(
     n_layers = 1 if layers else 2
     assert len(wrapped) == 5 * n_layers
     assert wrapped["layers.1.mlp.w2"].alpha == 4 and wrapped["layers.1.attn.q_proj"].alpha == 16
-    assert all(m.use_dora is use_dora and m.rank == 4 for m in wrapped.values())
+    assert all(m.use_dora is use_dora and m.use_rslora is use_rslora for m in wrapped.values())
+    assert wrapped["layers.1.mlp.w1"].rank == (2 if use_rslora else 4)
+    assert wrapped["layers.1.attn.q_proj"].rank == 4
     torch.testing.assert_close(_logits(model.eval(), tokens), expected, atol=ATOL, rtol=0)
 
     # saving it back gives a directory PEFT reads to the same logits

@@ -378,9 +378,9 @@ def test_load_adapter_errors(tmp_path, adapter) -> None:
     with pytest.raises(CheckpointError, match="cannot read the adapter weights"):
         load_adapter(model, tmp_path, adapter=adapter)
     (tmp_path / "adapter_config.json").write_text(
-        json.dumps({"peft_type": "LORA", "use_rslora": True})
+        json.dumps({"peft_type": "LORA", "fan_in_fan_out": True})
     )
-    with pytest.raises(CheckpointError, match="use_rslora"):
+    with pytest.raises(CheckpointError, match="fan_in_fan_out"):
         load_adapter(model, tmp_path, adapter=adapter)
     assert not lora_modules(model)
 

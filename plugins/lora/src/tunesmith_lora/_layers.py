@@ -6,7 +6,8 @@ it is wrapped (``layers.0.attn.q_proj.weight`` stays put) and the adapter adds
 ``lora_a.weight``, ``lora_b.weight`` and, for DoRA, ``magnitude`` beside them.
 
 The maths follows PEFT exactly, so adapters move between the two without drift:
-``y = W x + b + scaling * B A dropout(x)`` with ``scaling = alpha / rank``, ``A``
+``y = W x + b + scaling * B A dropout(x)`` with ``scaling = alpha / rank`` (rank-stabilised,
+rsLoRA: ``alpha / sqrt(rank)``), ``A``
 kaiming-uniform and ``B`` zero at start; DoRA rescales each output row by
 ``magnitude / ||W + scaling * B A||`` (the norm detached from the graph).
 """
@@ -109,6 +110,8 @@ class LoRALinear(nn.Module):
             over (same objects, frozen); ``base`` itself is not kept.
         rank: Rank ``r`` of the update ``B A`` (``A``: in -> r, ``B``: r -> out).
         alpha: Scale numerator: the update is multiplied by ``alpha / rank``.
+        use_rslora: Rank-stabilised scaling ``alpha / sqrt(rank)`` (rsLoRA,
+            https://arxiv.org/abs/2312.03732; PEFT's ``use_rslora``).
         dropout: Dropout probability applied to the adapter's input in training mode.
         use_dora: Learn a per-output-row magnitude as well (DoRA,
             https://arxiv.org/abs/2402.09353), initialised to the row norms of ``W``.
@@ -127,6 +130,7 @@ class LoRALinear(nn.Module):
         *,
         rank: int,
         alpha: float,
+        use_rslora: bool = False,
         dropout: float = 0.0,
         use_dora: bool = False,
         quantize_base: bool = False,
@@ -141,7 +145,8 @@ class LoRALinear(nn.Module):
         self.out_features = weight.shape[0]
         self.rank = rank
         self.alpha = float(alpha)
-        self.scaling = self.alpha / rank
+        self.use_rslora = bool(use_rslora)
+        self.scaling = self.alpha / (math.sqrt(rank) if self.use_rslora else rank)
         self.use_dora = bool(use_dora)
         self.merged = False
         self.disabled = False
@@ -311,7 +316,7 @@ class LoRALinear(nn.Module):
         return linear
 
     def extra_repr(self) -> str:
-        kind = "dora" if self.use_dora else "lora"
+        kind = ("dora" if self.use_dora else "lora") + (" rslora" if self.use_rslora else "")
         nf4 = ", nf4" if is_nf4(self.weight) else ""
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "

@@ -14,6 +14,7 @@ this works for every family that maps its linear weights one to one.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from collections.abc import Mapping
@@ -153,7 +154,8 @@ def _fuse_adapters(model, parts, members, loras, value):
     ``A`` stacks the parts' ``A``s (rank = the sum of their ranks) and ``B`` is block
     diagonal (zero rows for parts without an adapter), so ``B A`` restricted to a
     part's rows is that part's own update. Scalings are folded into ``B`` relative to
-    the first adapted part's, whose ``alpha / rank`` the fused adapter keeps; DoRA
+    the first adapted part's, which the fused adapter keeps (its alpha is chosen so
+    that ``alpha / rank``, or ``alpha / sqrt(rank)`` for rsLoRA, gives it); DoRA
     magnitudes are concatenated (an unadapted part's is its weight's row norms).
 
     Returns:
@@ -185,7 +187,7 @@ def _fuse_adapters(model, parts, members, loras, value):
     params = {"lora_a.weight": torch.cat(a_blocks), "lora_b.weight": torch.cat(b_rows)}
     if magnitudes:
         params["magnitude"] = torch.cat(magnitudes)
-    return params, rank, scaling * rank
+    return params, rank, scaling * (math.sqrt(rank) if loras[adapted[0]].use_rslora else rank)
 
 
 def save_peft_adapter(
@@ -203,7 +205,8 @@ def save_peft_adapter(
     tensors come from ``state_dict`` when given (a gathered FSDP2 state dict).
 
     Raises:
-        ConfigError: the model has no adapters, or mixes LoRA and DoRA layers.
+        ConfigError: the model has no adapters, or mixes LoRA and DoRA layers (or
+            rank-stabilised and plain scaling).
         CheckpointError: an adapted layer has no Hugging Face name.
     """
     from safetensors.torch import save_file
@@ -213,7 +216,9 @@ def save_peft_adapter(
         raise ConfigError("the model has no LoRA adapters to save: apply a LoRA transform first")
     if len({m.use_dora for m in loras.values()}) > 1:
         raise ConfigError("cannot save a mix of LoRA and DoRA layers as one PEFT adapter")
-    use_dora = next(iter(loras.values())).use_dora
+    if len({m.use_rslora for m in loras.values()}) > 1:
+        raise ConfigError("cannot save a mix of rsLoRA and LoRA scaling as one PEFT adapter")
+    first = next(iter(loras.values()))
 
     def value(path: str, name: str) -> torch.Tensor:
         if state_dict is None:
@@ -240,7 +245,6 @@ def save_peft_adapter(
     targets = _target_modules(model, set(by_hf), adapter)
     rank, rank_pattern = _common(ranks)
     alpha, alpha_pattern = _common(alphas)
-    first = next(iter(loras.values()))
     dropout = first.dropout.p if isinstance(first.dropout, nn.Dropout) else 0.0
     config = {
         "peft_type": "LORA",
@@ -253,8 +257,8 @@ def save_peft_adapter(
         "target_modules": sorted(targets),
         "bias": "none",
         "fan_in_fan_out": False,
-        "use_dora": use_dora,
-        "use_rslora": False,
+        "use_dora": first.use_dora,
+        "use_rslora": first.use_rslora,
         "init_lora_weights": True,
         "inference_mode": True,
         "modules_to_save": None,
@@ -280,7 +284,6 @@ def save_peft_adapter(
 # ---- reading ----------------------------------------------------------------
 
 _UNSUPPORTED = {
-    "use_rslora": (True, "rank-stabilised scaling (use_rslora)"),
     "fan_in_fan_out": (True, "fan_in_fan_out weights (GPT-2 style Conv1D)"),
     "lora_bias": (True, "trainable LoRA biases (lora_bias)"),
 }
@@ -412,6 +415,7 @@ def load_peft_adapter(
     by_hf = _split_keys(tensors, directory)
     natives_of = _native_modules_of(list(by_hf), adapter)
     use_dora = bool(config.get("use_dora", False))
+    use_rslora = bool(config.get("use_rslora", False))
     for hf_path, params in by_hf.items():
         if ("magnitude" in params) != use_dora:
             raise CheckpointError(
@@ -427,12 +431,13 @@ def load_peft_adapter(
     existing = lora_modules(model)
     if existing:
         if set(existing) != set(targets) or any(
-            m.use_dora != use_dora or m.alpha != _alpha_for(config, hf_of[p])
+            (m.use_dora, m.use_rslora, m.alpha) != (use_dora, use_rslora, _alpha_for(config, hf_of[p]))
             for p, m in existing.items()
         ):
             raise CheckpointError(
                 f"the adapter in {directory} does not match the model's existing adapters "
-                "(different layers, lora_alpha or use_dora): load it onto a model without adapters"
+                "(different layers, lora_alpha, use_rslora or use_dora): load it onto a model "
+                "without adapters"
             )
     else:
         missing = [p for p in targets if not _is_linear(model, p)]
@@ -446,6 +451,7 @@ def load_peft_adapter(
             list(targets),
             rank={p: int(params["lora_a.weight"].shape[0]) for p, params in targets.items()},
             alpha={p: _alpha_for(config, hf) for p, hf in hf_of.items()},
+            use_rslora=use_rslora,
             dropout=float(config.get("lora_dropout", 0.0) or 0.0),
             use_dora=use_dora,
             quantize_base=quantize_base,

@@ -75,6 +75,8 @@ class LoRATransform:
             possible when it is tied to the token embeddings).
         lora_rank: Rank of every adapter.
         lora_alpha: Scale numerator; the update is scaled by ``lora_alpha / lora_rank``.
+        use_rslora: Rank-stabilised scaling, ``lora_alpha / sqrt(lora_rank)`` (PEFT's
+            ``use_rslora``): the update's size no longer shrinks as the rank grows.
         lora_dropout: Dropout on the adapter input while training.
         use_dora: Weight-decomposed adapters (DoRA).
         quantize_base: Keep the frozen base weights of adapted layers in NF4 (QLoRA).
@@ -91,7 +93,10 @@ class LoRATransform:
     def from_adapter_config(cls, config: Mapping[str, Any]) -> LoRATransform:
         """A transform for loading the LoRA/DoRA adapter an ``adapter_config.json``
         describes (the ``lora`` and ``dora`` methods' ``from_adapter_config``)."""
-        return cls(use_dora=bool(config.get("use_dora", False)))
+        return cls(
+            use_dora=bool(config.get("use_dora", False)),
+            use_rslora=bool(config.get("use_rslora", False)),
+        )
 
     def __init__(
         self,
@@ -102,6 +107,7 @@ class LoRATransform:
         lora_rank: int = 8,
         lora_alpha: float = 16.0,
         lora_dropout: float = 0.0,
+        use_rslora: bool = False,
         use_dora: bool = False,
         quantize_base: bool = False,
     ) -> None:
@@ -127,6 +133,7 @@ class LoRATransform:
         self.lora_rank = lora_rank
         self.lora_alpha = float(lora_alpha)
         self.lora_dropout = float(lora_dropout)
+        self.use_rslora = bool(use_rslora)
         self.use_dora = bool(use_dora)
         self.quantize_base = bool(quantize_base)
 
@@ -136,6 +143,7 @@ class LoRATransform:
             f"apply_lora_to_mlp={self.apply_lora_to_mlp}, "
             f"apply_lora_to_output={self.apply_lora_to_output}, lora_rank={self.lora_rank}, "
             f"lora_alpha={self.lora_alpha:g}, lora_dropout={self.lora_dropout:g}, "
+            f"use_rslora={self.use_rslora}, "
             f"use_dora={self.use_dora}, quantize_base={self.quantize_base})"
         )
 
@@ -223,6 +231,7 @@ class LoRATransform:
             self.target_paths(model),
             rank=self.lora_rank,
             alpha=self.lora_alpha,
+            use_rslora=self.use_rslora,
             dropout=self.lora_dropout,
             use_dora=self.use_dora,
             quantize_base=self.quantize_base,

@@ -46,6 +46,7 @@ def wrap_linears(
     *,
     rank: int | Mapping[str, int],
     alpha: float | Mapping[str, float],
+    use_rslora: bool = False,
     dropout: float = 0.0,
     use_dora: bool = False,
     quantize_base: bool = False,
@@ -57,6 +58,7 @@ def wrap_linears(
         paths: Module paths (``"layers.0.attn.q_proj"``), each naming an ``nn.Linear``.
         rank: One rank for all, or a rank per path.
         alpha: One alpha for all, or an alpha per path.
+        use_rslora: Scale by ``alpha / sqrt(rank)`` (rsLoRA) instead of ``alpha / rank``.
         dropout: Adapter-input dropout probability.
         use_dora: Build DoRA layers.
         quantize_base: Store the frozen weights in NF4 (QLoRA).
@@ -84,6 +86,7 @@ def wrap_linears(
                 base,
                 rank=rank[path] if isinstance(rank, Mapping) else rank,
                 alpha=alpha[path] if isinstance(alpha, Mapping) else alpha,
+                use_rslora=use_rslora,
                 dropout=dropout,
                 use_dora=use_dora,
                 quantize_base=quantize_base,

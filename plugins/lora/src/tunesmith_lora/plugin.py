@@ -27,6 +27,7 @@ def _peft_keys(
     lora_rank: int = 8,
     lora_alpha: float = 16.0,
     lora_dropout: float = 0.0,
+    use_rslora: bool = False,
     use_dora: bool = False,
     quantize_base: bool = False,
 ) -> None:
@@ -60,15 +61,14 @@ def _for_adapter(config: Mapping[str, Any]) -> Any:
 
 @hookimpl
 def register_peft_methods(register: Callable[[PeftMethod], None]) -> None:
-    # lora and dora both write peft_type LORA; use_dora tells their adapters apart, and
-    # neither loads rank-stabilised (use_rslora) ones: another method may.
+    # lora and dora both write peft_type LORA; use_dora tells their adapters apart.
     # qlora's adapters are plain LoRA adapters, loaded by lora: it declares no peft_type.
     register(
         PeftMethod(
             name="lora",
             builder=_lazy("build_lora"),
             peft_type="LORA",
-            adapter_match={"use_dora": False, "use_rslora": False},
+            adapter_match={"use_dora": False},
             from_adapter_config=_for_adapter,
             description="LoRA adapters on the layers peft.lora_attn_modules names",
         )
@@ -78,7 +78,7 @@ def register_peft_methods(register: Callable[[PeftMethod], None]) -> None:
             name="dora",
             builder=_lazy("build_dora"),
             peft_type="LORA",
-            adapter_match={"use_dora": True, "use_rslora": False},
+            adapter_match={"use_dora": True},
             from_adapter_config=_for_adapter,
             description="DoRA: LoRA with a learned per-row magnitude (use_dora: true)",
         )
