@@ -218,3 +218,38 @@ def test_qlora_on_tiny_llama_trains_and_merges(tmp_path, base_dirs):
     )
     # the merged checkpoint holds dequantized NF4 + adapter: transformers reproduces our logits
     torch.testing.assert_close(_logits(_hf(epoch), tokens), ours, atol=ATOL, rtol=0)
+
+
+def test_peft_bias_setting_loads_when_the_model_has_no_biases(tmp_path, base_dirs):
+    """bias='all' on a bias-free Llama saves only LoRA tensors: the adapter is plain
+    LoRA. Where the model has biases PEFT saves them too, and those are refused in one
+    line, as is modules_to_save."""
+    from tunesmith import CheckpointError
+
+    def peft_adapter(base_dir, name, **settings):
+        config = peft.LoraConfig(r=2, target_modules=["q_proj"], task_type="CAUSAL_LM", **settings)
+        peft_model = peft.get_peft_model(_hf(base_dir), config)
+        with torch.no_grad():
+            for key, param in peft_model.named_parameters():
+                if "lora_B" in key:
+                    param.fill_(0.05)
+        peft_model.save_pretrained(tmp_path / name)
+        return peft_model.eval(), tmp_path / name
+
+    tokens = _tokens(seed=2)
+    peft_model, directory = peft_adapter(base_dirs["llama3_1"], "all", bias="all")
+    model, adapter = _native(base_dirs["llama3_1"])
+    load_adapter(model, directory, adapter=adapter)
+    torch.testing.assert_close(
+        _logits(model.eval(), tokens), _logits(peft_model, tokens), atol=ATOL, rtol=0
+    )
+
+    biased = write_tiny_llama_checkpoint(tmp_path / "biased", variant="llama2", attention_bias=True)
+    _, directory = peft_adapter(biased, "biased", bias="lora_only")
+    model, adapter = _native(biased)
+    with pytest.raises(CheckpointError, match=r"also trains biases \(.*q_proj.*bias.*merge_and"):
+        load_adapter(model, directory, adapter=adapter)
+    _, directory = peft_adapter(base_dirs["llama3_1"], "saved", modules_to_save=["lm_head"])
+    with pytest.raises(CheckpointError, match=r"modules_to_save: \['lm_head'\]\).*merge_and"):
+        load_adapter(model, directory, adapter=adapter)
+    assert not lora_modules(model)

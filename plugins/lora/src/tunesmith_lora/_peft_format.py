@@ -322,10 +322,11 @@ def read_peft_adapter(directory: str | Path) -> tuple[dict[str, Any], dict[str, 
     for key, (bad, what) in _UNSUPPORTED.items():
         if config.get(key) == bad:
             raise CheckpointError(f"{config_path} uses {what}, which tunesmith does not support")
-    if config.get("bias", "none") != "none" or config.get("modules_to_save"):
+    if config.get("modules_to_save"):
         raise CheckpointError(
-            f"{config_path} also trains biases or whole modules (bias / modules_to_save), "
-            "which tunesmith's LoRA does not support: use an adapter with bias 'none'"
+            f"{config_path} also trains whole modules (modules_to_save: "
+            f"{config['modules_to_save']}), which tunesmith's LoRA does not load: merge the "
+            "adapter with PEFT's merge_and_unload and load the merged model instead"
         )
 
     weights = directory / ADAPTER_WEIGHTS_NAME
@@ -362,8 +363,11 @@ def _split_keys(
 ) -> dict[str, dict[str, torch.Tensor]]:
     """File keys -> {HF module path: {native param name: tensor}}."""
     modules: dict[str, dict[str, torch.Tensor]] = {}
-    unknown = []
+    unknown, biases = [], []
     for key, value in tensors.items():
+        if key.endswith(".bias"):  # bias="all" / "lora_only" on a model that has biases
+            biases.append(key)
+            continue
         body = key.removeprefix(_PREFIX)
         for peft_suffix, native in _NATIVE_OF.items():
             if body.endswith("." + peft_suffix):
@@ -371,6 +375,13 @@ def _split_keys(
                 break
         else:
             unknown.append(key)
+    if biases:
+        raise CheckpointError(
+            f"the adapter in {where} also trains biases ({', '.join(sorted(biases)[:2])}"
+            f"{' …' if len(biases) > 2 else ''}: PEFT's bias 'all' or 'lora_only'), which "
+            "tunesmith's LoRA does not load: merge it with PEFT's merge_and_unload and load "
+            "the merged model instead"
+        )
     if unknown:
         raise CheckpointError(
             f"the adapter in {where} holds tensors that are not LoRA/DoRA weights "
