@@ -223,7 +223,7 @@ def test_qlora_on_tiny_llama_trains_and_merges(tmp_path, base_dirs):
 def test_peft_bias_setting_loads_when_the_model_has_no_biases(tmp_path, base_dirs):
     """bias='all' on a bias-free Llama saves only LoRA tensors: the adapter is plain
     LoRA. Where the model has biases PEFT saves them too, and those are refused in one
-    line, as is modules_to_save."""
+    line."""
     from tunesmith import CheckpointError
 
     def peft_adapter(base_dir, name, **settings):
@@ -249,7 +249,47 @@ def test_peft_bias_setting_loads_when_the_model_has_no_biases(tmp_path, base_dir
     model, adapter = _native(biased)
     with pytest.raises(CheckpointError, match=r"also trains biases \(.*q_proj.*bias.*merge_and"):
         load_adapter(model, directory, adapter=adapter)
-    _, directory = peft_adapter(base_dirs["llama3_1"], "saved", modules_to_save=["lm_head"])
-    with pytest.raises(CheckpointError, match=r"modules_to_save: \['lm_head'\]\).*merge_and"):
-        load_adapter(model, directory, adapter=adapter)
+    assert not lora_modules(model)
+
+
+def test_modules_to_save_replace_the_models_and_save_back(tmp_path, base_dirs):
+    """PEFT's modules_to_save (a retrained lm_head, as after adding tokens) load, save
+    back, and merge, each with PEFT's logits; a tied embedding is refused in one line."""
+    from tunesmith import CheckpointError
+
+    base_dir = base_dirs["llama3_1"]
+    config = peft.LoraConfig(
+        r=2, target_modules=["q_proj"], modules_to_save=["lm_head"], task_type="CAUSAL_LM"
+    )
+    peft_model = peft.get_peft_model(_hf(base_dir), config)
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for key, param in peft_model.named_parameters():
+            if "lora_B" in key or "modules_to_save" in key:
+                param.add_(0.05 * torch.randn(param.shape, generator=g))
+    peft_model.save_pretrained(tmp_path / "peft")
+    tokens = _tokens(seed=6)
+    expected = _logits(peft_model.eval(), tokens)
+
+    model, adapter = _native(base_dir)
+    load_adapter(model, tmp_path / "peft", adapter=adapter)
+    torch.testing.assert_close(_logits(model.eval(), tokens), expected, atol=ATOL, rtol=0)
+    LoRATransform(lora_attn_modules=["q_proj"]).save_adapter(
+        model, tmp_path / "again", adapter=adapter, base_model_name_or_path=str(base_dir)
+    )
+    again = json.loads((tmp_path / "again" / "adapter_config.json").read_text())
+    assert again["modules_to_save"] == ["lm_head"]
+    reloaded = peft.PeftModel.from_pretrained(_hf(base_dir), tmp_path / "again").eval()
+    torch.testing.assert_close(_logits(reloaded, tokens), expected, atol=ATOL, rtol=0)
+    merged = merge_adapter(base_dir, tmp_path / "peft", tmp_path / "merged")
+    torch.testing.assert_close(_logits(_hf(merged), tokens), expected, atol=ATOL, rtol=0)
+
+    tied_dir = base_dirs["llama3_2"]
+    config = peft.LoraConfig(
+        r=2, target_modules=["q_proj"], modules_to_save=["embed_tokens"], task_type="CAUSAL_LM"
+    )
+    peft.get_peft_model(_hf(tied_dir), config).save_pretrained(tmp_path / "tied")
+    model, adapter = _native(tied_dir)
+    with pytest.raises(CheckpointError, match=r"saves whole modules \(model.embed_tokens.*tied"):
+        load_adapter(model, tmp_path / "tied", adapter=adapter)
     assert not lora_modules(model)

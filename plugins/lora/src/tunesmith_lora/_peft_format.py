@@ -242,6 +242,13 @@ def save_peft_adapter(
         for name, tensor in params.items():
             tensors[f"{_PREFIX}{hf}.{_SUFFIXES[name]}"] = tensor.detach().to("cpu").contiguous()
 
+    saved = sorted(
+        path for path, m in model.named_modules() if getattr(m, "peft_saved_module", False)
+    )
+    for path in saved:
+        hf = adapter.hf_module(path)[0]
+        for name, _ in model.get_submodule(path).named_parameters(recurse=False):
+            tensors[f"{_PREFIX}{hf}.{name}"] = value(path, name).detach().to("cpu").contiguous()
     targets = _target_modules(model, set(by_hf), adapter)
     rank, rank_pattern = _common(ranks)
     alpha, alpha_pattern = _common(alphas)
@@ -261,7 +268,8 @@ def save_peft_adapter(
         "use_rslora": first.use_rslora,
         "init_lora_weights": True,
         "inference_mode": True,
-        "modules_to_save": None,
+        "modules_to_save": sorted({adapter.hf_module(p)[0].rpartition(".")[2] for p in saved})
+        or None,
         "layers_to_transform": None,
         "layers_pattern": None,
         "rank_pattern": rank_pattern,
@@ -322,12 +330,6 @@ def read_peft_adapter(directory: str | Path) -> tuple[dict[str, Any], dict[str, 
     for key, (bad, what) in _UNSUPPORTED.items():
         if config.get(key) == bad:
             raise CheckpointError(f"{config_path} uses {what}, which tunesmith does not support")
-    if config.get("modules_to_save"):
-        raise CheckpointError(
-            f"{config_path} also trains whole modules (modules_to_save: "
-            f"{config['modules_to_save']}), which tunesmith's LoRA does not load: merge the "
-            "adapter with PEFT's merge_and_unload and load the merged model instead"
-        )
 
     weights = directory / ADAPTER_WEIGHTS_NAME
     try:
@@ -359,12 +361,19 @@ def _alpha_for(config: dict[str, Any], hf_path: str) -> float:
 
 
 def _split_keys(
-    tensors: dict[str, torch.Tensor], where: Path
-) -> dict[str, dict[str, torch.Tensor]]:
-    """File keys -> {HF module path: {native param name: tensor}}."""
+    tensors: dict[str, torch.Tensor], where: Path, saved_modules: list[str]
+) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, dict[str, torch.Tensor]]]:
+    """File keys -> ``({HF module path: {native param name: tensor}}`` of the LoRA
+    layers, ``{HF module path: {param name: tensor}}`` of whole modules saved for
+    PEFT's ``modules_to_save``, matched as PEFT matches them: by module path suffix)."""
     modules: dict[str, dict[str, torch.Tensor]] = {}
+    whole: dict[str, dict[str, torch.Tensor]] = {}
     unknown, biases = [], []
     for key, value in tensors.items():
+        module, _, param = key.removeprefix(_PREFIX).rpartition(".")
+        if any(module == name or module.endswith("." + name) for name in saved_modules):
+            whole.setdefault(module, {})[param] = value
+            continue
         if key.endswith(".bias"):  # bias="all" / "lora_only" on a model that has biases
             biases.append(key)
             continue
@@ -394,7 +403,47 @@ def _split_keys(
                 f"the adapter in {where} has an incomplete layer {hf_path} (needs both lora_A "
                 "and lora_B): re-save the adapter"
             )
-    return modules
+    return modules, whole
+
+
+def _saved_module_targets(
+    model: nn.Module,
+    whole: dict[str, dict[str, torch.Tensor]],
+    adapter: CheckpointAdapter,
+    where: Path,
+) -> dict[str, tuple[nn.Module, dict[str, torch.Tensor]]]:
+    """Native module path -> (its module, the tensors that replace its parameters), for
+    the ``modules_to_save`` of an adapter; every problem is found before anything changes."""
+    out, problems = {}, []
+    for hf_path, params in whole.items():
+        try:
+            natives = adapter.native_modules(_table_path(hf_path, adapter))
+            module = model.get_submodule(natives[0]) if len(natives) == 1 else None
+        except (KeyError, AttributeError):
+            module = None
+        own = dict(module.named_parameters(recurse=False)) if module is not None else {}
+        if module is None or set(params) != set(own) or _is_tied(model, module):
+            problems.append(hf_path)
+            continue
+        for name, value in params.items():
+            if tuple(value.shape) != tuple(own[name].shape):
+                problems.append(f"{hf_path}.{name} {tuple(value.shape)}")
+        out[natives[0]] = (module, params)
+    if problems:
+        raise CheckpointError(
+            f"the adapter in {where} saves whole modules ({', '.join(problems[:3])}: "
+            "modules_to_save) that this model has not in that form (a tied output "
+            "layer, another shape, a fused layer): load it onto the model it was trained "
+            "for, or merge it with PEFT's merge_and_unload and load the merged model"
+        )
+    return out
+
+
+def _is_tied(model: nn.Module, module: nn.Module) -> bool:
+    # PEFT saves a copy of a tied embedding; replacing ours would change the head too.
+    return any(
+        getattr(v, "tied_module", None) is module for m in model.modules() for v in vars(m).values()
+    )
 
 
 @torch.no_grad()
@@ -410,7 +459,9 @@ def load_peft_adapter(
     A model without adapters is first wrapped exactly where the file has tensors
     (rank from the tensors, alpha from ``lora_alpha`` / ``alpha_pattern``, DoRA from
     ``use_dora``); a model that already has adapters must have them in the same
-    places with the same ranks. Everything but the adapters ends up frozen.
+    places with the same ranks. Modules the file saves whole (PEFT's
+    ``modules_to_save``, e.g. ``lm_head`` after adding tokens) replace the model's, and
+    :func:`save_peft_adapter` writes them back. Everything but the adapters ends up frozen.
 
     Args:
         model: A native model with its base weights loaded.
@@ -423,7 +474,9 @@ def load_peft_adapter(
     """
     directory = Path(directory)
     config, tensors = read_peft_adapter(directory)
-    by_hf = _split_keys(tensors, directory)
+    saved_names = config.get("modules_to_save") or []
+    by_hf, whole = _split_keys(tensors, directory, [str(n) for n in saved_names])
+    saved = _saved_module_targets(model, whole, adapter, directory)
     natives_of = _native_modules_of(list(by_hf), adapter)
     use_dora = bool(config.get("use_dora", False))
     use_rslora = bool(config.get("use_rslora", False))
@@ -442,7 +495,8 @@ def load_peft_adapter(
     existing = lora_modules(model)
     if existing:
         if set(existing) != set(targets) or any(
-            (m.use_dora, m.use_rslora, m.alpha) != (use_dora, use_rslora, _alpha_for(config, hf_of[p]))
+            (m.use_dora, m.use_rslora, m.alpha)
+            != (use_dora, use_rslora, _alpha_for(config, hf_of[p]))
             for p, m in existing.items()
         ):
             raise CheckpointError(
@@ -479,6 +533,11 @@ def load_peft_adapter(
                     "was trained for"
                 )
             param.copy_(value.to(device=param.device, dtype=param.dtype))
+    for module, params in saved.values():
+        for name, value in params.items():
+            param = module.get_parameter(name)
+            param.copy_(value.to(device=param.device, dtype=param.dtype))
+        module.peft_saved_module = True  # save_peft_adapter writes it back
     freeze_non_adapter_params(model)
 
 
