@@ -15,7 +15,7 @@ import torch
 
 from tunesmith.checkpoint._dtypes import config_dtype
 from tunesmith.errors import CheckpointError
-from tunesmith.modules import ROPE_TYPES
+from tunesmith.modules import ACTIVATIONS, ROPE_TYPES
 
 __all__ = ["HFDecoderConfig", "hf_decoder_config", "hf_rope_settings"]
 
@@ -189,6 +189,21 @@ class HFDecoderConfig:
     def rope_dim(self) -> int:
         """Rotary dimension: ``int(head_dim * partial_rotary_factor)``."""
         return int(self.head_dim * self.partial_rotary_factor)
+
+    def activation(self, family: str) -> str:
+        """``hidden_act``, checked against :data:`tunesmith.modules.ACTIVATIONS`.
+
+        Raises:
+            CheckpointError: an activation tunesmith lacks; the message names ``family``
+                (``"Mistral"``) as the model ``checkpoint_dir`` should hold.
+        """
+        if self.hidden_act not in ACTIVATIONS:
+            raise CheckpointError(
+                f"config.json has hidden_act={self.hidden_act!r}, which tunesmith does not "
+                f"implement (it knows {', '.join(ACTIVATIONS)}): check that checkpoint_dir "
+                f"holds a {family} model"
+            )
+        return self.hidden_act
 
     def decoder_args(self) -> dict[str, Any]:
         """The arguments every family's decoder builder takes from a ``config.json``, by

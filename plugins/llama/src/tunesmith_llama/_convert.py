@@ -15,9 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tunesmith import CheckpointError
 from tunesmith.checkpoint import config_dtype, hf_decoder_config, remap_keys
-from tunesmith.modules import ACTIVATIONS
 from tunesmith_llama._component_builders import llama
 
 __all__ = [
@@ -91,16 +89,11 @@ def llama_args_from_hf_config(config: Mapping[str, Any]) -> dict[str, Any]:
             RoPE variant the native model lacks.
     """
     hf = hf_decoder_config(config, defaults=_HF_DEFAULTS)
-    if hf.hidden_act not in ACTIVATIONS:
-        raise CheckpointError(
-            f"config.json has hidden_act={hf.hidden_act!r}, which tunesmith does not implement "
-            f"(it knows {', '.join(ACTIVATIONS)}): check that checkpoint_dir holds a Llama model"
-        )
     return dict(
         hf.decoder_args(),
         attention_bias=hf.attention_bias,
         mlp_bias=hf.mlp_bias,
-        activation=hf.hidden_act,
+        activation=hf.activation("Llama"),
     )
 
 

@@ -78,6 +78,11 @@ def _dense(weight: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tens
     return weight if dtype is None else weight.to(dtype)
 
 
+def scale_divisor(rank: int, use_rslora: bool) -> float:
+    """What ``alpha`` is divided by: ``rank``, or ``sqrt(rank)`` for rsLoRA."""
+    return math.sqrt(rank) if use_rslora else rank
+
+
 @torch.no_grad()
 def merge_weight(
     weight: torch.Tensor,
@@ -146,7 +151,7 @@ class LoRALinear(nn.Module):
         self.rank = rank
         self.alpha = float(alpha)
         self.use_rslora = bool(use_rslora)
-        self.scaling = self.alpha / (math.sqrt(rank) if self.use_rslora else rank)
+        self.scaling = self.alpha / scale_divisor(rank, self.use_rslora)
         self.use_dora = bool(use_dora)
         self.merged = False
         self.disabled = False

@@ -14,7 +14,6 @@ this works for every family that maps its linear weights one to one.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections import Counter
 from collections.abc import Mapping
@@ -27,7 +26,7 @@ from torch import nn
 from tunesmith import CheckpointAdapter
 from tunesmith.checkpoint import atomic_write
 from tunesmith.errors import CheckpointError, ConfigError
-from tunesmith_lora._layers import LoRALinear, _dense
+from tunesmith_lora._layers import LoRALinear, _dense, scale_divisor
 from tunesmith_lora._wrapping import (
     freeze_non_adapter_params,
     lora_modules,
@@ -187,7 +186,7 @@ def _fuse_adapters(model, parts, members, loras, value):
     params = {"lora_a.weight": torch.cat(a_blocks), "lora_b.weight": torch.cat(b_rows)}
     if magnitudes:
         params["magnitude"] = torch.cat(magnitudes)
-    return params, rank, scaling * (math.sqrt(rank) if loras[adapted[0]].use_rslora else rank)
+    return params, rank, scaling * scale_divisor(rank, loras[adapted[0]].use_rslora)
 
 
 def save_peft_adapter(
@@ -242,11 +241,12 @@ def save_peft_adapter(
         for name, tensor in params.items():
             tensors[f"{_PREFIX}{hf}.{_SUFFIXES[name]}"] = tensor.detach().to("cpu").contiguous()
 
-    saved = sorted(
-        path for path, m in model.named_modules() if getattr(m, "peft_saved_module", False)
-    )
-    for path in saved:
-        hf = adapter.hf_module(path)[0]
+    saved = {  # PEFT's modules_to_save that load_peft_adapter loaded: native -> HF path
+        path: adapter.hf_module(path)[0]
+        for path, m in model.named_modules()
+        if getattr(m, "peft_saved_module", False)
+    }
+    for path, hf in saved.items():
         for name, _ in model.get_submodule(path).named_parameters(recurse=False):
             tensors[f"{_PREFIX}{hf}.{name}"] = value(path, name).detach().to("cpu").contiguous()
     targets = _target_modules(model, set(by_hf), adapter)
@@ -268,8 +268,7 @@ def save_peft_adapter(
         "use_rslora": first.use_rslora,
         "init_lora_weights": True,
         "inference_mode": True,
-        "modules_to_save": sorted({adapter.hf_module(p)[0].rpartition(".")[2] for p in saved})
-        or None,
+        "modules_to_save": sorted({hf.rpartition(".")[2] for hf in saved.values()}) or None,
         "layers_to_transform": None,
         "layers_pattern": None,
         "rank_pattern": rank_pattern,
@@ -370,14 +369,14 @@ def _split_keys(
     whole: dict[str, dict[str, torch.Tensor]] = {}
     unknown, biases = [], []
     for key, value in tensors.items():
-        module, _, param = key.removeprefix(_PREFIX).rpartition(".")
+        body = key.removeprefix(_PREFIX)
+        module, _, param = body.rpartition(".")
         if any(module == name or module.endswith("." + name) for name in saved_modules):
             whole.setdefault(module, {})[param] = value
             continue
         if key.endswith(".bias"):  # bias="all" / "lora_only" on a model that has biases
             biases.append(key)
             continue
-        body = key.removeprefix(_PREFIX)
         for peft_suffix, native in _NATIVE_OF.items():
             if body.endswith("." + peft_suffix):
                 modules.setdefault(body[: -len(peft_suffix) - 1], {})[native] = value

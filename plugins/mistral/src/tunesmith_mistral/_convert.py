@@ -14,7 +14,6 @@ from torch import nn
 
 from tunesmith import CheckpointError
 from tunesmith.checkpoint import hf_decoder_config
-from tunesmith.modules import ACTIVATIONS
 from tunesmith_mistral._component_builders import mistral
 
 __all__ = ["HF_TO_NATIVE", "build_from_hf_config", "mistral_args_from_hf_config", "refuse_mixtral"]
@@ -57,16 +56,11 @@ def mistral_args_from_hf_config(config: Mapping[str, Any]) -> dict[str, Any]:
             tunesmith lacks.
     """
     hf = hf_decoder_config(config, defaults=_HF_DEFAULTS)
-    if hf.hidden_act not in ACTIVATIONS:
-        raise CheckpointError(
-            f"config.json has hidden_act={hf.hidden_act!r}, which tunesmith does not implement "
-            f"(it knows {', '.join(ACTIVATIONS)}): check that checkpoint_dir holds a Mistral model"
-        )
     window = config.get("sliding_window", _DEFAULT_WINDOW)
     return dict(
         hf.decoder_args(),
         sliding_window=int(window) if window is not None else None,
-        activation=hf.hidden_act,
+        activation=hf.activation("Mistral"),
     )
 
 
