@@ -195,7 +195,7 @@ class HFDecoderConfig:
 
         Raises:
             CheckpointError: an activation tunesmith lacks; the message names ``family``
-                (``"Mistral"``) as the model ``checkpoint_dir`` should hold.
+                (the family's display name) as the model ``checkpoint_dir`` should hold.
         """
         if self.hidden_act not in ACTIVATIONS:
             raise CheckpointError(

@@ -431,8 +431,8 @@ def _saved_module_targets(
     if problems:
         raise CheckpointError(
             f"the adapter in {where} saves whole modules ({', '.join(problems[:3])}: "
-            "modules_to_save) that this model has not in that form (a tied output "
-            "layer, another shape, a fused layer): load it onto the model it was trained "
+            "modules_to_save) that this model does not have in that form (a tied "
+            "embedding, another shape, a fused layer): load it onto the model it was trained "
             "for, or merge it with PEFT's merge_and_unload and load the merged model"
         )
     return out
