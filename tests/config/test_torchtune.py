@@ -343,13 +343,53 @@ def test_generate_v2_runs_as_generate_and_its_distributed_form_is_refused(tmp_pa
     ) in refused.output
 
 
+# Each validate-only fixture -> the recipe its header comment names (None: refused).
+_VALIDATE_ONLY = {
+    "gemma2/2B_lora_single_device": "lora_finetune_single_device",
+    "llama2/70B_lora": "lora_finetune_distributed",  # `#   # tune run ...`
+    "llama2/7B_qlora": "lora_finetune_distributed",
+    "llama2/generation_v2": "generate",
+    "llama3/70B_lora": "lora_finetune_distributed",  # `#   # tune run ...`
+    "llama3/8B_dora": "lora_finetune_distributed",
+    "llama3/8B_qdora_single_device": "lora_finetune_single_device",
+    "llama3_1/405B_qlora": "lora_finetune_distributed",  # `#   # tune run ...`
+    "llama3_1/70B_generation_distributed": None,
+    "llama3_2/evaluation": "eleuther_eval",
+    "llama3_3/70B_full_multinode": "full_finetune_distributed",  # `sbatch <script>.slurm`
+    "llama3_3/70B_lora": "lora_finetune_distributed",
+    "mistral/evaluation": "eleuther_eval",
+}
+
+
 def test_every_validate_only_fixture_but_the_refused_one_validates():
     pytest.importorskip("tunesmith_mistral")
-    refused = {"llama3_1/70B_generation_distributed"}
-    for path in sorted(OTHERS.rglob("*.yaml")):
-        name = str(path.relative_to(OTHERS).with_suffix(""))
-        result = _validate(str(path))
-        assert (result.exit_code == 0) == (name not in refused), (name, result.output)
+    names = sorted(str(p.relative_to(OTHERS).with_suffix("")) for p in OTHERS.rglob("*.yaml"))
+    assert names == sorted(_VALIDATE_ONLY)
+    for name, recipe in _VALIDATE_ONLY.items():
+        result = _validate(str(OTHERS / f"{name}.yaml"))
+        assert (result.exit_code == 0) == (recipe is not None), (name, result.output)
+        if recipe is not None:
+            assert f"Config is valid for recipe {recipe}." in result.output, name
+
+
+def test_recipe_from_comments_reads_nested_tune_run_and_torchtunes_slurm_script():
+    assert (
+        recipe_from_comments(
+            "# This config needs 8 GPUs to run\n"
+            "#   # tune run --nproc_per_node 8 lora_finetune_distributed --config llama2/70B_lora\n"
+        )
+        == "lora_finetune_distributed"
+    )
+    # torchtune's full_finetune_multinode.slurm runs `tune run ... full_finetune_distributed`
+    assert (
+        recipe_from_comments(
+            "# To launch on 2 nodes w/ 8 devices on a SLURM cluster, run the following command:\n"
+            "#   sbatch full_finetune_multinode.slurm\n"
+        )
+        == "full_finetune_distributed"
+    )
+    assert recipe_from_comments("#   sbatch my_own_job.slurm\n") is None  # runs who knows what
+    assert recipe_from_comments("model: {}\n# tune run is mentioned\n") is None
 
 
 def test_a_list_of_torchtune_datasets_becomes_a_list_of_tunesmith_datasets():

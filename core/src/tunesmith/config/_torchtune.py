@@ -238,14 +238,22 @@ def refuse_torchtune_recipe(name: str) -> None:
         )
 
 
-_TUNE_RUN = re.compile(r"^#\s*tune run\s+(?:--?\S+(?:[ =]\S+)?\s+)*?([\w/]+)\s+--config", re.M)
+# `[#]*`: some headers show the command commented out (`#   # tune run ...`).
+_TUNE_RUN = re.compile(r"^#[\s#]*tune run\s+(?:--?\S+(?:[ =]\S+)?\s+)*?([\w/]+)\s+--config", re.M)
+_SBATCH = re.compile(r"^#[\s#]*sbatch\s+(?:-\S+\s+)*(\S+\.slurm)\b", re.M)
+#: torchtune's launch scripts -> the recipe each one `tune run`s.
+_LAUNCH_SCRIPTS = {"full_finetune_multinode.slurm": "full_finetune_distributed"}
 
 
 def recipe_from_comments(text: str) -> str | None:
     """The recipe a torchtune config's header comment runs it with (``tune run
-    [--nproc_per_node N] RECIPE --config ...``), or ``None``."""
+    [--nproc_per_node N] RECIPE --config ...``, or ``sbatch`` of one of torchtune's
+    launch scripts), or ``None``."""
     match = _TUNE_RUN.search(text)
-    return match.group(1) if match else None
+    if match is not None:
+        return match.group(1)
+    script = _SBATCH.search(text)
+    return _LAUNCH_SCRIPTS.get(script.group(1).rsplit("/", 1)[-1]) if script else None
 
 
 def _last(path: str) -> str:
