@@ -23,6 +23,8 @@ PROTOCOLS = [
     protocols.ModelQuantizer,
     protocols.TrainingDataset,
 ]
+#: Protocols that extend one of PROTOCOLS (optional members a component may add).
+EXTENSIONS = [protocols.TorchaoConfiguredQuantizer]
 _DUNDERS = ("__call__", "__len__", "__getitem__")
 
 
@@ -55,7 +57,7 @@ def documented(name: str) -> list[str]:
     return [line for line in block.group(1).splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize("protocol", PROTOCOLS, ids=lambda p: p.__name__)
+@pytest.mark.parametrize("protocol", PROTOCOLS + EXTENSIONS, ids=lambda p: p.__name__)
 def test_docs_quote_each_protocol_exactly(protocol):
     assert documented(protocol.__name__) == render(protocol)
 

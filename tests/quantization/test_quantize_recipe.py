@@ -20,7 +20,7 @@ from .conftest import QUANTIZERS, quantize_args
 
 SIZE = re.compile(r"^Model size: ([\d.]+ \w+) -> ([\d.]+ \w+) \(([\d.]+)x smaller\)", re.MULTILINE)
 FILES = {
-    "model.pt",
+    "model.safetensors",
     "quantization_config.json",
     "config.json",
     "generation_config.json",
@@ -61,14 +61,21 @@ def test_writes_weights_config_and_support_files_and_prints_sizes(name, base_dir
     output, result = quantized(name)
     assert {p.name for p in output.iterdir()} == FILES
     assert not [p for p in output.parent.iterdir() if p.name.startswith(".")]  # no temp dirs
-    assert (output / "config.json").read_text() == (base_dir / "config.json").read_text()
+    config, source = (json.loads((d / "config.json").read_text()) for d in (output, base_dir))
+    quantization = config.pop("quantization_config")
+    assert config == {**source, "dtype": "float32"}  # the source's, in the dtype it runs in
+    assert quantization["quant_method"] == "torchao"
+    assert quantization["modules_to_not_convert"] == []  # every nn.Linear is quantized
     record = json.loads((output / "quantization_config.json").read_text())
     assert record["format"] == "tunesmith-torchao"
+    assert (record["layout"], record["weights"]) == ("huggingface", "model.safetensors")
     assert record["quantizer"] == name
     assert record["args"] == QUANTIZERS[name]
     assert (record["dtype"], record["device"], record["portable"]) == ("float32", "cpu", True)
     assert record["model_type"] == "llama" and record["torchao_version"]
-    assert "transformers' from_pretrained does not read" in record["note"]
+    assert "transformers' from_pretrained and tunesmith.load_pretrained load" in (
+        record["note"]
+    )
 
     fp32, in_memory = _in_memory(base_dir, name)
     before, after = model_size_bytes(fp32), model_size_bytes(in_memory)
@@ -77,9 +84,10 @@ def test_writes_weights_config_and_support_files_and_prints_sizes(name, base_dir
     assert (shown_before, shown_after) == (_human(before), _human(after))
     assert float(ratio) == pytest.approx(before / after, abs=0.05) and float(ratio) > 2.5
     assert "Quantized 14 linear weights" in result.stdout
-    assert f"Saved to {output}: model.pt (" in result.stdout
+    assert f"Saved to {output}: model.safetensors (" in result.stdout
+    assert "transformers and tunesmith load it" in result.stdout
     # The file holds the packed tensors, not fp32 copies.
-    assert (output / "model.pt").stat().st_size < 1.1 * after
+    assert (output / "model.safetensors").stat().st_size < 1.1 * after
 
 
 @pytest.mark.parametrize("name", sorted(QUANTIZERS))

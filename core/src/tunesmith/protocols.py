@@ -3,7 +3,8 @@
 Every builder a plugin registers returns one of these: a model builder a
 :class:`NativeModel`, a tokenizer builder a :class:`ModelTokenizer`, a PEFT method
 a :class:`PeftTransform`, an evaluator a :class:`ModelEvaluator`, a quantizer a
-:class:`ModelQuantizer`, a dataset builder a :class:`TrainingDataset`. They are
+:class:`ModelQuantizer` (a :class:`TorchaoConfiguredQuantizer` to be saved in the
+Hugging Face layout), a dataset builder a :class:`TrainingDataset`. They are
 runtime-checkable, so ``isinstance(obj, NativeModel)`` checks that the names exist;
 ``tunesmith.testing`` checks what they do. docs/plugins.md states exactly these
 members (a test compares the two).
@@ -33,6 +34,7 @@ __all__ = [
     "ModelTokenizer",
     "NativeModel",
     "PeftTransform",
+    "TorchaoConfiguredQuantizer",
     "TrainingDataset",
 ]
 
@@ -164,6 +166,19 @@ class ModelQuantizer(Protocol):
     def quantize(self, model: nn.Module, device: str | torch.device) -> nn.Module:
         """Quantize ``model`` (already on ``device``), in place or not; returns the model
         to use."""
+        ...
+
+
+@runtime_checkable
+class TorchaoConfiguredQuantizer(ModelQuantizer, Protocol):
+    """A :class:`ModelQuantizer` that applies one torchao config. The quantize recipe
+    names that config in ``config.json`` and writes the Hugging Face layout, which
+    transformers' ``from_pretrained`` loads; other quantizers' output is ``model.pt``,
+    for tunesmith only."""
+
+    def torchao_config(self, device: torch.device, dtype: torch.dtype) -> Any:
+        """The config ``quantize`` applies to a model on ``device`` whose linear
+        weights are ``dtype`` (a ``torchao.core.config.AOBaseConfig``)."""
         ...
 
 

@@ -11,8 +11,11 @@ applies one to a checkpoint and writes the result, which :func:`load_quantized` 
     Int8WeightOnly().quantize(model, "cpu")
     model, tokenizer = load_quantized("out/Llama-3.2-1B-int8")   # a quantize recipe output
 
-The saved format is torch's (``torch.save`` of torchao tensors) and tunesmith's, not
-Hugging Face's: transformers' ``from_pretrained`` does not read it.
+The recipe writes the built-in quantizers' output as a Hugging Face checkpoint (torchao
+tensors in safetensors, a torchao ``quantization_config`` in ``config.json``) that
+transformers' ``from_pretrained`` loads unchanged; :func:`load_quantized` reads
+it, the torch layout (``model.pt``) other quantizers get, and torchao checkpoints
+transformers wrote.
 
 Importing this package is cheap; torch loads with the functions that need it and
 torchao when a quantizer runs.
@@ -22,7 +25,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunesmith.quantization._layout import QUANTIZATION_CONFIG, WEIGHTS_NAME, is_quantized_dir
+from tunesmith.quantization._layout import (
+    QUANTIZATION_CONFIG,
+    WEIGHTS_NAME,
+    is_quantize_output,
+    is_quantized_dir,
+)
 from tunesmith.quantization._quantizers import (
     Int4WeightOnly,
     Int8DynamicActivationInt8Weight,
@@ -39,7 +47,9 @@ __all__ = [
     "Int8DynamicActivationInt8Weight",
     "Int8WeightOnly",
     "TorchaoQuantizer",
+    "hf_layout_blocker",
     "import_torchao",
+    "is_quantize_output",
     "is_quantized_dir",
     "load_quantized",
     "model_size_bytes",
@@ -50,6 +60,7 @@ __all__ = [
 
 # Names whose module imports torch: resolved on first access.
 _LAZY = {
+    "hf_layout_blocker",
     "load_quantized",
     "model_size_bytes",
     "read_quantization_config",

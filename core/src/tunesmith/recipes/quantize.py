@@ -9,11 +9,12 @@ given), quantize its linear weights with a registered quantizer, and write the r
         output_dir=/tmp/Llama-3.2-1B-int4 quantizer._component_=int4_weight_only quantizer.groupsize=64
     tunesmith run generate --config generation checkpointer.checkpoint_dir=/tmp/Llama-3.2-1B-int8
 
-``output_dir`` appears complete or not at all: ``model.pt`` (``torch.save`` of the
-quantized state dict), ``quantization_config.json`` and the source's ``config.json``,
-tokenizer and other small files. It is for tunesmith and torch (torchao tensor
-subclasses), not for transformers' ``from_pretrained``; see
-:mod:`tunesmith.quantization`.
+``output_dir`` appears complete or not at all. For the built-in quantizers it is a
+Hugging Face checkpoint that transformers' ``from_pretrained`` loads
+unchanged: ``model.safetensors`` (torchao tensors in the layout transformers writes),
+the source's ``config.json`` with a torchao ``quantization_config``, tokenizer and
+other small files, and tunesmith's ``quantization_config.json``. See
+:mod:`tunesmith.quantization` for the torch layout other quantizers get.
 """
 
 from __future__ import annotations
@@ -48,14 +49,14 @@ def _source(cfg: DictConfig) -> Path:
     source = Path(checkpoint_dir_of(cfg)).expanduser()
     if is_quantized_dir(source):
         raise ConfigError(
-            f"{source} is already quantized (it holds quantization_config.json): point "
+            f"{source} is already quantized (torchao weights): point "
             "checkpointer.checkpoint_dir at the full-precision model it came from"
         )
     return source
 
 
 def _output(cfg: DictConfig, source: Path) -> Path:
-    from tunesmith.quantization import is_quantized_dir
+    from tunesmith.quantization import is_quantize_output
 
     value = cfg.output_dir
     if not value:
@@ -66,7 +67,7 @@ def _output(cfg: DictConfig, source: Path) -> Path:
     # The output directory is replaced as a whole; only ever replace an earlier
     # quantize output, never a directory with someone's other files in it.
     if output.is_file() or (
-        output.is_dir() and any(output.iterdir()) and not is_quantized_dir(output)
+        output.is_dir() and any(output.iterdir()) and not is_quantize_output(output)
     ):
         raise ConfigError(
             f"output_dir {output} already exists and is not a quantized model: choose a new "
@@ -123,7 +124,12 @@ def run(cfg: DictConfig) -> None:
     from tunesmith import training
     from tunesmith.checkpoint import atomic_directory
     from tunesmith.config import instantiate
-    from tunesmith.quantization import import_torchao, save_quantized, tensor_bytes
+    from tunesmith.quantization import (
+        hf_layout_blocker,
+        import_torchao,
+        save_quantized,
+        tensor_bytes,
+    )
 
     cfg = QUANTIZE_SCHEMA.with_defaults(cfg)  # (tunesmith run has filled them in already)
     source = _source(cfg)
@@ -164,23 +170,30 @@ def run(cfg: DictConfig) -> None:
         flush=True,
     )
 
-    model_type = str(ckpt.hf_config.get("model_type") or ckpt.adapter.family)
+    torchao_config = _torchao_config(quantizer, device, dtype)
+    blocker = hf_layout_blocker(ckpt.adapter, torchao_config)
+    if blocker is not None:
+        print(
+            f"Saving in the torch layout (model.pt, for tunesmith only): {blocker}", flush=True
+        )
     with atomic_directory(output) as tmp:
         ckpt.write_support_files(tmp)
-        save_quantized(
+        files = save_quantized(
             model,
             tmp,
+            checkpointer=ckpt,
             quantizer=_record(quantizer, node, device),
             dtype=dtype,
             device=device,
-            model_type=model_type,
+            torchao_config=torchao_config,
             source=source,
             sizes={"before": total_before, "after": total_after},
         )
-    weights = output / "model.pt"
+    written = ", ".join(f"{f.name} ({_human((output / f.name).stat().st_size)})" for f in files)
+    loads_in = "tunesmith" if blocker else "transformers and tunesmith"
     print(
-        f"Saved to {output}: model.pt ({_human(weights.stat().st_size)}), "
-        "quantization_config.json and the source's config and tokenizer files",
+        f"Saved to {output}: {written}, quantization_config.json and the source's config and "
+        f"tokenizer files; {loads_in} load it",
         flush=True,
     )
     print(
@@ -188,3 +201,13 @@ def run(cfg: DictConfig) -> None:
         f"checkpointer.checkpoint_dir={output}",
         flush=True,
     )
+
+
+def _torchao_config(quantizer: Any, device: torch.device, dtype: torch.dtype) -> Any:
+    """The torchao config a quantizer applied, for the Hugging Face layout's
+    ``config.json`` (``None`` for a quantizer that names none)."""
+    from tunesmith.protocols import TorchaoConfiguredQuantizer
+
+    if isinstance(quantizer, TorchaoConfiguredQuantizer):
+        return quantizer.torchao_config(device, dtype)
+    return None

@@ -180,13 +180,28 @@ def _quantize(root: Path, epoch: Path) -> None:
     output = root / "int8"
     _cli("run", "quantize", "--config", "quantization", f"checkpointer.checkpoint_dir={epoch}",
          f"output_dir={output}", "device=cpu", "dtype=fp32")  # fmt: skip
-    if not (output / "quantization_config.json").is_file():
+    record = output / "quantization_config.json"
+    if not record.is_file():
         raise AssertionError(f"quantize wrote no quantization_config.json in {output}")
     tokens = torch.randint(0, 8, (1, 6))
     quantized, full = _logits(output, tokens), _logits(epoch, tokens)
     error = (quantized - full).abs().max().item() / full.abs().max().item()
     if not error < 0.1:
         raise AssertionError(f"int8 weights moved the logits by {error:.1%}")
+    if json.loads(record.read_text()).get("layout") == "huggingface":
+        _quantized_in_transformers(output, tokens, quantized)
+
+
+def _quantized_in_transformers(output: Path, tokens: torch.Tensor, ours: torch.Tensor) -> None:
+    """transformers loads the Hugging Face layout unchanged, to the same logits."""
+    try:
+        import transformers
+    except ImportError:
+        return  # the rest of the step stands; transformers is the reference, not a need
+    model = transformers.AutoModelForCausalLM.from_pretrained(output).eval()
+    with torch.no_grad():
+        theirs = model(tokens).logits
+    _expect_close("the quantized model's logits in transformers and ours", theirs, ours, 1e-4)
 
 
 def check_workflow(
