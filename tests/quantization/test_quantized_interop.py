@@ -215,3 +215,23 @@ def test_why_a_family_gets_the_torch_layout():
     if fused is None:
         pytest.skip("no installed family fuses weights in Hugging Face format")
     assert "quantized tensors cannot be concatenated" in hf_layout_blocker(fused, object())
+
+
+def test_training_and_converting_a_quantized_checkpoint_are_refused_in_one_line(
+    from_transformers, tmp_path
+):
+    expected = (
+        f"error: {from_transformers} holds torchao-quantized weights (config.json's "
+        "quantization_config), which tunesmith does not train, merge or convert: start from "
+        "the full-precision model it came from; generate and evaluate load it as it is "
+        "(tunesmith.load_pretrained)\n"
+    )
+    converted = CliRunner().invoke(cli, ["convert", str(from_transformers), str(tmp_path / "c")])
+    assert (converted.exit_code, converted.output) == (1, expected)
+    from tunesmith.checkpoint import Checkpointer
+    from tunesmith.errors import CheckpointError
+
+    with pytest.raises(CheckpointError) as refused:  # what a fine-tuning recipe loads through
+        Checkpointer(from_transformers, tmp_path / "run").load_model()
+    assert f"error: {refused.value}\n" == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

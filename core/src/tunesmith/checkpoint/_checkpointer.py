@@ -115,6 +115,29 @@ def find_adapter(
     )
 
 
+def refuse_quantized(directory: Path, hf_config: Mapping[str, Any]) -> None:
+    """Refuse a pre-quantized Hugging Face checkpoint (GPTQ, AWQ, fp8, torchao, ...): it
+    stores packed tensors and scales, not the weights a model trains or converts from.
+
+    Raises:
+        CheckpointError: ``config.json`` names a ``quantization_config``.
+    """
+    quantization = hf_config.get("quantization_config")
+    if not isinstance(quantization, Mapping) or not quantization.get("quant_method"):
+        return
+    method = quantization["quant_method"]
+    also = (
+        "; generate and evaluate load it as it is (tunesmith.load_pretrained)"
+        if method == "torchao"
+        else ""
+    )
+    raise CheckpointError(
+        f"{directory} holds {method}-quantized weights (config.json's quantization_config), "
+        "which tunesmith does not train, merge or convert: start from the full-precision "
+        f"model it came from{also}"
+    )
+
+
 def _passthrough(hf: Mapping[str, torch.Tensor], adapter: CheckpointAdapter) -> dict:
     patterns = [re.compile(p) for p in adapter.passthrough]
     return {k: v for k, v in hf.items() if any(p.search(k) for p in patterns)}
@@ -258,6 +281,7 @@ class Checkpointer:
         """
         source = f"checkpoint in {self.checkpoint_dir}"
         if self.format == "hf":
+            refuse_quantized(self.checkpoint_dir, self.hf_config)
             hf = load_hf_state_dict(self.checkpoint_dir, self.checkpoint_files, device=device)
             self.passthrough = _passthrough(hf, self.adapter)
             self.key_layout = detect_key_layout(hf, self.adapter)

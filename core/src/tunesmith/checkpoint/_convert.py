@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-from tunesmith.checkpoint._checkpointer import Checkpointer, detect_format
+from tunesmith.checkpoint._checkpointer import Checkpointer, detect_format, refuse_quantized
 from tunesmith.checkpoint._files import atomic_directory, check_new_output, copy_support_files
-from tunesmith.checkpoint._hf import load_hf_state_dict, save_hf_state_dict
+from tunesmith.checkpoint._hf import load_hf_state_dict, read_hf_config, save_hf_state_dict
 
 __all__ = ["convert_checkpoint"]
 
@@ -46,6 +46,8 @@ def convert_checkpoint(
             something and ``overwrite`` is false.
     """
     src, fmt = detect_format(src_dir)
+    if fmt == "hf":
+        refuse_quantized(src, read_hf_config(src))
     dst = check_new_output(dst_dir, overwrite=overwrite, sources=(src,))
     with atomic_directory(dst) as tmp:
         if fmt == "hf":
