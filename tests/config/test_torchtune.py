@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 
@@ -35,7 +38,8 @@ def test_every_fixture_translates_and_names_its_recipe():
         assert is_torchtune_config(yaml.safe_load(path.read_text())), name
         assert recipe_from_comments(path.read_text()) is not None, name
         translation = _translate(name)
-        # torchtune's single-device full configs name bitsandbytes' paged optimizer
+        # torchtune's single-device full configs name bitsandbytes' paged optimizer: its
+        # 8-bit form needs bitsandbytes or torchao
         needs = [p for p in translation.problems if "pip install bitsandbytes" not in p]
         assert needs == [], name
         assert "profiler" not in translation.config
@@ -106,6 +110,125 @@ def test_dropped_keys_are_said_once_each():
     # tunesmith steps the optimizer inside backward too (training.OptimizerInBackward)
     assert not any(n.startswith("optimizer_in_bwd") for n in t.notes)
     assert t.config["optimizer_in_bwd"] is True
+
+
+def _hide(monkeypatch, *packages: str) -> None:
+    """Make ``packages`` look uninstalled to the importability checks."""
+    real = importlib.util.find_spec
+
+    def find_spec(name, *args):
+        return None if name.split(".")[0] in packages else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+
+
+def _bnb(name: str, **args):
+    return _translate(
+        "llama3_2/1B_full_single_device",
+        optimizer={"_component_": f"bitsandbytes.optim.{name}", **args},
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "target"),
+    [
+        ("PagedAdamW", "torch.optim.AdamW"),
+        ("PagedAdamW32bit", "torch.optim.AdamW"),
+        ("AdamW", "torch.optim.AdamW"),
+        ("PagedAdamW8bit", "torchao.optim.AdamW8bit"),
+        ("AdamW8bit", "torchao.optim.AdamW8bit"),
+    ],
+)
+def test_bitsandbytes_adamw_without_bitsandbytes_becomes_torchs_or_torchaos(
+    monkeypatch, name, target
+):
+    _hide(monkeypatch, "bitsandbytes")
+    t = _bnb(name, lr=2e-5, betas=[0.9, 0.95], eps=1e-8, weight_decay=0.1, is_paged=True,
+             percentile_clipping=100)  # fmt: skip
+    assert t.problems == []
+    assert t.config["optimizer"] == {
+        "_component_": target, "lr": 2e-5, "betas": [0.9, 0.95], "eps": 1e-8,
+        "weight_decay": 0.1,
+    }  # fmt: skip
+    [line] = [n for n in t.notes if n.startswith("optimizer._component_")]
+    assert line.startswith(
+        f"optimizer._component_: bitsandbytes.optim.{name} -> {target} (bitsandbytes is "
+        "not installed; "
+    )
+    assert ("paging only moves optimizer state" in line) == name.startswith("Paged")
+    assert [n for n in t.notes if n.startswith("optimizer.")] == [
+        line,
+        f"optimizer.is_paged: dropped (a bitsandbytes setting {target} does not take)",
+        f"optimizer.percentile_clipping: dropped (a bitsandbytes setting {target} does not take)",
+    ]
+
+
+def test_bitsandbytes_adamw_with_optim_bits_8_is_the_8bit_one(monkeypatch):
+    _hide(monkeypatch, "bitsandbytes")
+    t = _bnb("AdamW", lr=2e-5, optim_bits=8)
+    assert t.config["optimizer"] == {"_component_": "torchao.optim.AdamW8bit", "lr": 2e-5}
+    assert "optimizer.optim_bits: dropped" in "\n".join(t.notes)
+
+
+def test_8bit_adamw_without_bitsandbytes_or_torchao_names_both_installs(monkeypatch):
+    _hide(monkeypatch, "bitsandbytes", "torchao")
+    assert _bnb("PagedAdamW8bit", lr=2e-5).problems == [
+        "optimizer: bitsandbytes.optim.PagedAdamW8bit needs bitsandbytes, or torchao for the "
+        "same 8-bit AdamW: pip install bitsandbytes, or pip install 'tunesmith[quantize]'"
+    ]
+    assert _bnb("PagedAdamW", lr=2e-5).problems == []  # torch's AdamW needs neither
+    # other bitsandbytes optimizers have no stand-in
+    [problem] = _bnb("Lion8bit", lr=2e-5).problems
+    assert problem.startswith("optimizer: bitsandbytes.optim.Lion8bit needs the bitsandbytes")
+
+
+def test_bitsandbytes_optimizer_is_kept_where_bitsandbytes_is_installed(monkeypatch):
+    real = importlib.util.find_spec
+    installed = importlib.machinery.ModuleSpec("bitsandbytes", None)
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: installed if name == "bitsandbytes" else real(name, *args),
+    )
+    t = _bnb("PagedAdamW8bit", lr=2e-5, percentile_clipping=100)
+    assert t.problems == []
+    assert t.config["optimizer"] == {
+        "_component_": "bitsandbytes.optim.PagedAdamW8bit", "lr": 2e-5,
+        "percentile_clipping": 100,
+    }  # fmt: skip
+    assert not any(n.startswith("optimizer") for n in t.notes)
+
+
+def test_translated_8bit_adamw_builds_as_the_recipe_builds_it_and_trains(monkeypatch):
+    pytest.importorskip("torchao")
+    from tunesmith.config import instantiate, resolve_component
+    from tunesmith.training import fused_default
+
+    _hide(monkeypatch, "bitsandbytes")
+    node = _bnb("PagedAdamW8bit", lr=1e-2, weight_decay=0.0).config["optimizer"]
+    torch.manual_seed(0)
+    model = torch.nn.Linear(64, 64, bias=False)  # 4096 weights: torchao quantizes its state
+    reference = torch.nn.Linear(64, 64, bias=False)
+    reference.load_state_dict(model.state_dict())
+    target = resolve_component(node["_component_"], key="optimizer")
+    extra = fused_default(target, node, torch.device("cpu"), model.parameters())
+    assert extra == {}  # no fused=True for a class that does not take it
+    optimizer = instantiate(node, model.parameters(), key="optimizer", **extra)
+    adamw = torch.optim.AdamW(reference.parameters(), lr=1e-2, weight_decay=0.0)
+    start = model.weight.detach().clone()
+    x = torch.randn(32, 64)
+    # eager: torchao compiles its step, which takes ~20 s on CPU the first time
+    with torch.compiler.set_stance("force_eager"):
+        for _ in range(5):
+            for module, opt in ((model, optimizer), (reference, adamw)):
+                loss = (module(x) - x).square().mean()
+                loss.backward()
+                opt.step()
+                opt.zero_grad()
+    state = optimizer.state[model.weight]["exp_avg"]
+    assert type(state).__name__ == "OptimState8bit"
+    moved = (reference.weight - start).abs().max()
+    assert (model.weight - reference.weight).abs().max() < 0.2 * moved  # AdamW's update
 
 
 def test_every_problem_is_listed_at_once():

@@ -170,6 +170,10 @@ _SCHEDULERS = {
     "get_linear_schedule_with_warmup": "tunesmith.training.linear_with_warmup",
     "get_constant_schedule_with_warmup": "tunesmith.training.constant_with_warmup",
 }
+#: bitsandbytes' AdamW classes, translated when bitsandbytes is not installed.
+_BNB_ADAMW = ("AdamW", "AdamW32bit", "PagedAdamW", "PagedAdamW32bit", "AdamW8bit", "PagedAdamW8bit")
+#: Their arguments that torch's and torchao's AdamW take with the same meaning.
+_ADAMW_ARGS = ("lr", "betas", "eps", "weight_decay", "amsgrad")
 _LOGGERS = ("DiskLogger", "StdoutLogger", "TensorBoardLogger", "WandBLogger")
 
 
@@ -592,7 +596,9 @@ class _Translator:
         path = str(node.get("_component_", ""))
         self.out["optimizer"] = copy.deepcopy(node)
         missing = missing_package(path)
-        if missing is not None:
+        if missing == "bitsandbytes" and _last(path) in _BNB_ADAMW:
+            self.bitsandbytes_adamw(path, node)
+        elif missing is not None:
             self.problems.append(
                 f"optimizer: {path} needs the {missing} package: pip install {missing}, or "
                 "use optimizer._component_=torch.optim.AdamW"
@@ -602,6 +608,34 @@ class _Translator:
                 f"optimizer: {path}: no tunesmith equivalent; use a torch.optim optimizer "
                 "(e.g. torch.optim.AdamW)"
             )
+
+    def bitsandbytes_adamw(self, path: str, node: Mapping[str, Any]) -> None:
+        """bitsandbytes is not installed: the same AdamW from torch, or torchao's for the
+        8-bit one."""
+        name = _last(path)
+        eight_bit = name.endswith("8bit") or node.get("optim_bits") == 8
+        if eight_bit and importlib.util.find_spec("torchao") is None:
+            self.problems.append(
+                f"optimizer: {path} needs bitsandbytes, or torchao for the same 8-bit AdamW: "
+                "pip install bitsandbytes, or pip install 'tunesmith[quantize]'"
+            )
+            return
+        target = "torchao.optim.AdamW8bit" if eight_bit else "torch.optim.AdamW"
+        why = "bitsandbytes is not installed; " + (
+            "torchao's AdamW8bit also keeps its state in 8 bits, quantized per block"
+            if eight_bit
+            else "the same AdamW update"
+        )
+        if name.startswith("Paged"):
+            why += "; paging only moves optimizer state between GPU and CPU memory"
+        self.note("optimizer._component_", path, target, why)
+        out: dict[str, Any] = {"_component_": target}
+        for key, value in node.items():
+            if key in _ADAMW_ARGS:
+                out[key] = copy.deepcopy(value)
+            elif key != "_component_":
+                self.dropped(f"optimizer.{key}", f"a bitsandbytes setting {target} does not take")
+        self.out["optimizer"] = out
 
     def block_metric_logger(self, node: Any) -> None:
         path = str(node.get("_component_", ""))
