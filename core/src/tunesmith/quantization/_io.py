@@ -221,9 +221,9 @@ def _save_hf_layout(
         tensors, directory, metadata=metadata, max_shard_size=max_shard_size
     )
     config = read_hf_config(directory)
-    for key in ("dtype", "torch_dtype"):
-        if key in config or key == "dtype":
-            config[key] = str(dtype).removeprefix("torch.")  # the dtype it computes in
+    config["dtype"] = str(dtype).removeprefix("torch.")  # the dtype it computes in
+    if "torch_dtype" in config:  # the name before transformers 5
+        config["torch_dtype"] = config["dtype"]
     config["quantization_config"] = {
         "quant_method": "torchao",
         "quant_type": {"default": config_to_dict(torchao_config)},
