@@ -174,7 +174,11 @@ def test_every_quantizer_passes_the_kit(repo_registry, tmp_path):
     pytest.importorskip("torchao")
     from tunesmith.testing import check_quantizer
 
-    blocks = {"int4_weight_only": {"groupsize": 32}}  # the tiny model's layers are 64 wide
+    # the tiny model's layers are 64 wide
+    blocks = {
+        "int4_weight_only": {"groupsize": 32},
+        "int8_dynamic_activation_int4_weight": {"groupsize": 32},
+    }
     for name in repo_registry.names("quantizers"):
         block = blocks.get(name)
         assert check_quantizer(name, quantizer_block=block, work_dir=tmp_path / name,

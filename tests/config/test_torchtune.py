@@ -481,6 +481,7 @@ _VALIDATE_ONLY = {
     "llama3_3/70B_full_multinode": "full_finetune_distributed",  # `sbatch <script>.slurm`
     "llama3_3/70B_lora": "lora_finetune_distributed",
     "mistral/evaluation": "eleuther_eval",
+    "quantization": "quantize",
 }
 
 
@@ -513,6 +514,58 @@ def test_recipe_from_comments_reads_nested_tune_run_and_torchtunes_slurm_script(
     )
     assert recipe_from_comments("#   sbatch my_own_job.slurm\n") is None  # runs who knows what
     assert recipe_from_comments("model: {}\n# tune run is mentioned\n") is None
+
+
+def _quantizer(node):
+    raw = _read(OTHERS / "quantization.yaml", []) | {"quantizer": node}
+    return translate_torchtune_config(raw, recipe="quantize", known=("quantizer",))
+
+
+def test_torchtunes_post_training_quantizers_become_tunesmiths():
+    prefix = "torchtune.training.quantization."
+    t = _quantizer({"_component_": f"{prefix}Int8DynActInt4WeightQuantizer", "groupsize": 256})
+    assert t.problems == []
+    assert t.config["quantizer"] == {
+        "_component_": "int8_dynamic_activation_int4_weight",
+        "groupsize": 256,
+    }
+    assert (
+        f"quantizer._component_: {prefix}Int8DynActInt4WeightQuantizer -> "
+        "int8_dynamic_activation_int4_weight (per-token int8 activations, 4-bit weights with "
+        "a symmetric scale per group)"
+    ) in t.notes
+    t = _quantizer(
+        {"_component_": f"{prefix}Int4WeightOnlyQuantizer", "groupsize": 64, "inner_k_tiles": 8}
+    )
+    assert t.problems == []
+    assert t.config["quantizer"] == {"_component_": "int4_weight_only", "groupsize": 64}
+    assert [n for n in t.notes if n.startswith("quantizer")] == [
+        f"quantizer._component_: {prefix}Int4WeightOnlyQuantizer -> int4_weight_only (4-bit "
+        "weights, a scale per group)",
+        "quantizer.inner_k_tiles: dropped (torchao 0.18's tile-packed layout picks its own tiling)",
+    ]
+    # torchtune's defaults are tunesmith's (128, 256): nothing to fill in
+    assert _quantizer({"_component_": f"{prefix}Int4WeightOnlyQuantizer"}).config["quantizer"] == {
+        "_component_": "int4_weight_only"
+    }
+    other = _quantizer({"_component_": f"{prefix}SomeOtherQuantizer"})
+    assert other.problems == [
+        f"quantizer: {prefix}SomeOtherQuantizer: name a tunesmith quantizer instead "
+        "(int8_weight_only, int4_weight_only, ...; `tunesmith ls --all`)"
+    ]
+    qat = _quantizer({"_component_": f"{prefix}Int8DynActInt4WeightQATQuantizer"})
+    assert len(qat.problems) == 1 and "quantization-aware training (QAT)" in qat.problems[0]
+
+
+def test_torchtunes_quantization_config_validates_for_quantize():
+    result = _validate(str(OTHERS / "quantization.yaml"))
+    assert result.exit_code == 0, result.output
+    assert "Config is valid for recipe quantize." in result.output
+    assert (
+        "seed: dropped (a recipe that draws no random numbers has no seed; quantize does not "
+        "read it)"
+    ) in result.output
+    assert "Int8DynActInt4WeightQuantizer -> int8_dynamic_activation_int4_weight" in result.output
 
 
 def test_a_list_of_torchtune_datasets_becomes_a_list_of_tunesmith_datasets():

@@ -82,7 +82,10 @@ _DROPPED = {
 }
 #: Keys torchtune's configs also carry to recipes that do not read them -> why; dropped
 #: only where the recipe's schema lacks them (so they do not mark a torchtune config).
-_UNREAD = {"resume_from_checkpoint": "only fine-tuning resumes"}
+_UNREAD = {
+    "resume_from_checkpoint": "only fine-tuning resumes",
+    "seed": "a recipe that draws no random numbers has no seed",
+}
 #: Dropped keys a recipe reads after all: kept for it.
 _KEPT_BY = {"enable_kv_cache": ("generate",)}
 
@@ -174,6 +177,15 @@ _SCHEDULERS = {
 _BNB_ADAMW = ("AdamW", "AdamW32bit", "PagedAdamW", "PagedAdamW32bit", "AdamW8bit", "PagedAdamW8bit")
 #: Their arguments that torch's and torchao's AdamW take with the same meaning.
 _ADAMW_ARGS = ("lr", "betas", "eps", "weight_decay", "amsgrad")
+#: torchtune's post-training quantizers -> (tunesmith's, why it is the same).
+_QUANTIZERS = {
+    "Int4WeightOnlyQuantizer": ("int4_weight_only", "4-bit weights, a scale per group"),
+    "Int8DynActInt4WeightQuantizer": (
+        "int8_dynamic_activation_int4_weight",
+        "per-token int8 activations, 4-bit weights with a symmetric scale per group",
+    ),
+}
+_QUANTIZER_DROPPED = {"inner_k_tiles": "torchao 0.18's tile-packed layout picks its own tiling"}
 _LOGGERS = ("DiskLogger", "StdoutLogger", "TensorBoardLogger", "WandBLogger")
 
 
@@ -668,6 +680,9 @@ class _Translator:
         path = str((node or {}).get("_component_", ""))
         if "QAT" in path:
             return  # refused as a whole (refused_recipe)
+        if self.recipe == "quantize" and _last(path) in _QUANTIZERS and path.startswith(_PREFIX):
+            self.quantizer(path, node)
+            return
         if self.recipe == "quantize" or not path.startswith(_PREFIX):
             self.out["quantizer"] = copy.deepcopy(node)
             if path.startswith(_PREFIX):
@@ -680,6 +695,17 @@ class _Translator:
             f"quantizer: {path}: tunesmith quantizes after training, with `tunesmith run "
             "quantize`: remove it here"
         )
+
+    def quantizer(self, path: str, node: Mapping[str, Any]) -> None:
+        target, why = _QUANTIZERS[_last(path)]
+        self.note("quantizer._component_", path, target, why)
+        out: dict[str, Any] = {"_component_": target}
+        for key, value in node.items():
+            if key in _QUANTIZER_DROPPED:
+                self.dropped(f"quantizer.{key}", _QUANTIZER_DROPPED[key])
+            elif key != "_component_":
+                out[key] = copy.deepcopy(value)  # groupsize: the same meaning and default
+        self.out["quantizer"] = out
 
     def block_prompt(self, node: Any) -> None:
         """generate_v2's turns are messages (``user: {text: ..., image: ...}``);

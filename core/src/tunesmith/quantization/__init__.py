@@ -1,9 +1,10 @@
 """Post-training quantization through torchao (``pip install 'tunesmith[quantize]'``).
 
 The built-in quantizers (registered as ``int8_weight_only``,
-``int8_dynamic_activation_int8_weight`` and ``int4_weight_only``) swap the weights of
-a model's ``nn.Linear`` layers for torchao tensor subclasses; ``tunesmith run quantize``
-applies one to a checkpoint and writes the result, which :func:`load_quantized` (and
+``int8_dynamic_activation_int8_weight``, ``int4_weight_only`` and
+``int8_dynamic_activation_int4_weight``) swap the weights of a model's ``nn.Linear``
+layers for torchao tensor subclasses; ``tunesmith run quantize`` applies one to a
+checkpoint and writes the result, which :func:`load_quantized` (and
 ``tunesmith.load_pretrained``) load back::
 
     from tunesmith.quantization import Int8WeightOnly, load_quantized
@@ -33,6 +34,7 @@ from tunesmith.quantization._layout import (
 )
 from tunesmith.quantization._quantizers import (
     Int4WeightOnly,
+    Int8DynamicActivationInt4Weight,
     Int8DynamicActivationInt8Weight,
     Int8WeightOnly,
     TorchaoQuantizer,
@@ -44,6 +46,7 @@ __all__ = [
     "QUANTIZATION_CONFIG",
     "WEIGHTS_NAME",
     "Int4WeightOnly",
+    "Int8DynamicActivationInt4Weight",
     "Int8DynamicActivationInt8Weight",
     "Int8WeightOnly",
     "TorchaoQuantizer",

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Int4WeightOnly",
+    "Int8DynamicActivationInt4Weight",
     "Int8DynamicActivationInt8Weight",
     "Int8WeightOnly",
     "TorchaoQuantizer",
@@ -165,12 +166,7 @@ class Int4WeightOnly(TorchaoQuantizer):
     name = "int4_weight_only"
 
     def __init__(self, *, groupsize: int = 128) -> None:
-        if isinstance(groupsize, bool) or not isinstance(groupsize, int) or groupsize < 1:
-            raise ConfigError(
-                f"int4_weight_only: groupsize must be a positive integer, not {groupsize!r} "
-                "(e.g. quantizer.groupsize=128)"
-            )
-        self.groupsize = groupsize
+        self.groupsize = _positive_groupsize(self.name, groupsize, 128)
 
     def args(self) -> dict[str, Any]:
         return {"groupsize": self.groupsize}
@@ -213,14 +209,65 @@ class Int4WeightOnly(TorchaoQuantizer):
         )
 
     def check(self, model: nn.Module) -> None:
-        bad = {
-            n: m.in_features for n, m in _linears(model).items() if m.in_features % self.groupsize
-        }
-        if bad:
-            shown = ", ".join(f"{n} ({size})" for n, size in list(bad.items())[:3])
-            more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
-            sizes = sorted({m.in_features for m in _linears(model).values()})
-            raise ConfigError(
-                f"int4_weight_only: groupsize {self.groupsize} does not divide the input size of "
-                f"{shown}{more}: choose a groupsize that divides {sizes} (e.g. 32 or 64)"
-            )
+        _check_groupsize(self.name, self.groupsize, model)
+
+
+def _positive_groupsize(quantizer: str, groupsize: Any, example: int) -> int:
+    if isinstance(groupsize, bool) or not isinstance(groupsize, int) or groupsize < 1:
+        raise ConfigError(
+            f"{quantizer}: groupsize must be a positive integer, not {groupsize!r} "
+            f"(e.g. quantizer.groupsize={example})"
+        )
+    return groupsize
+
+
+def _check_groupsize(quantizer: str, groupsize: int, model: nn.Module) -> None:
+    """Raise :class:`ConfigError` naming the linear layers ``groupsize`` does not divide."""
+    bad = {n: m.in_features for n, m in _linears(model).items() if m.in_features % groupsize}
+    if bad:
+        shown = ", ".join(f"{n} ({size})" for n, size in list(bad.items())[:3])
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        sizes = sorted({m.in_features for m in _linears(model).values()})
+        raise ConfigError(
+            f"{quantizer}: groupsize {groupsize} does not divide the input size of "
+            f"{shown}{more}: choose a groupsize that divides {sizes} (e.g. 32 or 64)"
+        )
+
+
+class Int8DynamicActivationInt4Weight(TorchaoQuantizer):
+    """int8 activations quantized per token at run time (asymmetric) and 4-bit weights
+    with one symmetric scale per ``groupsize`` input columns: the scheme of torchtune's
+    ``Int8DynActInt4WeightQuantizer`` ("8da4w", the one ExecuTorch runs on phones).
+
+    torchao 0.18's ``Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int4,
+    weight_granularity=PerGroup(groupsize))`` stores the 4-bit values one per int8 byte
+    and runs the layer as the quantized kernel would compute it, in plain torch ops
+    (quantize-dequantize the activations, dequantize the weights): about int8's size,
+    not faster, a little less accurate than :class:`Int4WeightOnly` (activations are
+    rounded too). It is for checking 8da4w's accuracy before exporting; the weights run
+    on CPU and CUDA alike, in any dtype.
+
+    Args:
+        groupsize: Input columns sharing one scale (torchtune's default, 256); it must
+            divide every linear layer's input size. Smaller is more accurate and
+            slightly larger.
+    """
+
+    name = "int8_dynamic_activation_int4_weight"
+
+    def __init__(self, *, groupsize: int = 256) -> None:
+        self.groupsize = _positive_groupsize(self.name, groupsize, 256)
+
+    def args(self) -> dict[str, Any]:
+        return {"groupsize": self.groupsize}
+
+    def torchao_config(self, device: torch.device, dtype: torch.dtype) -> Any:
+        import torch
+        from torchao.quantization import Int8DynamicActivationIntxWeightConfig, PerGroup
+
+        return Int8DynamicActivationIntxWeightConfig(
+            weight_dtype=torch.int4, weight_granularity=PerGroup(self.groupsize)
+        )
+
+    def check(self, model: nn.Module) -> None:
+        _check_groupsize(self.name, self.groupsize, model)
