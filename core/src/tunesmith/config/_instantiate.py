@@ -19,6 +19,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from tunesmith._quiet import quiet_import
 from tunesmith.config._trust import check_dotted_path, check_target
 from tunesmith.errors import ConfigError, NotFoundError, did_you_mean
 from tunesmith.registry import get_registry
@@ -43,7 +44,8 @@ def _import_dotted(path: str) -> Callable[..., Any] | None:
     module_name, _, attr = path.rpartition(".")
     while module_name:
         try:
-            module = importlib.import_module(module_name)
+            with quiet_import(module_name):
+                module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
             if exc.name and not module_name.startswith(exc.name):
                 raise  # the module exists but one of its own imports is missing

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from types import ModuleType
 
+from tunesmith._quiet import quiet_import
 from tunesmith.errors import TunesmithError
 
 __all__ = ["INSTALL_HINT", "MIN_TORCHAO", "import_torchao"]
@@ -14,21 +12,6 @@ __all__ = ["INSTALL_HINT", "MIN_TORCHAO", "import_torchao"]
 INSTALL_HINT = "pip install 'tunesmith[quantize]'"
 #: The first release with the config-object API (``quantize_(model, Int8WeightOnlyConfig())``).
 MIN_TORCHAO = "0.18"
-
-
-@contextmanager
-def _quiet(*loggers: str) -> Iterator[None]:
-    # torchao logs "Failed to load _C_mxfp8/_C_cutlass" for CUDA-only kernels it cannot
-    # use here, and torch's pytree a deprecation note about one of torchao's enums:
-    # noise for someone quantizing a model. Real errors still raise.
-    saved = [(logging.getLogger(name), logging.getLogger(name).level) for name in loggers]
-    for logger, _ in saved:
-        logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for logger, level in saved:
-            logger.setLevel(level)
 
 
 def import_torchao() -> ModuleType:
@@ -39,7 +22,7 @@ def import_torchao() -> ModuleType:
             message says what to install.
     """
     try:
-        with _quiet("torchao", "torch.utils._pytree"):
+        with quiet_import("torchao"):
             import torchao
             import torchao.quantization  # noqa: F401
     except ImportError as exc:
