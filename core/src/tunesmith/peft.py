@@ -27,20 +27,35 @@ __all__ = [
 ]
 
 ADAPTER_CONFIG_NAME = "adapter_config.json"
+#: What torchtune's checkpointers write beside the PEFT files: its own state dict.
+TORCHTUNE_ADAPTER_NAME = "adapter_model.pt"
 
 
 def find_adapter_dir(directory: str | os.PathLike) -> Path:
     """The PEFT adapter directory at ``directory``: itself, or the ``adapter/`` folder a
     PEFT run writes inside ``output_dir/epoch_N`` (beside the merged weights, so that
-    transformers does not apply the adapter a second time to merged weights).
+    transformers does not apply the adapter a second time to merged weights). A file
+    in an adapter directory (``.../adapter_model.safetensors``, torchtune's
+    ``.../adapter_model.pt``) stands for that directory.
 
     Raises:
-        CheckpointError: neither holds an ``adapter_config.json``.
+        CheckpointError: neither holds an ``adapter_config.json``; torchtune's
+            ``adapter_model.pt`` alone is named as such.
     """
     directory = Path(directory).expanduser()
+    if directory.is_file() and (directory.parent / ADAPTER_CONFIG_NAME).is_file():
+        return directory.parent
     for candidate in (directory, directory / "adapter"):
         if (candidate / ADAPTER_CONFIG_NAME).is_file():
             return candidate
+    torchtune_pt = directory if directory.is_file() else directory / TORCHTUNE_ADAPTER_NAME
+    if torchtune_pt.name == TORCHTUNE_ADAPTER_NAME and torchtune_pt.is_file():
+        raise CheckpointError(
+            f"{torchtune_pt} is torchtune's own adapter file (torchtune's key names, no "
+            "lora_alpha), which tunesmith does not read, and no adapter_config.json is "
+            "beside it: point adapter= at the epoch_N directory torchtune wrote it to, whose "
+            "adapter_config.json + adapter_model.safetensors are PEFT's format"
+        )
     raise CheckpointError(
         f"no {ADAPTER_CONFIG_NAME} in {directory} or {directory / 'adapter'}: expected a PEFT "
         "adapter directory (adapter_config.json + adapter_model.safetensors), e.g. "

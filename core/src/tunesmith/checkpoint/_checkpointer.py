@@ -33,6 +33,9 @@ __all__ = ["Checkpointer", "detect_format", "find_adapter"]
 #: HF keys that are recomputed buffers, not weights (stored by older transformers).
 HF_IGNORED_KEYS = (r"rotary_emb\.inv_freq$",)
 RECIPE_STATE_DIR = "recipe_state"
+#: Keys of the ``recipe_state.pt`` torchtune's recipes write (``training.EPOCHS_KEY``,
+#: ``TOTAL_EPOCHS_KEY``, ``MAX_STEPS_KEY``), which tunesmith's state never holds.
+_TORCHTUNE_STATE_KEYS = frozenset({"epochs_run", "total_epochs", "max_steps_per_epoch"})
 
 
 def detect_format(
@@ -448,4 +451,17 @@ class Checkpointer:
                 f"{path} is not a training state tunesmith wrote: delete it, or resume from "
                 "another output_dir"
             )
+        if _TORCHTUNE_STATE_KEYS <= set(state):
+            raise CheckpointError(
+                f"{path} is torchtune's recipe state (its own format: optimizer and data "
+                "position, no weights), which tunesmith cannot resume from: continue as a "
+                f"new run from its weights (checkpointer.checkpoint_dir={self._last_epoch()} "
+                "and another output_dir), or finish the run with torchtune"
+            )
         return state
+
+    def _last_epoch(self) -> str:
+        epochs = [p for p in self._output().glob("epoch_*") if re.fullmatch(r"epoch_\d+", p.name)]
+        if not epochs:
+            return f"{self._output()}/epoch_N"
+        return str(max(epochs, key=lambda p: int(p.name.removeprefix("epoch_"))))

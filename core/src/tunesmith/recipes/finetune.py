@@ -43,7 +43,7 @@ from tunesmith.data import (
     padded_collate,
     padding_free_collate,
 )
-from tunesmith.errors import ConfigError, DataError, Interrupted
+from tunesmith.errors import CheckpointError, ConfigError, DataError, Interrupted
 from tunesmith.modules import TransformerDecoder
 from tunesmith.recipes import FINETUNE_KEYS, FINETUNE_REQUIRED_KEYS, FINETUNE_SCHEMA, _outputs
 from tunesmith.recipes._run_dir import RunDirectory, resume_command
@@ -370,6 +370,13 @@ def _save_state(run: _Run) -> None:
 
 def _restore_state(run: _Run) -> None:
     state = run.checkpointer.load_training_state()
+    missing = [k for k in ("model", "optimizer", "scheduler", "rng", "position") if k not in state]
+    if missing:
+        raise CheckpointError(
+            f"{run.checkpointer.training_state_path()} is not a training state tunesmith "
+            f"wrote (it has no {', '.join(missing)}): delete it, or resume from another "
+            "output_dir"
+        )
     peft = OmegaConf.to_container(run.cfg.peft) if run.cfg.peft else None
     if state.get("peft") != peft:
         raise ConfigError(
@@ -651,10 +658,13 @@ def _check_previous_run(path: Path, cfg: DictConfig) -> None:
     if not previous or cfg.resume_from_checkpoint:
         return
     if not cfg.overwrite_output_dir:
+        # torchtune's metric loggers write torchtune_config.yaml; its runs do not resume here.
+        torchtune = (path / "torchtune_config.yaml").is_file()
         raise ConfigError(
-            f"output_dir {path} already holds a run ({', '.join(previous[:4])}): resume it "
-            "with resume_from_checkpoint=true, choose another output_dir, or replace it "
-            "with overwrite_output_dir=true"
+            f"output_dir {path} already holds a {'torchtune ' if torchtune else ''}run "
+            f"({', '.join(previous[:4])}): "
+            + ("" if torchtune else "resume it with resume_from_checkpoint=true, ")
+            + "choose another output_dir, or replace it with overwrite_output_dir=true"
         )
     for name in previous:  # the user asked to replace that run
         shutil.rmtree(path / name)

@@ -27,6 +27,7 @@ from tunesmith import CheckpointAdapter
 from tunesmith.checkpoint import atomic_write
 from tunesmith.errors import CheckpointError, ConfigError
 from tunesmith_lora._layers import LoRALinear, _dense, scale_divisor
+from tunesmith_lora._torchtune_format import fix_torchtune_adapter, is_torchtune_config
 from tunesmith_lora._wrapping import (
     freeze_non_adapter_params,
     lora_modules,
@@ -458,7 +459,9 @@ def load_peft_adapter(
     A model without adapters is first wrapped exactly where the file has tensors
     (rank from the tensors, alpha from ``lora_alpha`` / ``alpha_pattern``, DoRA from
     ``use_dora``); a model that already has adapters must have them in the same
-    places with the same ranks. Modules the file saves whole (PEFT's
+    places with the same ranks. The minimal ``adapter_config.json`` torchtune writes is
+    read as torchtune meant it (DoRA from the tensors, q/k rows reordered: see
+    :mod:`tunesmith_lora._torchtune_format`). Modules the file saves whole (PEFT's
     ``modules_to_save``, e.g. ``lm_head`` after adding tokens) replace the model's, and
     :func:`save_peft_adapter` writes them back. Everything but the adapters ends up frozen.
 
@@ -478,6 +481,8 @@ def load_peft_adapter(
     saved = _saved_module_targets(model, whole, adapter, directory)
     natives_of = _native_modules_of(list(by_hf), adapter)
     use_dora = bool(config.get("use_dora", False))
+    if is_torchtune_config(config):  # torchtune's epoch_N: see _torchtune_format
+        by_hf, use_dora = fix_torchtune_adapter(model, by_hf, natives_of, adapter)
     use_rslora = bool(config.get("use_rslora", False))
     for hf_path, params in by_hf.items():
         if ("magnitude" in params) != use_dora:
