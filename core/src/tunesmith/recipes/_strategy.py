@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
 __all__ = ["Strategy", "get_strategy"]
 
@@ -74,10 +76,20 @@ class _FSDP(Strategy):
         return value
 
     def full_state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+        """Every tensor whole, on rank 0's CPU (the other ranks get ``{}``); a tensor two
+        names share (tied embeddings) stays one tensor."""
+        from torch.distributed.tensor import DTensor
 
-        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        return get_model_state_dict(model, options=options)
+        out: dict[str, torch.Tensor] = {}
+        gathered: dict[int, torch.Tensor | None] = {}
+        with torch.no_grad():
+            for name, tensor in model.state_dict(keep_vars=True).items():
+                if id(tensor) not in gathered:  # every rank gathers the same ones, in order
+                    whole = _plain(tensor).full_tensor() if isinstance(tensor, DTensor) else tensor
+                    gathered[id(tensor)] = whole.detach().cpu() if self.is_main else None
+                if self.is_main:
+                    out[name] = gathered[id(tensor)]
+        return out
 
     def optimizer_state_dict(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
         from torch.distributed.checkpoint.state_dict import (
@@ -110,6 +122,23 @@ class _FSDP(Strategy):
 
     def close(self) -> None:
         dist.destroy_process_group()
+
+
+def _plain(tensor: Any) -> Any:
+    """A sharded tensor whose shards are a quantized subclass (QLoRA's NF4) as a sharded
+    tensor of their values: torchao's collectives for NF4 crash on gloo now and then
+    (a segfault in ``wait_tensor``), and what a full state dict is for (merging, saving)
+    needs the values."""
+    from torch.distributed.tensor import DTensor
+
+    local = tensor.to_local()
+    if not is_traceable_wrapper_subclass(local):
+        return tensor
+    values = torch.ops.aten._to_copy.default(local, dtype=tensor.dtype)
+    return DTensor.from_local(
+        values, tensor.device_mesh, tensor.placements, run_check=False,
+        shape=tensor.shape, stride=tensor.stride(),
+    )  # fmt: skip
 
 
 def get_strategy(device: torch.device) -> Strategy:
