@@ -14,6 +14,7 @@ base and torchtune's adapter, and must give torchtune's logits.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import sys
@@ -33,8 +34,7 @@ from tunesmith.errors import CheckpointError  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 sys.path.insert(0, str(FIXTURES))
-from make_torchtune_losses import digest  # noqa: E402
-from make_torchtune_outputs import MANIFEST, OUTPUTS, write_base  # noqa: E402
+from make_torchtune_outputs import MANIFEST, OUTPUTS, recorded_base  # noqa: E402
 
 RECORDED = json.loads(MANIFEST.read_text())
 EPOCH = RECORDED["epoch"]
@@ -51,15 +51,8 @@ NOT_COPIED = (
 
 @pytest.fixture(scope="module")
 def bases(tmp_path_factory):
-    made: dict[str, Path] = {}
-
-    def get(family: str) -> Path:
-        if family not in made:
-            made[family] = write_base(tmp_path_factory.mktemp(family), family)
-            assert digest(made[family]) == RECORDED["bases"][family], "not torchtune's base"
-        return made[family]
-
-    return get
+    """``bases(family)``: torchtune's tiny base of ``family``, written once per module."""
+    return functools.cache(lambda family: recorded_base(tmp_path_factory.mktemp(family), family))
 
 
 def _listing(directory: Path) -> list[str]:

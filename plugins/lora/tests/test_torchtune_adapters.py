@@ -14,6 +14,7 @@ recording from a torchtune that fixed this shows at once.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import sys
@@ -31,8 +32,7 @@ from tunesmith.errors import CheckpointError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
-from make_torchtune_losses import digest  # noqa: E402
-from make_torchtune_outputs import MANIFEST, OUTPUTS, write_base  # noqa: E402
+from make_torchtune_outputs import MANIFEST, OUTPUTS, recorded_base  # noqa: E402
 
 # PEFT 0.21 calls a transformers 5 method that is deprecated; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning")
@@ -59,15 +59,8 @@ def _registry(monkeypatch):
 
 @pytest.fixture(scope="module")
 def bases(tmp_path_factory):
-    made: dict[str, Path] = {}
-
-    def get(family: str) -> Path:
-        if family not in made:
-            made[family] = write_base(tmp_path_factory.mktemp(family), family)
-            assert digest(made[family]) == RECORDED["bases"][family], "not torchtune's base"
-        return made[family]
-
-    return get
+    """``bases(family)``: torchtune's tiny base of ``family``, written once per module."""
+    return functools.cache(lambda family: recorded_base(tmp_path_factory.mktemp(family), family))
 
 
 def _epoch_dir(name: str, tmp_path: Path) -> Path:
