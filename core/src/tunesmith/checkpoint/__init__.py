@@ -17,6 +17,7 @@ from tunesmith.checkpoint._files import (
 )
 from tunesmith.checkpoint._hf import (
     find_hf_weight_files,
+    full_precision,
     load_hf_state_dict,
     parse_size,
     read_hf_config,
@@ -46,6 +47,7 @@ __all__ = [
     "detect_key_layout",
     "find_adapter",
     "find_hf_weight_files",
+    "full_precision",
     "hf_decoder_config",
     "hf_rope_settings",
     "hf_to_native_state_dict",

@@ -21,6 +21,7 @@ from tunesmith.errors import CheckpointError
 __all__ = [
     "HF_INDEX",
     "find_hf_weight_files",
+    "full_precision",
     "load_hf_state_dict",
     "parse_size",
     "read_hf_config",
@@ -300,8 +301,9 @@ def parse_size(size: int | str) -> int:
     return value
 
 
-def _plain(tensor: torch.Tensor) -> torch.Tensor:
-    # Quantized base weights (torchao NF4) carry their full-precision value: store that.
+def full_precision(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` detached; a quantized base weight (QLoRA's torchao NF4) as the
+    full-precision values it carries."""
     if hasattr(tensor, "get_original_weight"):
         tensor = tensor.get_original_weight()
     return tensor.detach()
@@ -346,7 +348,7 @@ def _write_shard(
     tensors: dict[str, torch.Tensor] = {}
     storages: set[tuple[str, int]] = set()
     for key in keys:
-        tensor = _plain(state_dict[key])
+        tensor = full_precision(state_dict[key])
         if dtype is not None and tensor.is_floating_point():
             tensor = tensor.to(dtype)
         tensor = tensor.to("cpu").contiguous()

@@ -131,12 +131,13 @@ def _plain(tensor: Any) -> Any:
     needs the values."""
     from torch.distributed.tensor import DTensor
 
+    from tunesmith.checkpoint import full_precision
+
     local = tensor.to_local()
     if not is_traceable_wrapper_subclass(local):
         return tensor
-    values = torch.ops.aten._to_copy.default(local, dtype=tensor.dtype)
     return DTensor.from_local(
-        values, tensor.device_mesh, tensor.placements, run_check=False,
+        full_precision(local), tensor.device_mesh, tensor.placements, run_check=False,
         shape=tensor.shape, stride=tensor.stride(),
     )  # fmt: skip
 
