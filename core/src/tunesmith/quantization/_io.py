@@ -294,7 +294,7 @@ def _transformers_record(directory: Path) -> dict[str, Any]:
             "`tunesmith run quantize --config quantization`"
         )
     dtype = config_dtype(read_hf_config(directory)) or torch.float32
-    types = set(_safetensors_metadata(directory).get("types", ()))
+    types = _tensor_types(_safetensors_metadata(directory))
     cuda_only = any(name in types for name in _CUDA_ONLY_TENSORS)
     default = (quantization.get("quant_type") or {}).get("default", {})
     return {
@@ -306,12 +306,11 @@ def _transformers_record(directory: Path) -> dict[str, Any]:
     }
 
 
-def _safetensors_metadata(directory: Path) -> dict[str, Any]:
-    """The torchao entries of the weight files' headers, merged, and under ``types``
-    the tensor classes they name."""
+def _safetensors_metadata(directory: Path) -> dict[str, str]:
+    """The weight files' safetensors headers, merged (torchao's layout of each tensor)."""
     from safetensors import safe_open
 
-    metadata: dict[str, Any] = {}
+    metadata: dict[str, str] = {}
     for path in find_hf_weight_files(directory):
         if path.suffix != ".safetensors":
             raise CheckpointError(
@@ -320,14 +319,19 @@ def _safetensors_metadata(directory: Path) -> dict[str, Any]:
             )
         with safe_open(str(path), framework="pt") as handle:
             metadata.update(handle.metadata() or {})
-    types = []
+    return metadata
+
+
+def _tensor_types(metadata: Mapping[str, str]) -> set[str]:
+    """The tensor classes a torchao safetensors header names (``Int8Tensor``, ...)."""
+    types = set()
     for key, value in metadata.items():
         if key not in ("format", "tensor_names"):
             try:
-                types.append(json.loads(value).get("_type"))
+                types.add(json.loads(value).get("_type"))
             except (ValueError, AttributeError):
                 pass
-    return {**metadata, "types": types}
+    return types
 
 
 def _device(
@@ -383,7 +387,6 @@ def _read_hf_layout(
     from tunesmith.checkpoint._checkpointer import HF_IGNORED_KEYS
 
     metadata = _safetensors_metadata(directory)
-    metadata.pop("types")
     if "tensor_names" not in metadata:
         raise CheckpointError(
             f"the weights in {directory} carry no torchao layout in their safetensors header: "
