@@ -142,7 +142,38 @@ class Int8DynamicActivationInt8Weight(TorchaoQuantizer):
 _CUDA_GROUPSIZES = (32, 64, 128, 256)
 
 
-class Int4WeightOnly(TorchaoQuantizer):
+def _positive_groupsize(quantizer: str, groupsize: Any, example: int) -> int:
+    if isinstance(groupsize, bool) or not isinstance(groupsize, int) or groupsize < 1:
+        raise ConfigError(
+            f"{quantizer}: groupsize must be a positive integer, not {groupsize!r} "
+            f"(e.g. quantizer.groupsize={example})"
+        )
+    return groupsize
+
+
+class _GroupwiseQuantizer(TorchaoQuantizer):
+    """A quantizer whose weights share one scale per ``groupsize`` input columns."""
+
+    groupsize: int
+
+    def args(self) -> dict[str, Any]:
+        return {"groupsize": self.groupsize}
+
+    def check(self, model: nn.Module) -> None:
+        """Raise :class:`ConfigError` naming the linear layers ``groupsize`` does not divide."""
+        linears = _linears(model)
+        bad = {n: m.in_features for n, m in linears.items() if m.in_features % self.groupsize}
+        if bad:
+            shown = ", ".join(f"{n} ({size})" for n, size in list(bad.items())[:3])
+            more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+            sizes = sorted({m.in_features for m in linears.values()})
+            raise ConfigError(
+                f"{self.name}: groupsize {self.groupsize} does not divide the input size of "
+                f"{shown}{more}: choose a groupsize that divides {sizes} (e.g. 32 or 64)"
+            )
+
+
+class Int4WeightOnly(_GroupwiseQuantizer):
     """4-bit weights with one scale (and zero point) per ``groupsize`` input columns.
 
     The torchao config depends on the device, because torchao 0.18 has no 4-bit kernel
@@ -167,9 +198,6 @@ class Int4WeightOnly(TorchaoQuantizer):
 
     def __init__(self, *, groupsize: int = 128) -> None:
         self.groupsize = _positive_groupsize(self.name, groupsize, 128)
-
-    def args(self) -> dict[str, Any]:
-        return {"groupsize": self.groupsize}
 
     def portable(self, device: torch.device) -> bool:
         return device.type != "cuda"  # tinygemm's packed layout is CUDA-only
@@ -208,33 +236,8 @@ class Int4WeightOnly(TorchaoQuantizer):
             group_size=self.groupsize, int4_packing_format="tile_packed_to_4d"
         )
 
-    def check(self, model: nn.Module) -> None:
-        _check_groupsize(self.name, self.groupsize, model)
 
-
-def _positive_groupsize(quantizer: str, groupsize: Any, example: int) -> int:
-    if isinstance(groupsize, bool) or not isinstance(groupsize, int) or groupsize < 1:
-        raise ConfigError(
-            f"{quantizer}: groupsize must be a positive integer, not {groupsize!r} "
-            f"(e.g. quantizer.groupsize={example})"
-        )
-    return groupsize
-
-
-def _check_groupsize(quantizer: str, groupsize: int, model: nn.Module) -> None:
-    """Raise :class:`ConfigError` naming the linear layers ``groupsize`` does not divide."""
-    bad = {n: m.in_features for n, m in _linears(model).items() if m.in_features % groupsize}
-    if bad:
-        shown = ", ".join(f"{n} ({size})" for n, size in list(bad.items())[:3])
-        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
-        sizes = sorted({m.in_features for m in _linears(model).values()})
-        raise ConfigError(
-            f"{quantizer}: groupsize {groupsize} does not divide the input size of "
-            f"{shown}{more}: choose a groupsize that divides {sizes} (e.g. 32 or 64)"
-        )
-
-
-class Int8DynamicActivationInt4Weight(TorchaoQuantizer):
+class Int8DynamicActivationInt4Weight(_GroupwiseQuantizer):
     """int8 activations quantized per token at run time (asymmetric) and 4-bit weights
     with one symmetric scale per ``groupsize`` input columns: the scheme of torchtune's
     ``Int8DynActInt4WeightQuantizer`` ("8da4w", the one ExecuTorch runs on phones).
@@ -258,9 +261,6 @@ class Int8DynamicActivationInt4Weight(TorchaoQuantizer):
     def __init__(self, *, groupsize: int = 256) -> None:
         self.groupsize = _positive_groupsize(self.name, groupsize, 256)
 
-    def args(self) -> dict[str, Any]:
-        return {"groupsize": self.groupsize}
-
     def torchao_config(self, device: torch.device, dtype: torch.dtype) -> Any:
         import torch
         from torchao.quantization import Int8DynamicActivationIntxWeightConfig, PerGroup
@@ -268,6 +268,3 @@ class Int8DynamicActivationInt4Weight(TorchaoQuantizer):
         return Int8DynamicActivationIntxWeightConfig(
             weight_dtype=torch.int4, weight_granularity=PerGroup(self.groupsize)
         )
-
-    def check(self, model: nn.Module) -> None:
-        _check_groupsize(self.name, self.groupsize, model)
