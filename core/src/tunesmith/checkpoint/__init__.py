@@ -30,7 +30,11 @@ from tunesmith.checkpoint._keys import (
     native_to_hf_state_dict,
     remap_keys,
 )
-from tunesmith.checkpoint._meta import load_meta_checkpoint
+from tunesmith.checkpoint._meta import (
+    halves_to_interleaved,
+    interleaved_to_halves,
+    load_meta_checkpoint,
+)
 from tunesmith.checkpoint._weights import LoadResult, load_model_weights
 
 __all__ = [
@@ -50,7 +54,9 @@ __all__ = [
     "full_precision",
     "hf_decoder_config",
     "hf_rope_settings",
+    "halves_to_interleaved",
     "hf_to_native_state_dict",
+    "interleaved_to_halves",
     "load_hf_state_dict",
     "load_meta_checkpoint",
     "load_model_weights",

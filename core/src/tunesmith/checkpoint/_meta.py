@@ -12,7 +12,13 @@ import torch
 from tunesmith.checkpoint._hf import _read_json, describe_dir, require_dir, unpickling_error
 from tunesmith.errors import CheckpointError
 
-__all__ = ["find_meta_files", "is_meta_checkpoint", "load_meta_checkpoint"]
+__all__ = [
+    "find_meta_files",
+    "halves_to_interleaved",
+    "interleaved_to_halves",
+    "is_meta_checkpoint",
+    "load_meta_checkpoint",
+]
 
 
 def find_meta_files(directory: Path) -> list[Path]:
@@ -79,3 +85,21 @@ def load_meta_checkpoint(
             "point checkpointer.checkpoint_dir at a Meta checkpoint"
         )
     return state_dict, params
+
+
+def interleaved_to_halves(rows: torch.Tensor, head_dim: int) -> torch.Tensor:
+    """q/k projection rows from Meta's RoPE layout to Hugging Face's.
+
+    Within each head Meta (and torchtune) rotate rows ``(0, 1), (2, 3), ...``; Hugging
+    Face's rotate-half pairs row ``i`` with row ``i + head_dim/2``. Gathering each head's
+    even rows, then its odd rows, converts one to the other. Trailing dimensions (a
+    weight's input columns) are carried along.
+    """
+    heads, rest = rows.shape[0] // head_dim, rows.shape[1:]
+    return rows.reshape(heads, head_dim // 2, 2, *rest).transpose(1, 2).reshape(rows.shape)
+
+
+def halves_to_interleaved(rows: torch.Tensor, head_dim: int) -> torch.Tensor:
+    """The inverse of :func:`interleaved_to_halves`."""
+    heads, rest = rows.shape[0] // head_dim, rows.shape[1:]
+    return rows.reshape(heads, 2, head_dim // 2, *rest).transpose(1, 2).reshape(rows.shape)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tunesmith.checkpoint import config_dtype, hf_decoder_config, remap_keys
+from tunesmith.checkpoint import config_dtype, hf_decoder_config, interleaved_to_halves, remap_keys
 from tunesmith_llama._component_builders import llama
 
 __all__ = [
@@ -125,18 +125,9 @@ def build_from_hf_config(
 
 
 def permute_meta_qk(weight: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """Reorder q/k projection rows from Meta's interleaved RoPE pairs to rotate-half.
-
-    Within each head, Meta rotates rows ``(0, 1), (2, 3), ...``; rotate-half pairs row
-    ``i`` with row ``i + d/2``. Gathering even rows then odd rows converts one to the other.
-    """
-    out_dim, in_dim = weight.shape
-    head_dim = out_dim // num_heads
-    return (
-        weight.view(num_heads, head_dim // 2, 2, in_dim)  # (h, d/2, pair, in)
-        .transpose(1, 2)  # (h, pair, d/2, in)
-        .reshape(out_dim, in_dim)
-    )
+    """Reorder q/k projection rows from Meta's interleaved RoPE pairs to rotate-half
+    (:func:`tunesmith.checkpoint.interleaved_to_halves`, per head of ``num_heads``)."""
+    return interleaved_to_halves(weight, weight.shape[0] // num_heads)
 
 
 def _meta_intermediate_dim(params: Mapping[str, Any]) -> int:

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from tunesmith import CheckpointAdapter
+from tunesmith.checkpoint import halves_to_interleaved, interleaved_to_halves
 from tunesmith.errors import CheckpointError
 
 __all__ = ["TORCHTUNE_CONFIG_KEYS", "fix_torchtune_adapter", "is_torchtune_config"]
@@ -61,20 +62,6 @@ def _head_dim(model: nn.Module, native: str) -> int:
     return head_dim
 
 
-def _to_hf_rows(t: torch.Tensor, head_dim: int) -> torch.Tensor:
-    """torchtune's interleaved rows -> Hugging Face's (per head: evens, then odds)."""
-    heads = t.shape[0] // head_dim
-    rest = t.shape[1:]
-    return t.reshape(heads, head_dim // 2, 2, *rest).transpose(1, 2).reshape(t.shape)
-
-
-def _to_interleaved_rows(t: torch.Tensor, head_dim: int) -> torch.Tensor:
-    """The inverse of :func:`_to_hf_rows`."""
-    heads = t.shape[0] // head_dim
-    rest = t.shape[1:]
-    return t.reshape(heads, 2, head_dim // 2, *rest).transpose(1, 2).reshape(t.shape)
-
-
 def fix_torchtune_adapter(
     model: nn.Module,
     by_hf: Mapping[str, Mapping[str, torch.Tensor]],
@@ -101,8 +88,8 @@ def fix_torchtune_adapter(
         if hf_path.rpartition(".")[2] in _PERMUTED and len(natives) == 1:
             head_dim = _head_dim(model, natives[0])
             if hf_order:
-                params["lora_b.weight"] = _to_interleaved_rows(params["lora_b.weight"], head_dim)
+                params["lora_b.weight"] = halves_to_interleaved(params["lora_b.weight"], head_dim)
             elif "magnitude" in params:
-                params["magnitude"] = _to_hf_rows(params["magnitude"], head_dim)
+                params["magnitude"] = interleaved_to_halves(params["magnitude"], head_dim)
         fixed[hf_path] = params
     return fixed, use_dora
