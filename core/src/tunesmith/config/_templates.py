@@ -11,12 +11,16 @@ plugin may add kinds, or replace one, with templates of its own (which can
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunesmith._components import Config
 from tunesmith.errors import PluginError
+
+if TYPE_CHECKING:
+    import jinja2
 
 __all__ = ["CORE_TEMPLATES", "FINETUNE_KINDS", "render_config_table", "render_configs"]
 
@@ -70,12 +74,7 @@ def render_configs(
 
     searched = [Path(templates)] if templates is not None else []
     searched.append(CORE_TEMPLATES)
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader([str(d) for d in searched]),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
+    environment = _environment(tuple(str(d) for d in searched))
     configs = []
     for size, row in sizes.items():
         for kind in (kinds or {}).get(size, tuple(recipes)):
@@ -108,6 +107,20 @@ def render_configs(
                 )
             )
     return configs
+
+
+@functools.cache
+def _environment(searched: tuple[str, ...]) -> jinja2.Environment:
+    """One environment per search path, so each template compiles once per process:
+    loading the registry renders every shipped config, and compiling was most of it."""
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(list(searched)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
 
 
 def render_config_table(
