@@ -573,3 +573,13 @@ def test_installed_console_script_lists_a_third_party_plugin(acme):
     assert acme_info["error"] is None
     assert "boom" in plugins["broken"]["error"]
     assert payload["conflicts"] == []
+
+
+def test_loading_every_plugin_leaves_the_compiler_unimported():
+    # torch._dynamo takes ~1.5 s to import: commands that build no model (`tunesmith ls`,
+    # `cat`, `download`) load the registry and should not pay for it.
+    code = "import sys, tunesmith; tunesmith.get_registry(); print('torch._dynamo' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.strip() == "False", result.stderr

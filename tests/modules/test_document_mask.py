@@ -129,3 +129,28 @@ def test_return_hidden_and_project_give_the_logits():
     assert hidden.shape == (2, 6, 32)
     torch.testing.assert_close(model.project(hidden), model(tokens))
     assert model.project(hidden).abs().max() <= 2.0
+
+
+def test_compiled_document_attention_compiles_once_for_any_document_lengths():
+    from torch._dynamo.utils import counters
+
+    layer = _model(num_layers=1).layers[0]
+    compiled = torch.compile(layer, backend="eager")  # dynamo's graphs, no inductor
+    x = torch.randn(1, 16, 32, generator=torch.Generator().manual_seed(0))
+
+    def run(seq_lens):
+        positions = torch.cat([torch.arange(n) for n in seq_lens])[None]
+        documents = DocumentMask((seq_lens,))
+        out = compiled(x, mask=documents, input_pos=positions)
+        torch.testing.assert_close(out, layer(x, mask=documents, input_pos=positions))
+
+    torch._dynamo.reset()
+    counters.clear()
+    run((5, 9, 2))
+    graphs = counters["stats"]["unique_graphs"]
+    assert graphs > 0
+    # The per-document loop runs eagerly between graphs: other lengths reuse them.
+    run((3, 13))
+    run((1, 2, 3, 10))
+    assert counters["stats"]["unique_graphs"] == graphs
+    torch._dynamo.reset()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import torch
@@ -74,6 +75,7 @@ class MultiHeadAttention(nn.Module):
         attn_dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        _keep_document_attention_eager()
         if num_heads % num_kv_heads:
             raise ValueError(
                 f"num_heads ({num_heads}) must be a multiple of num_kv_heads ({num_kv_heads})"
@@ -189,7 +191,6 @@ class MultiHeadAttention(nn.Module):
             enable_gqa=native_gqa,
         )  # (b, h, s, d)
 
-    @torch.compiler.disable
     def _attend_documents(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, documents: DocumentMask
     ) -> torch.Tensor:
@@ -268,3 +269,16 @@ def _sdpa_groups_heads(q: torch.Tensor, attn_mask: torch.Tensor | None) -> bool:
         torch.float16,
         torch.bfloat16,
     )
+
+
+@functools.cache
+def _keep_document_attention_eager() -> None:
+    """Keep ``_attend_documents`` out of torch.compile's graphs: its loop runs over each
+    batch's own document lengths, which would recompile the graph for every batch.
+
+    Done once, when the first attention module is built rather than at import:
+    ``torch.compiler.disable`` imports torch._dynamo (~1.5 s), which commands that build
+    no model (``tunesmith ls``, ``cat``, ``download``) never need.
+    """
+    eager = torch.compiler.disable(MultiHeadAttention._attend_documents)
+    MultiHeadAttention._attend_documents = eager  # type: ignore[method-assign]
