@@ -16,6 +16,7 @@ Examples::
     python benchmarks/generation.py
     python benchmarks/generation.py --batch-sizes 1,8 --compile
     python benchmarks/generation.py --new-tokens 256 --batch-sizes 4 --prompt-len 128
+    python benchmarks/generation.py --batch-sizes 4,8 --vocab-size 32000
     python benchmarks/generation.py --checkpoint /models/Llama-3.2-1B-Instruct --device cuda --dtype bf16
     python benchmarks/generation.py --no-transformers --json
 """
@@ -62,6 +63,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--checkpoint", type=Path, help="HF checkpoint directory (default: a random ~23M Llama)"
     )
+    parser.add_argument(
+        "--vocab-size", type=int, default=BENCH_MODEL["vocab_size"],
+        help=f"the random model's vocabulary (default {BENCH_MODEL['vocab_size']})",
+    )  # fmt: skip
     parser.add_argument(
         "--prompt-len", type=int, default=64, help="prompt tokens per row (default 64)"
     )
@@ -159,8 +164,9 @@ def main(argv: list[str] | None = None) -> int:
             from tunesmith_llama import write_tiny_llama_checkpoint
 
             directory = write_tiny_llama_checkpoint(
-                Path(tmp) / "model", variant="llama3_2", **BENCH_MODEL
-            )
+                Path(tmp) / "model", variant="llama3_2",
+                **{**BENCH_MODEL, "vocab_size": args.vocab_size},
+            )  # fmt: skip
         ckpt = Checkpointer(directory)
         model = ckpt.build_model()
         load_model_weights(model, ckpt.load_state_dict())

@@ -9,6 +9,8 @@
   head (width 512, vocab 32,000) on 4 x 512 positions, 30% of them unlabelled: full
   logits then chunked cross-entropy (the previous path) against the loss applying
   the head to labelled rows only, chunk by chunk.
+- ``decode_head``: the same head on the 8 rows of a batch's decoding step, forward
+  only: ``F.linear`` against the decoder's ``project`` (weight-major in fp32 on the CPU).
 - ``adamw``: one AdamW step over a 58M-parameter model's tensors: per-tensor loop
   (torch's CPU default), for-each, and fused.
 
@@ -36,7 +38,9 @@ def _parse(argv):
         epilog=__doc__[__doc__.index("Examples::") :].replace("Examples::", "examples:"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--only", default="attention,head,adamw", help="comma-separated cases")
+    parser.add_argument(
+        "--only", default="attention,head,decode_head,adamw", help="comma-separated cases"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--repeats", type=int, default=3, help="timings per round (default 3)")
     parser.add_argument("--json", action="store_true")
@@ -120,6 +124,30 @@ def head_cases(dtype):
     return {"full logits + chunked CE": full_logits, "chunked head (labelled rows)": chunked_head}
 
 
+def decode_head_cases(dtype):
+    import torch
+    import torch.nn.functional as F
+
+    from tunesmith.modules import build_decoder
+
+    torch.manual_seed(0)
+    model = build_decoder(
+        vocab_size=32000, num_layers=1, num_heads=8, num_kv_heads=4, embed_dim=512,
+        intermediate_dim=1408, max_seq_len=64, tie_word_embeddings=False,
+    ).to(dtype)  # fmt: skip
+    hidden = torch.randn(8, 1, 512, dtype=dtype)
+
+    @torch.no_grad()
+    def linear():
+        F.linear(hidden, model.output.weight)
+
+    @torch.no_grad()
+    def project():
+        model.project(hidden)
+
+    return {"F.linear (h @ W^T)": linear, "decoder.project": project}
+
+
 def adamw_cases(dtype):
     import torch
 
@@ -135,7 +163,12 @@ def adamw_cases(dtype):
     return {name: opt.step for name, opt in optimizers.items()}
 
 
-CASES = {"attention": attention_cases, "head": head_cases, "adamw": adamw_cases}
+CASES = {
+    "attention": attention_cases,
+    "head": head_cases,
+    "decode_head": decode_head_cases,
+    "adamw": adamw_cases,
+}
 
 
 def main(argv=None) -> int:
