@@ -9,8 +9,10 @@
   head (width 512, vocab 32,000) on 4 x 512 positions, 30% of them unlabelled: full
   logits then chunked cross-entropy (the previous path) against the loss applying
   the head to labelled rows only, chunk by chunk.
-- ``decode_head``: the same head on the 8 rows of a batch's decoding step, forward
-  only: ``F.linear`` against the decoder's ``project`` (weight-major in fp32 on the CPU).
+- ``decode_linear``: a decoding step's matrix products for 1 and 8 rows (batch 1 and
+  8): every weight matrix of ``generation.py``'s 23M Llama (6 layers, width 512, MLP
+  1536, vocab 8192; 92 MB in fp32, more than a 32 MB L3 holds), ``F.linear`` against
+  ``weight_major_linear`` (what ``generate_tokens`` uses on the CPU).
 - ``adamw``: one AdamW step over a 58M-parameter model's tensors: per-tensor loop
   (torch's CPU default), for-each, and fused.
 
@@ -39,7 +41,7 @@ def _parse(argv):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--only", default="attention,head,decode_head,adamw", help="comma-separated cases"
+        "--only", default="attention,head,decode_linear,adamw", help="comma-separated cases"
     )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--repeats", type=int, default=3, help="timings per round (default 3)")
@@ -124,28 +126,32 @@ def head_cases(dtype):
     return {"full logits + chunked CE": full_logits, "chunked head (labelled rows)": chunked_head}
 
 
-def decode_head_cases(dtype):
+def decode_linear_cases(dtype):
     import torch
     import torch.nn.functional as F
 
-    from tunesmith.modules import build_decoder
+    from tunesmith.generation._matmul import weight_major_linear
 
     torch.manual_seed(0)
-    model = build_decoder(
-        vocab_size=32000, num_layers=1, num_heads=8, num_kv_heads=4, embed_dim=512,
-        intermediate_dim=1408, max_seq_len=64, tie_word_embeddings=False,
-    ).to(dtype)  # fmt: skip
-    hidden = torch.randn(8, 1, 512, dtype=dtype)
+    layer = [(512, 512), (256, 512), (256, 512), (512, 512), (1536, 512), (1536, 512),
+             (512, 1536)]  # q, k, v, o, gate, up, down  # fmt: skip
+    weights = [torch.randn(s, dtype=dtype) for s in layer * 6 + [(8192, 512)]]
+    cases = {}
+    for rows in (1, 8):
+        x = torch.randn(rows, 512, dtype=dtype)
+        inputs = [x if w.shape[1] == 512 else torch.randn(rows, 1536, dtype=dtype) for w in weights]
 
-    @torch.no_grad()
-    def linear():
-        F.linear(hidden, model.output.weight)
+        def plain(inputs=inputs):
+            for w, a in zip(weights, inputs, strict=True):
+                F.linear(a, w)
 
-    @torch.no_grad()
-    def project():
-        model.project(hidden)
+        def weight_major(inputs=inputs):
+            for w, a in zip(weights, inputs, strict=True):
+                weight_major_linear(a, w)
 
-    return {"F.linear (h @ W^T)": linear, "decoder.project": project}
+        cases[f"{rows} row(s), F.linear (x @ W^T)"] = plain
+        cases[f"{rows} row(s), weight_major_linear"] = weight_major
+    return cases
 
 
 def adamw_cases(dtype):
@@ -166,7 +172,7 @@ def adamw_cases(dtype):
 CASES = {
     "attention": attention_cases,
     "head": head_cases,
-    "decode_head": decode_head_cases,
+    "decode_linear": decode_linear_cases,
     "adamw": adamw_cases,
 }
 

@@ -196,20 +196,3 @@ def test_norm_placements(names):
     expected = h + n("mlp_post_norm", block.mlp(n("mlp_norm", h)))
     torch.testing.assert_close(block(x), expected)
 
-
-@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
-@pytest.mark.parametrize("shape", [(1, 1), (2, 1), (8, 1), (4, 8), (32, 1), (33, 1), (8, 16)])
-def test_the_head_gives_the_same_logits_and_gradients_for_any_number_of_rows(tied, shape):
-    # 2-32 rows on the CPU in fp32 take the weight-major product (a batch's decoding
-    # step); the rest take output(h). Same logits, same gradients, contiguous either way.
-    model = _decoder(tied=tied, final_softcap=3.0)
-    h = torch.randn(*shape, DIM, generator=torch.Generator().manual_seed(1), requires_grad=True)
-    logits = model.project(h)
-    weight = model.output.weight
-    want = 3.0 * torch.tanh(nn.functional.linear(h, weight) / 3.0)
-    assert logits.shape == (*shape, VOCAB) and logits.is_contiguous()
-    torch.testing.assert_close(logits, want, rtol=0, atol=1e-5)  # fp32 summation order
-    grads = torch.autograd.grad(logits.square().sum(), (h, weight))
-    want_grads = torch.autograd.grad(want.square().sum(), (h, weight))
-    for got, expected in zip(grads, want_grads, strict=True):
-        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)

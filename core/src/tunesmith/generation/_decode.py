@@ -11,6 +11,7 @@ from torch import nn
 
 from tunesmith.errors import ConfigError, DataError
 from tunesmith.generation._compile import cache_length
+from tunesmith.generation._matmul import cpu_decoding_matmuls
 from tunesmith.generation._sampling import check_sampling, sample_next_token
 
 __all__ = ["check_prompts", "generate_tokens"]
@@ -73,15 +74,16 @@ def _projects_hidden(model: nn.Module) -> bool:
 
 @contextmanager
 def _inference(model: nn.Module, batch_size: int, cache_len: int | None) -> Iterator[None]:
-    """Eval mode, no autograd and (optionally) fresh KV caches; undone on exit (caches
-    removed, train/eval mode restored) so the model can go back to training."""
+    """Eval mode, no autograd, the CPU's faster decoding products and (optionally) fresh
+    KV caches; undone on exit (caches removed, train/eval mode restored) so the model
+    can go back to training."""
     was_training = model.training
     uses_caches = hasattr(model, "remove_caches") and hasattr(model, "caches_are_enabled")
     if uses_caches and model.caches_are_enabled():
         model.remove_caches()  # stale caches would corrupt both decoding paths
     model.eval()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), cpu_decoding_matmuls(_model_device(model)):
             if cache_len is not None:
                 model.setup_caches(batch_size, _model_dtype(model), max_seq_len=cache_len)
             yield

@@ -206,31 +206,7 @@ class TransformerDecoder(nn.Module):
     def project(self, h: torch.Tensor) -> torch.Tensor:
         """The head: final-normed hidden states ``(..., embed_dim)`` to logits
         ``(..., vocab)``, soft-capped where the model caps them (Gemma 2)."""
-        logits = _apply_head(self.output, h)  # (..., vocab)
+        logits = self.output(h)  # (..., vocab)
         if self.final_softcap is not None:
             logits = self.final_softcap * torch.tanh(logits / self.final_softcap)
         return logits
-
-
-# Rows for which a plain fp32 head on the CPU is applied as ``W @ hᵀ``: MKL's
-# ``h @ Wᵀ`` reads a tall (vocab x width) matrix 1.4-5x slower for 2-32 rows, a batch's
-# decoding step; at 1 row both are a matrix-vector product, from ~64 on they are level,
-# and bf16 (oneDNN) gains nothing (``python benchmarks/micro.py --only decode_head``).
-_WEIGHT_MAJOR_ROWS = range(2, 33)
-
-
-def _apply_head(output: nn.Linear | TiedLinear, h: torch.Tensor) -> torch.Tensor:
-    """``output(h)``, computed weight-major for the few rows of a batch's decoding step."""
-    rows = h.numel() // h.shape[-1]
-    plain = type(output) is TiedLinear or (type(output) is nn.Linear and output.bias is None)
-    if not plain or rows not in _WEIGHT_MAJOR_ROWS:
-        return output(h)
-    weight = output.weight
-    if (
-        type(weight) not in (torch.Tensor, nn.Parameter)  # a quantized or sharded tensor
-        or weight.device.type != "cpu"
-        or not weight.dtype == h.dtype == torch.float32
-    ):
-        return output(h)
-    logits = torch.mm(weight, h.reshape(rows, h.shape[-1]).t()).t()  # (rows, vocab)
-    return logits.contiguous().view(*h.shape[:-1], weight.shape[0])
