@@ -56,6 +56,8 @@ def test_compiled_decoding_equals_eager_and_reuses_its_graphs(fresh_model, induc
     first, second = _prompts([9, 5]), _prompts([17, 30], seed=1)
     want_first = generate_tokens(fresh_model, first, max_new_tokens=12)
     want_second = generate_tokens(fresh_model, second, max_new_tokens=20)
+    third = _prompts([4, 11, 8], seed=2)
+    want_third = generate_tokens(fresh_model, third, max_new_tokens=12)
     torch._dynamo.reset()
     compile_for_generation(fresh_model)
     assert generate_tokens(fresh_model, first, max_new_tokens=12) == want_first
@@ -64,6 +66,8 @@ def test_compiled_decoding_equals_eager_and_reuses_its_graphs(fresh_model, induc
     # Other prompt lengths, the same 128-slot cache: no graph compiled anew.
     assert generate_tokens(fresh_model, second, max_new_tokens=20) == want_second
     assert counters["stats"]["unique_graphs"] == graphs
+    # Another batch size: the step compiles anew, for any batch (dynamic shapes).
+    assert generate_tokens(fresh_model, third, max_new_tokens=12) == want_third
     # The model still scores whole sequences eagerly (the prompt's pass is never compiled).
     tokens = torch.tensor(first[0])[None]
     logits = fresh_model(tokens)

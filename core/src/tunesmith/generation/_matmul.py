@@ -19,8 +19,8 @@ from torch.overrides import TorchFunctionMode
 
 __all__ = ["cpu_decoding_matmuls"]
 
-#: Rows of ``x`` for which ``F.linear`` is computed as ``W @ xᵀ``.
-WEIGHT_MAJOR_ROWS = range(1, 33)
+#: The most rows of ``x`` for which ``F.linear`` is computed as ``W @ xᵀ``.
+MAX_WEIGHT_MAJOR_ROWS = 32
 
 
 def cpu_decoding_matmuls(device: torch.device) -> contextlib.AbstractContextManager:
@@ -48,7 +48,7 @@ def weight_major_linear(
     computes that faster (see the module's docstring); the same values otherwise."""
     rows = x.numel() // x.shape[-1]
     if (
-        rows not in WEIGHT_MAJOR_ROWS
+        rows > MAX_WEIGHT_MAJOR_ROWS  # a comparison: under torch.compile rows is symbolic
         or type(weight) not in (torch.Tensor, nn.Parameter)  # quantized, sharded, ...
         or type(x) is not torch.Tensor
         or weight.device.type != "cpu"
