@@ -11,7 +11,7 @@ from tunesmith.generation import _matmul, generate_tokens
 from tunesmith.generation._matmul import cpu_decoding_matmuls, weight_major_linear
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (1,), (2, 1), (8, 1), (4, 8), (32,), (33,), (8, 16)])
+@pytest.mark.parametrize("shape", [(), (0,), (1, 1), (1,), (2, 1), (8, 1), (4, 8), (32,), (33,), (8, 16)])
 @pytest.mark.parametrize("bias", [False, True], ids=["no_bias", "bias"])
 def test_weight_major_linear_equals_f_linear(shape, bias):
     g = torch.Generator().manual_seed(0)

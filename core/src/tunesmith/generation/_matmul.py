@@ -11,6 +11,7 @@ product too) reads W about twice as fast; from ~32 rows on, both are level
 from __future__ import annotations
 
 import contextlib
+import math
 
 import torch
 import torch.nn.functional as F
@@ -46,7 +47,7 @@ def weight_major_linear(
 ) -> torch.Tensor:
     """``F.linear(x, weight, bias)``, as ``W @ xᵀ`` for the rows and tensors where MKL
     computes that faster (see the module's docstring); the same values otherwise."""
-    rows = x.numel() // x.shape[-1]
+    rows = math.prod(x.shape[:-1])
     if (
         rows > MAX_WEIGHT_MAJOR_ROWS  # a comparison: under torch.compile rows is symbolic
         or type(weight) not in (torch.Tensor, nn.Parameter)  # quantized, sharded, ...
