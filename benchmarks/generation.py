@@ -7,9 +7,9 @@ and the script checks they produce the same token ids. ``--compile`` adds tunesm
 with its one-token step compiled (``tunesmith.generation.compile_for_generation``, what
 ``generate compile=true`` runs). Rounds are interleaved (every engine once per round),
 and the weight-read bound is printed: batch-1 tokens/s if a token cost only one
-product of a row by each weight matrix, computed as tunesmith computes it. Without ``--checkpoint`` it writes a random
-~23M-parameter Llama 3.2-style model (6 layers, width 512, GQA, vocab 8192) to a
-temporary directory.
+product of a row by each weight matrix, computed as tunesmith computes it. Without
+``--checkpoint`` it writes a random ~23M-parameter Llama 3.2-style model (6 layers,
+width 512, GQA, vocab 8192; ``--vocab-size`` changes the last) to a temporary directory.
 
 Examples::
 

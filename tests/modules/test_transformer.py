@@ -195,4 +195,3 @@ def test_norm_placements(names):
     h = x + n("sa_post_norm", block.attn(n("sa_norm", x)))
     expected = h + n("mlp_post_norm", block.mlp(n("mlp_norm", h)))
     torch.testing.assert_close(block(x), expected)
-

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["cpu_decoding_matmuls"]
+__all__ = ["MAX_WEIGHT_MAJOR_ROWS", "cpu_decoding_matmuls", "weight_major_linear"]
 
 #: The most rows of ``x`` for which ``F.linear`` is computed as ``W @ xᵀ``.
 MAX_WEIGHT_MAJOR_ROWS = 32

@@ -85,7 +85,9 @@ class _FSDP(Strategy):
         with torch.no_grad():
             for name, tensor in model.state_dict(keep_vars=True).items():
                 if id(tensor) not in gathered:  # every rank gathers the same ones, in order
-                    whole = _plain(tensor).full_tensor() if isinstance(tensor, DTensor) else tensor
+                    whole = tensor
+                    if isinstance(tensor, DTensor):
+                        whole = _full_precision_shards(tensor).full_tensor()
                     gathered[id(tensor)] = whole.detach().cpu() if self.is_main else None
                 if self.is_main:
                     out[name] = gathered[id(tensor)]
@@ -124,7 +126,7 @@ class _FSDP(Strategy):
         dist.destroy_process_group()
 
 
-def _plain(tensor: Any) -> Any:
+def _full_precision_shards(tensor: Any) -> Any:
     """A sharded tensor whose shards are a quantized subclass (QLoRA's NF4) as a sharded
     tensor of their values: torchao's collectives for NF4 crash on gloo now and then
     (a segfault in ``wait_tensor``), and what a full state dict is for (merging, saving)
