@@ -16,7 +16,7 @@ Examples::
     python benchmarks/generation.py
     python benchmarks/generation.py --batch-sizes 1,8 --compile
     python benchmarks/generation.py --new-tokens 256 --batch-sizes 4 --prompt-len 128
-    python benchmarks/generation.py --batch-sizes 4,8 --vocab-size 32000
+    python benchmarks/generation.py --batch-sizes 4,8 --vocab-size 32000 --plain-products
     python benchmarks/generation.py --checkpoint /models/Llama-3.2-1B-Instruct --device cuda --dtype bf16
     python benchmarks/generation.py --no-transformers --json
 """
@@ -83,6 +83,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--compile", action="store_true", help="also time tunesmith with compiled layers"
     )
+    parser.add_argument(
+        "--plain-products", action="store_true",
+        help="also time tunesmith (KV cache) with F.linear's products, the CPU's "
+        "weight-major ones off",
+    )  # fmt: skip
     parser.add_argument(
         "--repeats", type=int, default=3, help="timed runs per engine; the median is kept"
     )
@@ -258,7 +263,18 @@ def _run_batch(args, model, compiled, hf, vocab: int, batch_size: int, device) -
             which, rows, max_new_tokens=args.new_tokens, enable_kv_cache=cache
         )
 
+    def plain_products():
+        from tunesmith.generation import _matmul
+
+        limit, _matmul.MAX_WEIGHT_MAJOR_ROWS = _matmul.MAX_WEIGHT_MAJOR_ROWS, 0
+        try:
+            return ours(model, True)()
+        finally:
+            _matmul.MAX_WEIGHT_MAJOR_ROWS = limit
+
     engines = [("tunesmith (KV cache)", ours(model, True))]
+    if args.plain_products:
+        engines.append(("tunesmith (KV cache, F.linear)", plain_products))
     if compiled is not None:
         engines.append(("tunesmith (KV cache, compiled)", ours(compiled, True)))
     if args.no_cache:
