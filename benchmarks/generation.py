@@ -16,7 +16,7 @@ Examples::
     python benchmarks/generation.py
     python benchmarks/generation.py --batch-sizes 1,8 --compile
     python benchmarks/generation.py --new-tokens 256 --batch-sizes 4 --prompt-len 128
-    python benchmarks/generation.py --batch-sizes 4,8 --vocab-size 32000 --plain-products
+    python benchmarks/generation.py --batch-sizes 4,8 --vocab-size 32000 --each-product
     python benchmarks/generation.py --checkpoint /models/Llama-3.2-1B-Instruct --device cuda --dtype bf16
     python benchmarks/generation.py --no-transformers --json
 """
@@ -84,9 +84,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--compile", action="store_true", help="also time tunesmith with compiled layers"
     )
     parser.add_argument(
-        "--plain-products", action="store_true",
-        help="also time tunesmith (KV cache) with F.linear's products, the CPU's "
-        "weight-major ones off",
+        "--each-product", action="store_true",
+        help="also time tunesmith (KV cache) with each of the CPU's decoding products "
+        "forced (F.linear's and the weight-major one), not the one its probe chose",
     )  # fmt: skip
     parser.add_argument(
         "--repeats", type=int, default=3, help="timed runs per engine; the median is kept"
@@ -133,11 +133,11 @@ def _time(fn, device, repeats: int, *, warm: bool = True) -> tuple[float, object
 def _weight_read_floor(model, repeats: int) -> float:
     """Tokens/s of batch-1 decoding if a token cost nothing but one product of a row by
     each weight matrix (the head included), computed as ``generate_tokens`` computes them
-    (weight-major on the CPU): the bound memory and matmul speed set."""
+    (with the product its probe chose on the CPU): the bound memory and matmul speed set."""
     import torch
     import torch.nn.functional as F
 
-    from tunesmith.generation._matmul import cpu_decoding_matmuls
+    from tunesmith.generation._matmul import decoding_products
 
     weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
     head = model.output.weight  # a tied head's is the embedding's
@@ -150,7 +150,7 @@ def _weight_read_floor(model, repeats: int) -> float:
             F.linear(inputs[w.shape[1]], w)
 
     device = weights[0].device
-    with torch.inference_mode(), cpu_decoding_matmuls(device):
+    with torch.inference_mode(), decoding_products(model, 1):
         seconds, _ = _time(lambda: [one_token() for _ in range(32)], device, repeats)
     return 32 / seconds
 
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         "token, by tunesmith's products, nothing else)"
     )
     for run in runs:
-        print(f"batch {run['batch_size']}:")
+        print(f"batch {run['batch_size']} (decoding products: {run['products']}):")
         for name, r in run["results"].items():
             same = "" if r["same_tokens_as_kv_cache"] else "  (DIFFERENT tokens!)"
             extra = f", first call {r['first_call_seconds']:.1f} s" if "compiled" in name else ""
@@ -263,18 +263,26 @@ def _run_batch(args, model, compiled, hf, vocab: int, batch_size: int, device) -
             which, rows, max_new_tokens=args.new_tokens, enable_kv_cache=cache
         )
 
-    def plain_products():
+    def forced(weight_major: bool):
         from tunesmith.generation import _matmul
 
-        limit, _matmul.MAX_WEIGHT_MAJOR_ROWS = _matmul.MAX_WEIGHT_MAJOR_ROWS, 0
-        try:
-            return ours(model, True)()
-        finally:
-            _matmul.MAX_WEIGHT_MAJOR_ROWS = limit
+        def run():
+            choices, probe = dict(_matmul._CHOICES), _matmul._probe_seconds
+            _matmul._CHOICES.clear()
+            _matmul._probe_seconds = lambda weights, rows: (1.0, 0.0 if weight_major else 2.0)
+            try:
+                return ours(model, True)()
+            finally:
+                _matmul._CHOICES.clear()
+                _matmul._CHOICES.update(choices)
+                _matmul._probe_seconds = probe
+
+        return run
 
     engines = [("tunesmith (KV cache)", ours(model, True))]
-    if args.plain_products:
-        engines.append(("tunesmith (KV cache, F.linear)", plain_products))
+    if args.each_product:
+        engines.append(("tunesmith (KV cache, F.linear)", forced(weight_major=False)))
+        engines.append(("tunesmith (KV cache, weight-major)", forced(weight_major=True)))
     if compiled is not None:
         engines.append(("tunesmith (KV cache, compiled)", ours(compiled, True)))
     if args.no_cache:
@@ -316,7 +324,18 @@ def _run_batch(args, model, compiled, hf, vocab: int, batch_size: int, device) -
             "first_call_seconds": first_call[name],
             "same_tokens_as_kv_cache": tokens[name] == reference,
         }
-    return {"batch_size": batch_size, "results": results}
+    return {"batch_size": batch_size, "products": _products(model, batch_size), "results": results}
+
+
+def _products(model, rows: int) -> str:
+    """Which product ``generate_tokens`` computes a step's ``rows`` rows with (the probe's
+    choice, remembered from the engines' runs)."""
+    import contextlib
+
+    from tunesmith.generation._matmul import decoding_products
+
+    chosen = decoding_products(model, rows)
+    return "F.linear" if isinstance(chosen, contextlib.nullcontext) else "weight-major"
 
 
 if __name__ == "__main__":

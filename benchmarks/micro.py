@@ -12,7 +12,8 @@
 - ``decode_linear``: a decoding step's matrix products for 1 and 8 rows (batch 1 and
   8): every weight matrix of ``generation.py``'s 23M Llama (6 layers, width 512, MLP
   1536, vocab 8192; 92 MB in fp32, more than a 32 MB L3 holds), ``F.linear`` against
-  ``weight_major_linear`` (what ``generate_tokens`` uses on the CPU).
+  ``weight_major_linear`` (the two ``generate_tokens`` chooses between on the CPU, by
+  timing them on the model's weights).
 - ``adamw``: one AdamW step over a 58M-parameter model's tensors: per-tensor loop
   (torch's CPU default), for-each, and fused.
 

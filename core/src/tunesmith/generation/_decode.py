@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 
 import torch
 from torch import nn
 
 from tunesmith.errors import ConfigError, DataError
 from tunesmith.generation._compile import cache_length
-from tunesmith.generation._matmul import cpu_decoding_matmuls
+from tunesmith.generation._matmul import decoding_products
 from tunesmith.generation._sampling import check_sampling, sample_next_token
 
 __all__ = ["check_prompts", "generate_tokens"]
@@ -72,19 +72,20 @@ def _projects_hidden(model: nn.Module) -> bool:
         return False
 
 
-@contextmanager
+@contextlib.contextmanager
 def _inference(model: nn.Module, batch_size: int, cache_len: int | None) -> Iterator[None]:
-    """Eval mode, no autograd, the CPU's faster decoding products and (optionally) fresh
-    KV caches; undone on exit (caches removed, train/eval mode restored) so the model
-    can go back to training."""
+    """Eval mode, no autograd and (optionally) fresh KV caches with the faster of the
+    CPU's products for one token per row; undone on exit (caches removed, train/eval
+    mode restored) so the model can go back to training."""
     was_training = model.training
     uses_caches = hasattr(model, "remove_caches") and hasattr(model, "caches_are_enabled")
     if uses_caches and model.caches_are_enabled():
         model.remove_caches()  # stale caches would corrupt both decoding paths
     model.eval()
     try:
-        with torch.inference_mode(), cpu_decoding_matmuls(_model_device(model)):
-            if cache_len is not None:
+        with torch.inference_mode(), contextlib.ExitStack() as stack:
+            if cache_len is not None:  # a step's products then take batch_size rows
+                stack.enter_context(decoding_products(model, batch_size))
                 model.setup_caches(batch_size, _model_dtype(model), max_seq_len=cache_len)
             yield
     finally:

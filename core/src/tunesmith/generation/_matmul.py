@@ -1,38 +1,98 @@
-"""Decoding's matrix products on the CPU: ``F.linear`` on a few rows, computed weight-major.
+"""Decoding's matrix products on the CPU: ``F.linear`` on a few rows, computed the way
+this CPU computes faster.
 
 A decoding step multiplies each weight matrix by the batch's 1-32 newest positions.
-MKL computes that ``x @ Wᵀ`` far below the memory bandwidth: one row is a
-matrix-vector product that barely uses the second core, and 2-8 rows fall on a slow
-path of its matrix product. ``W @ xᵀ`` (one row given twice, so that it is a matrix
-product too) reads W faster: a whole step's products of a 23M Llama take 0.6x the time
-at one row, 0.77x at 8; from ~32 rows on, both are level
-(``python benchmarks/micro.py --only decode_linear``).
+How fast MKL does that depends on the CPU: on an AMD EPYC host whose L3 was smaller
+than the weights, ``x @ Wᵀ`` (``F.linear``) ran far below the memory bandwidth, and
+``W @ xᵀ`` (one row given twice, so that it is a matrix product too) took 0.6x its
+time at one row and 0.77x at 8; on an Intel Xeon host with AMX and a larger L3 it was
+the other way round, 2.3x slower at one row. So :func:`decoding_products` times both
+on the model's own weights, once per weight shapes, row count and thread count, and
+keeps the faster (``python benchmarks/micro.py --only decode_linear`` compares them
+on a 23M Llama's matrices).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["MAX_WEIGHT_MAJOR_ROWS", "cpu_decoding_matmuls", "weight_major_linear"]
+__all__ = ["MAX_WEIGHT_MAJOR_ROWS", "decoding_products", "weight_major_linear"]
 
 #: The most rows of ``x`` for which ``F.linear`` is computed as ``W @ xᵀ``.
 MAX_WEIGHT_MAJOR_ROWS = 32
 
+#: Weight-major products are kept only if the probe finds them this much faster (a
+#: margin over the timing noise, in favour of torch's own path).
+_REQUIRED_SPEEDUP = 1.1
+#: The probe reads at most this many bytes of weights per pass (a model's first
+#: matrices; more than any L3 holds, so they stream from memory as decoding's do).
+_PROBE_BYTES = 1 << 30
+_PROBE_ROUNDS = 3
 
-def cpu_decoding_matmuls(device: torch.device) -> contextlib.AbstractContextManager:
-    """A context in which ``F.linear`` takes the weight-major product where it is faster:
-    plain fp32 weights on the CPU, 1-32 rows. On other devices, a context that does
-    nothing (cuBLAS has kernels for skinny products, and a mode costs every op a
-    Python call)."""
-    if device.type != "cpu":
+# (weight shapes, rows, threads) -> whether weight-major products were faster.
+_CHOICES: dict[tuple, bool] = {}
+
+
+def decoding_products(model: nn.Module, rows: int) -> contextlib.AbstractContextManager:
+    """The context a decoding step over ``rows`` rows runs in: one in which ``F.linear``
+    takes the weight-major product, if that measured faster for ``model``'s weights on
+    this CPU; otherwise (and on other devices, or for other dtypes) one that does
+    nothing. The first call for a model's shapes and a row count times both products
+    (a few passes over the weights, capped at 1 GiB each)."""
+    weights = _plain_cpu_weights(model)
+    if not weights or rows > MAX_WEIGHT_MAJOR_ROWS:
         return contextlib.nullcontext()
-    return _WeightMajorLinear()
+    key = (tuple(w.shape for w in weights), rows, torch.get_num_threads())
+    if key not in _CHOICES:
+        linear, weight_major = _probe_seconds(weights, rows)
+        _CHOICES[key] = weight_major * _REQUIRED_SPEEDUP < linear
+    return _WeightMajorLinear() if _CHOICES[key] else contextlib.nullcontext()
+
+
+def _plain_cpu_weights(model: nn.Module) -> list[torch.Tensor]:
+    """The model's matrices the weight-major product applies to (plain fp32 CPU tensors,
+    not quantized or sharded ones), up to ``_PROBE_BYTES``; none if any weight is
+    elsewhere or of another dtype."""
+    weights, size = [], 0
+    for param in model.parameters():
+        if param.device.type != "cpu" or param.dtype != torch.float32:
+            return []
+        if param.dim() == 2 and type(param) in (torch.Tensor, nn.Parameter):
+            weights.append(param)
+            size += param.nbytes
+            if size >= _PROBE_BYTES:
+                break
+    return weights
+
+
+def _probe_seconds(weights: Sequence[torch.Tensor], rows: int) -> tuple[float, float]:
+    """Seconds of one pass of ``F.linear`` and of ``weight_major_linear`` over
+    ``weights`` with ``rows`` rows: the median of interleaved rounds, after one that
+    warms the caches."""
+    inputs = {w.shape[1]: torch.randn(rows, w.shape[1]) for w in weights}
+
+    def one_pass(product: Callable) -> float:
+        start = time.perf_counter()
+        for w in weights:
+            product(inputs[w.shape[1]], w)
+        return time.perf_counter() - start
+
+    seconds: dict[Callable, list[float]] = {F.linear: [], weight_major_linear: []}
+    with torch.no_grad():
+        for _ in range(1 + _PROBE_ROUNDS):
+            for product, times in seconds.items():
+                times.append(one_pass(product))
+    linear, weight_major = (statistics.median(times[1:]) for times in seconds.values())
+    return linear, weight_major
 
 
 class _WeightMajorLinear(TorchFunctionMode):
@@ -46,8 +106,9 @@ class _WeightMajorLinear(TorchFunctionMode):
 def weight_major_linear(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """``F.linear(x, weight, bias)``, as ``W @ xᵀ`` for the rows and tensors where MKL
-    computes that faster (see the module's docstring); the same values otherwise."""
+    """``F.linear(x, weight, bias)`` computed as ``W @ xᵀ`` for up to
+    ``MAX_WEIGHT_MAJOR_ROWS`` rows of plain fp32 CPU tensors; the same values, by
+    ``F.linear``, otherwise."""
     rows = math.prod(x.shape[:-1])
     if (
         rows > MAX_WEIGHT_MAJOR_ROWS  # a comparison: under torch.compile rows is symbolic
