@@ -14,6 +14,11 @@
   1536, vocab 8192; 92 MB in fp32, more than a 32 MB L3 holds), ``F.linear`` against
   ``weight_major_linear`` (the two ``generate_tokens`` chooses between on the CPU, by
   timing them on the model's weights).
+- ``new_shapes``: the three products of a head chunk (scores, and the gradients of the
+  hidden states and of the weight; width 512, vocab 32,000) for four row counts no
+  earlier call had (150 and up), as batches of varying length give every step, against
+  the same row counts rounded up to a multiple of 64 (``gemm_row_multiple``), which
+  repeat: in bf16 on the CPU, oneDNN compiles a kernel for every new shape.
 - ``adamw``: one AdamW step over a 58M-parameter model's tensors: per-tensor loop
   (torch's CPU default), for-each, and fused.
 
@@ -28,6 +33,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import time
@@ -42,7 +48,8 @@ def _parse(argv):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--only", default="attention,head,decode_linear,adamw", help="comma-separated cases"
+        "--only", default="attention,head,decode_linear,new_shapes,adamw",
+        help="comma-separated cases",
     )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--repeats", type=int, default=3, help="timings per round (default 3)")
@@ -155,6 +162,31 @@ def decode_linear_cases(dtype):
     return cases
 
 
+_FRESH_ROWS = itertools.count(150)  # row counts no call has used before (a head chunk's size)
+
+
+def new_shapes_cases(dtype):
+    import torch
+
+    torch.manual_seed(0)
+    weight = torch.randn(32000, 512, dtype=dtype)
+    fresh, multiple = _FRESH_ROWS, 64
+
+    def products(round_rows: bool):
+        def run():
+            for _ in range(4):
+                rows = next(fresh)
+                rows = -(-rows // multiple) * multiple if round_rows else rows
+                h = torch.randn(rows, 512, dtype=dtype)
+                z = torch.mm(h, weight.T)  # the head's three products of a chunk
+                torch.mm(z, weight)
+                torch.mm(z.T, h)
+
+        return run
+
+    return {"new row counts": products(False), "row counts rounded up to 64": products(True)}
+
+
 def adamw_cases(dtype):
     import torch
 
@@ -174,6 +206,7 @@ CASES = {
     "attention": attention_cases,
     "head": head_cases,
     "decode_linear": decode_linear_cases,
+    "new_shapes": new_shapes_cases,
     "adamw": adamw_cases,
 }
 

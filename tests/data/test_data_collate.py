@@ -86,6 +86,17 @@ def test_padding_free_lays_the_samples_end_to_end():
         padding_free_collate([{"tokens": [], "labels": []}])
 
 
+def test_padding_free_rounds_the_row_up_with_a_document_of_padding():
+    out = padding_free_collate(BATCH, pad_to_multiple_of=4, pad_id=0)
+    assert out["tokens"].tolist() == [[1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 0, 0]]
+    assert out["labels"].tolist() == [[IGNORE, 2, 3, IGNORE, IGNORE, 6, 7, 8, IGNORE] + [IGNORE] * 3]
+    assert out["input_pos"].tolist() == [[0, 1, 2, 0, 1, 2, 3, 4, 0, 0, 1, 2]]
+    assert out["mask"].seq_lens == ((3, 5, 1, 3),)  # the padding attends to itself alone
+    assert padding_free_collate(BATCH, pad_to_multiple_of=9)["mask"].seq_lens == ((3, 5, 1),)
+    padded = padded_collate(BATCH, pad_id=0, pad_to_multiple_of=4)
+    assert padded["tokens"].shape == (3, 8) and (padded["labels"][:, 5:] == IGNORE).all()
+
+
 def test_dataloader_over_a_builder(tokenizer):
     ds = alpaca(tokenizer, source="tunesmith:alpaca_sample", split="train[:16]")
     loader = DataLoader(

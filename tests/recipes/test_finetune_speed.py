@@ -41,6 +41,26 @@ def test_padding_free_batches_train_as_padded_ones(make_config):
     _same_training(padded, free)
 
 
+def test_unpacked_batches_are_rounded_where_products_compile_per_shape():
+    from omegaconf import OmegaConf
+    from torch.utils.data import DataLoader
+
+    from tunesmith.modules import TransformerDecoder
+    from tunesmith.recipes.finetune import _Collate, _shape_batches
+
+    samples = [{"tokens": list(range(1, n + 1)), "labels": list(range(1, n + 1))} for n in (5, 9, 2)]
+    loader = DataLoader(samples, batch_size=3, collate_fn=_Collate(pad_id=0))
+    model = TransformerDecoder.__new__(TransformerDecoder)  # only its type is looked at
+    cfg = OmegaConf.create({"padding_free": True})
+    assert _shape_batches(cfg, model, (loader, None), torch.device("cpu"), torch.bfloat16)
+    assert next(iter(loader))["tokens"].shape == (1, 64)  # 16 positions, rounded to 64
+    cfg.padding_free = False
+    assert not _shape_batches(cfg, model, (loader,), torch.device("cpu"), torch.bfloat16)
+    assert next(iter(loader))["tokens"].shape == (3, 22)  # 3 rows x 22 = 66 positions
+    _shape_batches(cfg, model, (loader,), torch.device("cpu"), torch.float32)
+    assert next(iter(loader))["tokens"].shape == (3, 9)  # fp32: the longest sample's 9
+
+
 def test_optimizer_in_backward_equals_the_normal_step(make_config):
     normal_config, normal = make_config("normal", clip_grad_norm=None, shuffle=False)
     in_bwd_config, in_bwd = make_config(

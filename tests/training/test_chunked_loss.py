@@ -1,9 +1,10 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from tunesmith.errors import ConfigError
-from tunesmith.training import ChunkedCrossEntropyLoss, scale_grads, shift_labels
+from tunesmith.training import ChunkedCrossEntropyLoss, _loss, scale_grads, shift_labels
 
 
 def _batch(b=3, s=37, v=50, ignore_frac=0.3, seed=0):
@@ -288,3 +289,46 @@ def test_bf16_head_gradient_is_as_close_to_fp64_as_one_bf16_gemm():
         return ((grad.double() - w64.grad).norm() / w64.grad.norm()).item()
 
     assert error(head.weight.grad) < 2 * error(w16.grad), (error(head.weight.grad), error(w16.grad))
+
+
+class _RecordProducts(TorchDispatchMode):
+    """The operand shapes of every matrix product computed inside."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket in (torch.ops.aten.mm, torch.ops.aten.addmm, torch.ops.aten.addmm_):
+            self.shapes.append([tuple(a.shape) for a in args if isinstance(a, torch.Tensor)])
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
+def test_cpu_head_products_have_row_counts_whose_kernels_are_reused(dtype):
+    """oneDNN compiles a kernel for each new shape of a bf16 product on the CPU, so the
+    head's chunks are rounded up to 64 rows there (zero rows, which change nothing);
+    fp32 products (MKL) take the chunks' own rows."""
+    hidden, labels, head = _hidden_batch(b=2, s=150, d=24, v=100, seed=3)
+    assert int((labels != -100).sum()) % 64  # ~210 labelled rows
+    head = head.to(dtype)
+    results = {}
+    for multiple in (None, 1):  # the real choice, then 1
+        h = hidden.to(dtype).requires_grad_()
+        head.weight.grad = None
+        loss_fn = ChunkedCrossEntropyLoss(num_output_chunks=3, min_chunk_rows=1)
+        with pytest.MonkeyPatch.context() as patch:
+            if multiple is not None:  # the chunks' own rows, as fp32 takes them
+                patch.setattr(_loss, "gemm_row_multiple", lambda device, dtype: 1)
+            with _RecordProducts() as record:
+                loss, _ = loss_fn(h, labels, head=head)
+                loss.backward()
+        results[multiple] = loss, h.grad, head.weight.grad
+        rows = {dim for shapes in record.shapes for shape in shapes for dim in shape} - {24, 100}
+        if multiple is None and dtype == torch.bfloat16:
+            assert rows and all(r % 64 == 0 for r in rows), rows
+        else:
+            assert any(r % 64 for r in rows), rows
+    tolerance = {"rtol": 2e-2, "atol": 2e-2} if dtype == torch.bfloat16 else {}
+    for padded, exact in zip(results[None], results[1], strict=True):
+        torch.testing.assert_close(padded.float(), exact.float(), **tolerance)

@@ -170,3 +170,19 @@ def test_cpu_flags_read_from_proc_cpuinfo():
 
     flags = _precision._cpu_flags()
     assert flags is None or isinstance(flags, set)
+
+
+@pytest.mark.parametrize(
+    ("device", "dtype", "multiple"),
+    [
+        ("cpu", torch.bfloat16, 64),  # oneDNN compiles a kernel per product shape
+        ("cpu", torch.float16, 64),
+        ("cpu", torch.float32, 1),  # MKL does not
+        ("cuda", torch.bfloat16, 1),  # nor does cuBLAS
+    ],
+)
+def test_gemm_row_multiple(device, dtype, multiple):
+    from tunesmith.training import gemm_row_multiple
+
+    assert gemm_row_multiple(device, dtype) == multiple
+

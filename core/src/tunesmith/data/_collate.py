@@ -90,7 +90,11 @@ def packed_collate(
 
 
 def padding_free_collate(
-    batch: Sequence[Mapping[str, Any]], *, ignore_idx: int = CROSS_ENTROPY_IGNORE_IDX
+    batch: Sequence[Mapping[str, Any]],
+    *,
+    ignore_idx: int = CROSS_ENTROPY_IGNORE_IDX,
+    pad_to_multiple_of: int | None = None,
+    pad_id: int = 0,
 ) -> dict[str, torch.Tensor | DocumentMask]:
     """Lay a batch's samples end to end in one row of exactly their tokens: no padding.
 
@@ -103,6 +107,10 @@ def padding_free_collate(
     Args:
         batch: Samples ``{"tokens": list[int], "labels": list[int]}``, none empty.
         ignore_idx: Label of each sample's first position.
+        pad_to_multiple_of: Round the row's length up to a multiple of this with one
+            more document of ``pad_id`` tokens, all labelled ``ignore_idx`` (steadier
+            shapes, for kernels compiled per shape); it changes no sample's loss.
+        pad_id: Token id of that document.
 
     Returns:
         :func:`packed_collate`'s form for one pack: ``tokens``, ``labels``,
@@ -118,4 +126,8 @@ def padding_free_collate(
         if not tokens:
             raise ValueError("cannot collate an empty sample")
         parts.append((tokens, [ignore_idx, *labels[1:]]))
+    total = sum(len(tokens) for tokens, _ in parts)
+    if pad_to_multiple_of and total % pad_to_multiple_of:
+        pad = pad_to_multiple_of - total % pad_to_multiple_of
+        parts.append(([pad_id] * pad, [ignore_idx] * pad))
     return packed_collate([end_to_end(parts)])

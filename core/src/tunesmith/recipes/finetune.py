@@ -164,29 +164,42 @@ def _build_loader(cfg, node_key, tokenizer, strategy, *, shuffle, drop_last=True
 
 
 class _Collate:
-    """Unpacked samples into a batch: padded rows until :func:`_go_padding_free` finds
-    that the model takes a DocumentMask (the loader is built before the model)."""
+    """Unpacked samples into a batch: padded rows until :func:`_shape_batches` finds
+    that the model takes a DocumentMask (the loader is built before the model), and
+    (``row_multiple``) with positions rounded up to a multiple the products' kernels
+    want."""
 
     def __init__(self, pad_id: int) -> None:
         self.pad_id = pad_id
         self.padding_free = False
+        self.row_multiple = 1
 
     def __call__(self, batch):
+        multiple = self.row_multiple if self.row_multiple > 1 else None
         if self.padding_free:
-            return padding_free_collate(batch, ignore_idx=CROSS_ENTROPY_IGNORE_IDX)
-        return padded_collate(batch, pad_id=self.pad_id, ignore_idx=CROSS_ENTROPY_IGNORE_IDX)
+            return padding_free_collate(
+                batch, ignore_idx=CROSS_ENTROPY_IGNORE_IDX, pad_to_multiple_of=multiple,
+                pad_id=self.pad_id,
+            )  # fmt: skip
+        width_multiple = -(-multiple // len(batch)) if multiple else None  # rows x width
+        return padded_collate(
+            batch, pad_id=self.pad_id, ignore_idx=CROSS_ENTROPY_IGNORE_IDX,
+            pad_to_multiple_of=width_multiple,
+        )  # fmt: skip
 
 
-def _go_padding_free(cfg: DictConfig, model: nn.Module, loaders) -> bool:
-    """With ``padding_free`` and a core decoder (whose attention takes a DocumentMask),
-    unpacked batches become one row of their samples' tokens; True if any did."""
-    if not cfg.padding_free or not isinstance(model, TransformerDecoder):
-        return False
+def _shape_batches(cfg: DictConfig, model: nn.Module, loaders, device, dtype) -> bool:
+    """Unpacked batches, now that the model is known: with ``padding_free`` and a core
+    decoder (whose attention takes a DocumentMask), one row of their samples' tokens;
+    positions rounded up where the device compiles a kernel per product shape
+    (:func:`~tunesmith.training.gemm_row_multiple`). True if any became padding-free."""
     collates = [loader.collate_fn for loader in loaders if loader is not None]
     collates = [c for c in collates if isinstance(c, _Collate)]
+    padding_free = bool(cfg.padding_free and isinstance(model, TransformerDecoder) and collates)
     for collate in collates:
-        collate.padding_free = True
-    return bool(collates)
+        collate.padding_free = padding_free
+        collate.row_multiple = training.gemm_row_multiple(device, dtype)
+    return padding_free
 
 
 def _check_truncation(node: DictConfig, node_key: str, dataset, strategy: Strategy) -> None:
@@ -265,7 +278,7 @@ def _setup(cfg: DictConfig) -> _Run:
         )
     peft = instantiate(cfg.peft, key="peft")
     model = _build_model(cfg, checkpointer, device, dtype, tokenizer)
-    padding_free = _go_padding_free(cfg, model, (loader, val_loader))
+    padding_free = _shape_batches(cfg, model, (loader, val_loader), device, dtype)
     if peft is not None:
         peft.apply(model)
     layers = list(model.layers)

@@ -28,6 +28,7 @@ from tunesmith.training._params import count_parameters, estimate_train_flops_pe
 from tunesmith.training._precision import (
     auto_dtype,
     cpu_bf16_support,
+    gemm_row_multiple,
     resolve_device,
     resolve_dtype,
     set_default_dtype,
@@ -63,6 +64,7 @@ __all__ = [
     "estimate_train_flops_per_token",
     "format_metrics",
     "fused_default",
+    "gemm_row_multiple",
     "linear_with_warmup",
     "memory_stats",
     "reset_peak_memory_stats",

@@ -33,6 +33,7 @@ from torch.utils.checkpoint import checkpoint
 
 from tunesmith.data._messages import CROSS_ENTROPY_IGNORE_IDX
 from tunesmith.errors import ConfigError
+from tunesmith.training._precision import gemm_row_multiple
 
 __all__ = ["ChunkedCrossEntropyLoss", "scale_grads", "shift_labels"]
 
@@ -115,6 +116,10 @@ def _chunk_loss_and_grad(
     return loss, grad.to(z.dtype)
 
 
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
     """Summed cross-entropy of ``hidden @ weight.T`` (soft-capped), one row chunk at a time.
 
@@ -138,18 +143,36 @@ class _LinearCrossEntropy(torch.autograd.Function):
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         grad_h = torch.empty_like(hidden) if want_h else None
         grad_w = torch.zeros_like(weight) if want_w else None
-        n = hidden.shape[0]
-        for i in range(num_chunks):
-            a, e = n * i // num_chunks, n * (i + 1) // num_chunks
-            if a == e:
-                continue
-            h = hidden[a:e]  # (c, d)
-            loss, g = chunk_fn(h @ weight.T, labels[a:e], softcap, want)  # g: (c, v)
+        n, d = hidden.shape
+        multiple = gemm_row_multiple(hidden.device, weight.dtype)
+        size = max(1, _round_up(-(-n // num_chunks), multiple))  # rows a chunk, the last fewer
+        # One buffer of head outputs (and one of their fp32 copy) serves every chunk:
+        # fresh ones were page-faulted anew for each.
+        scores = weight.new_empty(min(size, _round_up(n, multiple)), weight.shape[0])
+        wide = None
+        if scores.dtype != torch.float32:
+            wide = torch.empty_like(scores, dtype=torch.float32)
+        for a in range(0, n, size):
+            c = min(size, n - a)
+            h = hidden[a : a + c]  # (c, d)
+            rows = _round_up(c, multiple)
+            if rows > c:  # zero rows up to a shape whose kernels exist: they add nothing
+                h = torch.cat([h, h.new_zeros(rows - c, d)])
+            z = torch.mm(h, weight.T, out=scores[:rows])  # (rows, v)
+            z_fp32 = z[:c] if wide is None else wide[:c].copy_(z[:c])
+            loss, g = chunk_fn(z_fp32, labels[a : a + c], softcap, want)
             total += loss
+            if not want:
+                continue
+            if g.data_ptr() != z.data_ptr():
+                z[:c].copy_(g)  # the gradient, in the weight's dtype; padded rows stay 0
             if want_h:
-                torch.mm(g, weight, out=grad_h[a:e])  # (c, d), written in place
+                if rows == c:
+                    torch.mm(z, weight, out=grad_h[a : a + c])  # (c, d), written in place
+                else:
+                    grad_h[a : a + c] = torch.mm(z, weight)[:c]
             if want_w:
-                grad_w.addmm_(g.T, h)  # (v, d), accumulated by the GEMM itself
+                grad_w.addmm_(z.T, h)  # (v, d), accumulated by the GEMM itself
         ctx.save_for_backward(grad_h, grad_w)
         return total
 
