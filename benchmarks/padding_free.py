@@ -10,10 +10,16 @@ rounds' speed-ups (each round times both ways back to back); "work" is the ratio
 the two ways' matmul FLOPs, the gain at an equal cost per FLOP (padding costs in the
 decoder body only: the loss applies the head to labelled positions either way).
 
+``--cold`` measures what rounding row counts buys (``gemm_row_multiple``: bf16 on the
+CPU compiles a kernel for every new product shape): each way, rounded and with rows as
+they are, trains on batches no earlier step had, the dataset's rows in order, as in a
+training run (the default reuses one set of batches, whose kernels are then compiled).
+
 Examples::
 
     python benchmarks/padding_free.py
     python benchmarks/padding_free.py --methods lora --dtypes fp32,bf16 --rounds 5
+    python benchmarks/padding_free.py --cold --methods lora,full --dtypes bf16
 """
 
 from __future__ import annotations
@@ -46,6 +52,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     parser.add_argument("--work-dir", type=Path, default=Path.home() / ".cache" / "tunesmith-compare",
                         help="compare.py's model and rows (built on first use)")  # fmt: skip
+    parser.add_argument("--cold", action="store_true",
+                        help="new batches for every way and round, rounded row counts against "
+                        "rows as they are")  # fmt: skip
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.methods = compare._choices(parser, "methods", args.methods, compare.METHODS)
@@ -101,6 +110,46 @@ def measure(method: str, dtype: str, assets: dict, args: argparse.Namespace) -> 
     }
 
 
+def measure_cold(method: str, dtype: str, assets: dict, args: argparse.Namespace) -> dict:
+    """Non-padding tokens/s of padding-free steps on batches no step had before, with
+    row counts rounded (``gemm_row_multiple``) and as they are, per round."""
+    from omegaconf import OmegaConf
+
+    from tunesmith.recipes import FINETUNE_SCHEMA, finetune
+    from tunesmith.training import _loss
+
+    options = argparse.Namespace(steps=args.batches)
+    with tempfile.TemporaryDirectory(prefix="tunesmith-padding-free-") as tmp:
+        variant = compare.Variant("tunesmith", method, dtype, "eager")
+        _, path = compare._config(variant, assets, Path(tmp), options)
+        cfg = FINETUNE_SCHEMA.with_defaults(OmegaConf.load(path))
+        run = finetune._setup(cfg)
+        collate, dataset = run.loader.collate_fn, run.loader.dataset
+        rounded = collate.row_multiple
+        fresh = iter(range(len(dataset)))
+        finetune._train_step(run, [collate([dataset[next(fresh)] for _ in range(4)])])  # warm
+        rates = {"rounded": [], "rows as they are": []}
+        for round_index in range(args.rounds):
+            order = list(rates) if round_index % 2 == 0 else list(reversed(rates))
+            for name in order:
+                multiple = rounded if name == "rounded" else 1
+                collate.row_multiple = multiple
+                groups = [[dataset[next(fresh)] for _ in range(compare.BATCH_SIZE)]
+                          for _ in range(args.batches)]  # fmt: skip
+                batches = [collate(group) for group in groups]
+                tokens = sum(len(row["tokens"]) for group in groups for row in group)
+                head_rows = _loss.gemm_row_multiple
+                _loss.gemm_row_multiple = (lambda d, t, m=multiple: m) if multiple == 1 else head_rows
+                try:
+                    start = time.perf_counter()
+                    for batch in batches:
+                        finetune._train_step(run, [batch])
+                    rates[name].append(tokens / (time.perf_counter() - start))
+                finally:
+                    _loss.gemm_row_multiple = head_rows
+    return {"multiple": rounded, "tokens_per_s": rates}
+
+
 def _work(method: str, row_lengths: list[int], labelled: int) -> float:
     """Matmul FLOPs of a step (compare.py's formula) whose attention spans rows (or
     documents) of ``row_lengths``: the decoder body on every position, the head on the
@@ -117,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         compare.ROWS = 48
     args.work_dir.mkdir(parents=True, exist_ok=True)
     assets = compare.build_assets(args)
+    if args.cold:
+        return _print_cold(assets, args)
     print(f"{args.batches} batches of {compare.BATCH_SIZE} rows, {args.rounds} alternating "
           "rounds, medians; non-padding tokens/s")  # fmt: skip
     print(f"{'config':<12} {'padded':>8} {'padding-free':>13} {'ratio':>6} {'work':>6}  per round")
@@ -130,6 +181,22 @@ def main(argv: list[str] | None = None) -> int:
                   f"{statistics.median(ratios):5.2f}x "
                   f"{r['work']:5.2f}x  {rounds}  ({100 * r['padding_share']:.0f}% of padded "
                   "positions are padding)", flush=True)  # fmt: skip
+    return 0
+
+
+def _print_cold(assets: dict, args: argparse.Namespace) -> int:
+    print(f"padding-free, {args.batches} new batches of {compare.BATCH_SIZE} rows per way and "
+          f"round, {args.rounds} alternating rounds; non-padding tokens/s (medians)")  # fmt: skip
+    print(f"{'config':<12} {'rounded':>8} {'as they are':>12} {'ratio':>6}  per round")
+    for method in args.methods:
+        for dtype in args.dtypes:
+            r = measure_cold(method, dtype, assets, args)
+            rounded, plain = r["tokens_per_s"].values()
+            ratios = [a / b for a, b in zip(rounded, plain, strict=True)]
+            print(f"{method + ' ' + dtype:<12} {statistics.median(rounded):8.0f} "
+                  f"{statistics.median(plain):12.0f} {statistics.median(ratios):5.2f}x  "
+                  + " ".join(f"{x:.2f}" for x in ratios)
+                  + f"  (rows rounded to multiples of {r['multiple']})", flush=True)  # fmt: skip
     return 0
 
 
