@@ -45,18 +45,26 @@ def test_unpacked_batches_are_rounded_where_products_compile_per_shape():
     from omegaconf import OmegaConf
     from torch.utils.data import DataLoader
 
-    from tunesmith.modules import TransformerDecoder
     from tunesmith.recipes.finetune import _Collate, _shape_batches
+
+    llama = pytest.importorskip("tunesmith_llama").llama
 
     samples = [{"tokens": list(range(1, n + 1)), "labels": list(range(1, n + 1))} for n in (5, 9, 2)]
     loader = DataLoader(samples, batch_size=3, collate_fn=_Collate(pad_id=0))
-    model = TransformerDecoder.__new__(TransformerDecoder)  # only its type is looked at
+    model = llama(
+        vocab_size=16, num_layers=1, num_heads=2, num_kv_heads=1, embed_dim=8,
+        intermediate_dim=16, max_seq_len=64, norm_eps=1e-5, rope_base=10000.0,
+    )  # fmt: skip
     cfg = OmegaConf.create({"padding_free": True})
     assert _shape_batches(cfg, model, (loader, None), torch.device("cpu"), torch.bfloat16)
     assert next(iter(loader))["tokens"].shape == (1, 64)  # 16 positions, rounded to 64
     cfg.padding_free = False
     assert not _shape_batches(cfg, model, (loader,), torch.device("cpu"), torch.bfloat16)
     assert next(iter(loader))["tokens"].shape == (3, 22)  # 3 rows x 22 = 66 positions
+    model.max_seq_len = 20  # no row wider than the model's positions
+    _shape_batches(cfg, model, (loader,), torch.device("cpu"), torch.bfloat16)
+    assert next(iter(loader))["tokens"].shape == (3, 9)
+    model.max_seq_len = 64
     _shape_batches(cfg, model, (loader,), torch.device("cpu"), torch.float32)
     assert next(iter(loader))["tokens"].shape == (3, 9)  # fp32: the longest sample's 9
 

@@ -167,12 +167,13 @@ class _Collate:
     """Unpacked samples into a batch: padded rows until :func:`_shape_batches` finds
     that the model takes a DocumentMask (the loader is built before the model), and
     (``row_multiple``) with positions rounded up to a multiple the products' kernels
-    want."""
+    want; padded rows no wider than ``max_width`` (the model's ``max_seq_len``)."""
 
     def __init__(self, pad_id: int) -> None:
         self.pad_id = pad_id
         self.padding_free = False
         self.row_multiple = 1
+        self.max_width: int | None = None
 
     def __call__(self, batch):
         multiple = self.row_multiple if self.row_multiple > 1 else None
@@ -181,10 +182,14 @@ class _Collate:
                 batch, ignore_idx=CROSS_ENTROPY_IGNORE_IDX, pad_to_multiple_of=multiple,
                 pad_id=self.pad_id,
             )  # fmt: skip
-        width_multiple = -(-multiple // len(batch)) if multiple else None  # rows x width
+        if multiple:
+            multiple = -(-multiple // len(batch))  # of the width, so that rows x width is
+            longest = max(len(sample["tokens"]) for sample in batch)
+            if self.max_width and -(-longest // multiple) * multiple > self.max_width:
+                multiple = None  # positions past max_seq_len have no rotary angles
         return padded_collate(
             batch, pad_id=self.pad_id, ignore_idx=CROSS_ENTROPY_IGNORE_IDX,
-            pad_to_multiple_of=width_multiple,
+            pad_to_multiple_of=multiple,
         )  # fmt: skip
 
 
@@ -199,6 +204,7 @@ def _shape_batches(cfg: DictConfig, model: nn.Module, loaders, device, dtype) ->
     for collate in collates:
         collate.padding_free = padding_free
         collate.row_multiple = training.gemm_row_multiple(device, dtype)
+        collate.max_width = getattr(model, "max_seq_len", None)
     return padding_free
 
 
