@@ -62,18 +62,23 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def measure(method: str, dtype: str, assets: dict, args: argparse.Namespace) -> dict:
-    """Median seconds per round of ``args.batches`` steps, padded and padding-free."""
+def _setup_run(method: str, dtype: str, assets: dict, args: argparse.Namespace, tmp: Path):
+    """The finetune recipe's run of compare.py's tunesmith config for ``method``/``dtype``."""
     from omegaconf import OmegaConf
 
     from tunesmith.recipes import FINETUNE_SCHEMA, finetune
 
-    options = argparse.Namespace(steps=args.batches)
+    variant = compare.Variant("tunesmith", method, dtype, "eager")
+    _, path = compare._config(variant, assets, tmp, argparse.Namespace(steps=args.batches))
+    return finetune._setup(FINETUNE_SCHEMA.with_defaults(OmegaConf.load(path)))
+
+
+def measure(method: str, dtype: str, assets: dict, args: argparse.Namespace) -> dict:
+    """Median seconds per round of ``args.batches`` steps, padded and padding-free."""
+    from tunesmith.recipes import finetune
+
     with tempfile.TemporaryDirectory(prefix="tunesmith-padding-free-") as tmp:
-        variant = compare.Variant("tunesmith", method, dtype, "eager")
-        _, path = compare._config(variant, assets, Path(tmp), options)
-        cfg = FINETUNE_SCHEMA.with_defaults(OmegaConf.load(path))
-        run = finetune._setup(cfg)
+        run = _setup_run(method, dtype, assets, args, Path(tmp))
         collate = run.loader.collate_fn
         rows = [run.loader.dataset[i] for i in range(compare.BATCH_SIZE * args.batches)]
         groups = [rows[i : i + compare.BATCH_SIZE] for i in range(0, len(rows), compare.BATCH_SIZE)]
@@ -113,17 +118,11 @@ def measure(method: str, dtype: str, assets: dict, args: argparse.Namespace) -> 
 def measure_cold(method: str, dtype: str, assets: dict, args: argparse.Namespace) -> dict:
     """Non-padding tokens/s of padding-free steps on batches no step had before, with
     row counts rounded (``gemm_row_multiple``) and as they are, per round."""
-    from omegaconf import OmegaConf
-
-    from tunesmith.recipes import FINETUNE_SCHEMA, finetune
+    from tunesmith.recipes import finetune
     from tunesmith.training import _loss
 
-    options = argparse.Namespace(steps=args.batches)
     with tempfile.TemporaryDirectory(prefix="tunesmith-padding-free-") as tmp:
-        variant = compare.Variant("tunesmith", method, dtype, "eager")
-        _, path = compare._config(variant, assets, Path(tmp), options)
-        cfg = FINETUNE_SCHEMA.with_defaults(OmegaConf.load(path))
-        run = finetune._setup(cfg)
+        run = _setup_run(method, dtype, assets, args, Path(tmp))
         collate, dataset = run.loader.collate_fn, run.loader.dataset
         rounded = collate.row_multiple
         fresh = iter(range(len(dataset)))
