@@ -96,8 +96,10 @@ def test_no_probe_and_no_mode_where_weight_major_products_do_not_apply(monkeypat
 
 def test_the_probe_times_both_products_on_the_weights():
     weights = [torch.randn(64, 32), torch.randn(32, 64)]
+    state = torch.get_rng_state()
     linear, weight_major = _matmul._probe_seconds(weights, 3)
     assert linear > 0 and weight_major > 0
+    assert torch.equal(torch.get_rng_state(), state)  # a seeded run's samples stay its own
 
 
 def test_generated_tokens_do_not_depend_on_the_product(loaded, monkeypatch):

@@ -182,15 +182,21 @@ class _Collate:
                 batch, ignore_idx=CROSS_ENTROPY_IGNORE_IDX, pad_to_multiple_of=multiple,
                 pad_id=self.pad_id,
             )  # fmt: skip
-        if multiple:
-            multiple = -(-multiple // len(batch))  # of the width, so that rows x width is
-            longest = max(len(sample["tokens"]) for sample in batch)
-            if self.max_width and -(-longest // multiple) * multiple > self.max_width:
-                multiple = None  # positions past max_seq_len have no rotary angles
         return padded_collate(
             batch, pad_id=self.pad_id, ignore_idx=CROSS_ENTROPY_IGNORE_IDX,
-            pad_to_multiple_of=multiple,
+            pad_to_multiple_of=multiple and self._width_multiple(batch, multiple),
         )  # fmt: skip
+
+    def _width_multiple(self, batch, multiple: int) -> int | None:
+        """The multiple padded rows' width is rounded to: rows x width is then a multiple
+        of ``multiple`` where the batch size divides it, and takes few values otherwise.
+        None where rounding would pass ``max_width`` (positions past the model's
+        max_seq_len have no rotary angles)."""
+        width_multiple = -(-multiple // len(batch))
+        longest = max(len(sample["tokens"]) for sample in batch)
+        if self.max_width and -(-longest // width_multiple) * width_multiple > self.max_width:
+            return None
+        return width_multiple
 
 
 def _shape_batches(cfg: DictConfig, model: nn.Module, loaders, device, dtype) -> bool:
