@@ -19,6 +19,11 @@
   earlier call had (150 and up), as batches of varying length give every step, against
   the same row counts rounded up to a multiple of 64 (``gemm_row_multiple``), which
   repeat: in bf16 on the CPU, oneDNN compiles a kernel for every new shape.
+- ``attention_lengths``: forward + backward of causal attention (8 heads, head dim 64)
+  on 8 documents of lengths no earlier call had (93 and up), as padding-free batches
+  give every step, against the same documents rounded up to a multiple of 16 with
+  positions after them (``document_length_multiple``): in bf16 on the CPU, SDPA
+  compiles oneDNN products for every new length.
 - ``adamw``: one AdamW step over a 58M-parameter model's tensors: per-tensor loop
   (torch's CPU default), for-each, and fused.
 
@@ -48,7 +53,7 @@ def _parse(argv):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--only", default="attention,head,decode_linear,new_shapes,adamw",
+        "--only", default="attention,head,decode_linear,new_shapes,attention_lengths,adamw",
         help="comma-separated cases",
     )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
@@ -187,6 +192,29 @@ def new_shapes_cases(dtype):
     return {"new row counts": products(False), "row counts rounded up to 64": products(True)}
 
 
+_FRESH_LENGTHS = itertools.count(93)  # document lengths no call has used before
+
+
+def attention_lengths_cases(dtype):
+    import torch
+    import torch.nn.functional as F
+
+    def documents(multiple: int):
+        def run():
+            for _ in range(8):
+                n = next(_FRESH_LENGTHS)
+                q, k, v = (torch.randn(1, 8, n, 64, dtype=dtype, requires_grad=True)
+                           for _ in range(3))  # fmt: skip
+                extra = -n % multiple  # as MultiHeadAttention._attend_document rounds
+                padded = (F.pad(t, (0, 0, 0, extra)) for t in (q, k, v))
+                out = F.scaled_dot_product_attention(*padded, is_causal=True)
+                out[:, :, :n].sum().backward()
+
+        return run
+
+    return {"new lengths": documents(1), "lengths rounded up to 16": documents(16)}
+
+
 def adamw_cases(dtype):
     import torch
 
@@ -207,6 +235,7 @@ CASES = {
     "head": head_cases,
     "decode_linear": decode_linear_cases,
     "new_shapes": new_shapes_cases,
+    "attention_lengths": attention_lengths_cases,
     "adamw": adamw_cases,
 }
 

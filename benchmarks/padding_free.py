@@ -10,9 +10,9 @@ rounds' speed-ups (each round times both ways back to back); "work" is the ratio
 the two ways' matmul FLOPs, the gain at an equal cost per FLOP (padding costs in the
 decoder body only: the loss applies the head to labelled positions either way).
 
-``--cold`` measures what rounding row counts buys (``gemm_row_multiple``: bf16 on the
-CPU compiles a kernel for every new product shape): each way, rounded and with rows as
-they are, trains on batches no earlier step had, the dataset's rows in order, as in a
+``--cold`` measures what rounding row counts and documents' attention lengths buys
+(``gemm_row_multiple``, ``document_length_multiple``: bf16 on the CPU compiles kernels
+for every new product shape): each way, rounded and with rows as they are, trains on batches no earlier step had, the dataset's rows in order, as in a
 training run (the default reuses one set of batches, whose kernels are then compiled).
 
 Examples::
@@ -25,6 +25,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -117,14 +118,17 @@ def measure(method: str, dtype: str, assets: dict, args: argparse.Namespace) -> 
 
 def measure_cold(method: str, dtype: str, assets: dict, args: argparse.Namespace) -> dict:
     """Non-padding tokens/s of padding-free steps on batches no step had before, with
-    row counts rounded (``gemm_row_multiple``) and as they are, per round."""
+    row counts and attention lengths rounded (``gemm_row_multiple``,
+    ``document_length_multiple``) and as they are, per round."""
+    from tunesmith.modules import _attention
     from tunesmith.recipes import finetune
-    from tunesmith.training import _loss
 
     with tempfile.TemporaryDirectory(prefix="tunesmith-padding-free-") as tmp:
         run = _setup_run(method, dtype, assets, args, Path(tmp))
         collate, dataset = run.loader.collate_fn, run.loader.dataset
         rounded = collate.row_multiple
+        weight = next(run.model.parameters())
+        lengths = _attention.document_length_multiple(weight.device, weight.dtype)
         fresh = iter(range(len(dataset)))
         finetune._train_step(run, [collate([dataset[next(fresh)] for _ in range(4)])])  # warm
         rates = {"rounded": [], "rows as they are": []}
@@ -137,16 +141,28 @@ def measure_cold(method: str, dtype: str, assets: dict, args: argparse.Namespace
                           for _ in range(args.batches)]  # fmt: skip
                 batches = [collate(group) for group in groups]
                 tokens = sum(len(row["tokens"]) for group in groups for row in group)
-                head_rows = _loss.gemm_row_multiple
-                _loss.gemm_row_multiple = (lambda d, t, m=multiple: m) if multiple == 1 else head_rows
-                try:
+                with _rounding(on=name == "rounded"):
                     start = time.perf_counter()
                     for batch in batches:
                         finetune._train_step(run, [batch])
                     rates[name].append(tokens / (time.perf_counter() - start))
-                finally:
-                    _loss.gemm_row_multiple = head_rows
-    return {"multiple": rounded, "tokens_per_s": rates}
+    return {"multiple": rounded, "length_multiple": lengths, "tokens_per_s": rates}
+
+
+@contextlib.contextmanager
+def _rounding(*, on: bool):
+    """The model's own rounding of the head's chunks and of documents' attention
+    lengths, or (``on=False``) none."""
+    from tunesmith.modules import _attention
+    from tunesmith.training import _loss
+
+    saved = _loss.gemm_row_multiple, _attention.document_length_multiple
+    if not on:
+        _loss.gemm_row_multiple = _attention.document_length_multiple = lambda device, dtype: 1
+    try:
+        yield
+    finally:
+        _loss.gemm_row_multiple, _attention.document_length_multiple = saved
 
 
 def _work(method: str, row_lengths: list[int], labelled: int) -> float:
@@ -195,7 +211,8 @@ def _print_cold(assets: dict, args: argparse.Namespace) -> int:
             print(f"{method + ' ' + dtype:<12} {statistics.median(rounded):8.0f} "
                   f"{statistics.median(plain):12.0f} {statistics.median(ratios):5.2f}x  "
                   + " ".join(f"{x:.2f}" for x in ratios)
-                  + f"  (rows rounded to multiples of {r['multiple']})", flush=True)  # fmt: skip
+                  + f"  (rows rounded to multiples of {r['multiple']}, documents' "
+                  f"attention to {r['length_multiple']})", flush=True)  # fmt: skip
     return 0
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from tunesmith.data import CROSS_ENTROPY_IGNORE_IDX, PackedDataset, packed_collate
-from tunesmith.modules import DocumentMask, build_decoder
+from tunesmith.modules import DocumentMask, _attention, build_decoder
 from tunesmith.training import shift_labels
 
 IGNORE = CROSS_ENTROPY_IGNORE_IDX
@@ -52,7 +52,11 @@ def test_document_mask_validates_and_densifies():
     [{}, {"sliding_window": 3}, {"attn_softcap": 5.0, "final_softcap": 3.0}, {"num_kv_heads": 1}],
     ids=["gqa", "window", "softcap", "mqa"],
 )
-def test_document_mask_equals_the_dense_block_mask(options):
+@pytest.mark.parametrize("multiple", [1, 4], ids=["as_they_are", "lengths_rounded"])
+def test_document_mask_equals_the_dense_block_mask(options, multiple, monkeypatch):
+    # Rounded: each document's attention spans a multiple of 4 positions (5 -> 8, 9 -> 12,
+    # 2 -> 4), as bf16 on a CPU rounds them to 16; the appended ones change nothing.
+    monkeypatch.setattr(_attention, "document_length_multiple", lambda device, dtype: multiple)
     model = _model(**options)
     seq_lens = ((5, 9, 2), (16,))
     tokens = torch.randint(1, 97, (2, 16), generator=torch.Generator().manual_seed(1))
@@ -154,3 +158,32 @@ def test_compiled_document_attention_compiles_once_for_any_document_lengths():
     run((1, 2, 3, 10))
     assert counters["stats"]["unique_graphs"] == graphs
     torch._dynamo.reset()
+
+
+def test_document_lengths_are_rounded_where_new_lengths_compile_kernels():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert _attention.document_length_multiple(cpu, torch.bfloat16) == 16
+    assert _attention.document_length_multiple(cpu, torch.float16) == 16
+    assert _attention.document_length_multiple(cpu, torch.float32) == 1
+    assert _attention.document_length_multiple(cuda, torch.bfloat16) == 1
+
+
+def test_bf16_document_attention_spans_multiples_of_16_and_equals_the_unrounded(monkeypatch):
+    model = _model(max_seq_len=128).to(torch.bfloat16)
+    seq_lens = ((37, 5, 22),)
+    tokens = torch.randint(1, 97, (1, 64), generator=torch.Generator().manual_seed(2))
+    positions = torch.cat([torch.arange(n) for n in seq_lens[0]])[None]
+    lengths = []
+    sdpa = F.scaled_dot_product_attention
+
+    def recorded(q, *args, **kwargs):
+        lengths.append(q.shape[2])
+        return sdpa(q, *args, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", recorded)
+    rounded = model(tokens, mask=DocumentMask(seq_lens), input_pos=positions)
+    assert lengths == [48, 16, 32] * 2  # per layer
+    monkeypatch.setattr(_attention, "document_length_multiple", lambda device, dtype: 1)
+    plain = model(tokens, mask=DocumentMask(seq_lens), input_pos=positions)
+    assert lengths[6:] == [37, 5, 22] * 2
+    torch.testing.assert_close(rounded.float(), plain.float(), rtol=0.02, atol=0.02)

@@ -201,6 +201,7 @@ class MultiHeadAttention(nn.Module):
                 f"the DocumentMask is for {documents.shape[:2]} (batch, sequence), the input "
                 f"is {(q.shape[0], q.shape[2])}"
             )
+        multiple = document_length_multiple(q.device, q.dtype)
         # unbind + split (not indexing): their backward stacks and concatenates the pieces'
         # gradients once, where slices would each add a zero-filled tensor of full size.
         rows = []
@@ -210,12 +211,22 @@ class MultiHeadAttention(nn.Module):
             pieces = zip(
                 q_row.split(lens, 1), k_row.split(lens, 1), v_row.split(lens, 1), strict=True
             )
-            parts = [
-                self._attend(qd[None], kd[None], vd[None], None, 0)  # (1, h, n, d)
-                for qd, kd, vd in pieces
-            ]
+            parts = [self._attend_document(qd, kd, vd, multiple) for qd, kd, vd in pieces]
             rows.append(parts[0] if len(parts) == 1 else torch.cat(parts, dim=2))  # (1, h, s, d)
         return rows[0] if len(rows) == 1 else torch.cat(rows, dim=0)  # (b, h, s, d)
+
+    def _attend_document(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, multiple: int
+    ) -> torch.Tensor:
+        """Causal attention of one document's ``(h, n, d)`` slices, as ``(1, h, n, d)``;
+        computed over ``n`` rounded up to ``multiple`` with zero positions appended, which
+        no real position attends to (they come after it) and whose outputs are dropped."""
+        n = q.shape[1]
+        extra = -n % multiple
+        if extra:
+            q, k, v = (F.pad(t, (0, 0, 0, extra)) for t in (q, k, v))  # (h, n + extra, d)
+        out = self._attend(q[None], k[None], v[None], None, 0)  # (1, h, n + extra, d)
+        return out[:, :, :n] if extra else out
 
     def _norm_qk(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         q = q if self.q_norm is None else self.q_norm(q)
@@ -256,6 +267,28 @@ class MultiHeadAttention(nn.Module):
         weights = F.dropout(weights, p=dropout, training=dropout > 0)
         out = weights.view(b, h_kv, group, s, kv_len) @ v  # (b, h_kv, group, s, d)
         return out.view(b, h, s, d)
+
+
+#: Documents' lengths in bf16/fp16 attention on a CPU are rounded up to a multiple of this.
+CPU_DOCUMENT_LENGTH_MULTIPLE = 16
+
+
+def document_length_multiple(device: torch.device, dtype: torch.dtype) -> int:
+    """The multiple a packed document's attention length is rounded up to, so that
+    batches of new document lengths reuse the attention kernels of earlier ones.
+
+    On a CPU, SDPA's bf16/fp16 kernel compiles oneDNN products for each new length:
+    forward + backward of 8 heads x 64 over ~100 positions took 7 ms for a length seen
+    first against 2 ms for one seen before, and 8 documents of new lengths 2.6x as long
+    as rounded ones (``python benchmarks/micro.py --only attention_lengths``). fp32 and
+    CUDA have no such cost. 16 adds ~4% to a ~200-token document's positions;
+    :func:`~tunesmith.training.gemm_row_multiple` rounds the other products.
+
+    Returns:
+        ``CPU_DOCUMENT_LENGTH_MULTIPLE`` for bf16/fp16 on the CPU, else 1.
+    """
+    cpu = device.type == "cpu"
+    return CPU_DOCUMENT_LENGTH_MULTIPLE if cpu and dtype in (torch.bfloat16, torch.float16) else 1
 
 
 def _sdpa_groups_heads(q: torch.Tensor, attn_mask: torch.Tensor | None) -> bool:
