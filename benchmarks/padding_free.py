@@ -12,8 +12,9 @@ decoder body only: the loss applies the head to labelled positions either way).
 
 ``--cold`` measures what rounding row counts and documents' attention lengths buys
 (``gemm_row_multiple``, ``document_length_multiple``: bf16 on the CPU compiles kernels
-for every new product shape): each way, rounded and with rows as they are, trains on batches no earlier step had, the dataset's rows in order, as in a
-training run (the default reuses one set of batches, whose kernels are then compiled).
+for every new product shape): each way, rounded and with rows as they are, trains on
+batches no earlier step had, the dataset's rows in order, as in a training run (the
+default reuses one set of batches, whose kernels are then compiled).
 
 Examples::
 
