@@ -44,6 +44,34 @@ def test_cache_length_is_exact_eager_and_a_power_of_two_compiled(fresh_model):
     assert cache_length(fresh_model, 200) == 200
 
 
+@pytest.mark.parametrize(
+    "asked, passed",
+    [
+        ({}, {"options": {"cpp_wrapper": True}}),
+        ({"options": {"cpp_wrapper": False}}, {"options": {"cpp_wrapper": False}}),
+        (
+            {"options": {"max_autotune": True}},
+            {"options": {"cpp_wrapper": True, "max_autotune": True}},
+        ),
+        ({"mode": "reduce-overhead"}, {"mode": "reduce-overhead"}),  # a mode excludes options
+        ({"backend": "eager"}, {"backend": "eager"}),  # options are inductor's
+    ],
+    ids=["default", "explicit_off", "merged", "mode", "other_backend"],
+)
+def test_cpu_models_compile_with_the_cpp_wrapper_unless_asked_otherwise(
+    fresh_model, monkeypatch, asked, passed
+):
+    seen = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: seen.append(kwargs) or fn)
+    compile_for_generation(fresh_model, **asked)
+    assert seen == [passed, passed]  # the step and the head
+
+    seen.clear()
+    meta = torch.nn.Linear(4, 4, device="meta")  # not on the CPU: torch's defaults
+    compile_for_generation(meta)
+    assert seen == [{}]
+
+
 def _prompts(lengths, seed=0):
     g = torch.Generator().manual_seed(seed)
     return [torch.randint(3, 250, (n,), generator=g).tolist() for n in lengths]

@@ -28,6 +28,11 @@ def compile_for_generation(model: nn.Module, **compile_kwargs: Any) -> nn.Module
     symbol, or every step would compile anew. The first step compiles (tens of seconds
     on a CPU); outputs equal eager decoding's.
 
+    On the CPU, inductor writes the graphs' wrapper in C++ (``cpp_wrapper``) unless
+    ``compile_kwargs`` choose otherwise: a one-token step spends ~0.5 ms in the
+    Python wrapper's calls, and the C++ one made decoding ~6% faster (a 23M Llama,
+    batch 1 and 8), for ~3 s more of a first compile without a warm inductor cache.
+
     Args:
         model: A :class:`tunesmith.modules.TransformerDecoder` (anything with
             ``forward(tokens, **kwargs)``; ``project`` is compiled too where it exists).
@@ -38,6 +43,7 @@ def compile_for_generation(model: nn.Module, **compile_kwargs: Any) -> nn.Module
     """
     if is_compiled_for_generation(model):
         return model
+    compile_kwargs = _with_cpu_defaults(model, compile_kwargs)
     model.forward = _compiled(model.forward, compile_kwargs)
     if callable(getattr(model, "project", None)):
         model.project = _compiled(model.project, compile_kwargs)
@@ -59,6 +65,17 @@ def cache_length(model: nn.Module, needed: int) -> int:
     bucket = max(_SMALLEST_CACHE, 1 << (needed - 1).bit_length())
     limit = getattr(model, "max_seq_len", None)
     return max(needed, min(bucket, limit)) if limit else bucket
+
+
+def _with_cpu_defaults(model: nn.Module, compile_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``compile_kwargs`` with inductor's C++ wrapper on for a model on the CPU (when
+    neither another backend, a mode, nor an explicit ``cpp_wrapper`` is asked for)."""
+    on_cpu = all(p.device.type == "cpu" for p in model.parameters())
+    inductor = compile_kwargs.get("backend", "inductor") == "inductor"
+    if not (on_cpu and inductor) or "mode" in compile_kwargs:
+        return compile_kwargs  # torch.compile takes options or a mode, not both
+    options = {"cpp_wrapper": True, **(compile_kwargs.get("options") or {})}
+    return {**compile_kwargs, "options": options}
 
 
 def _compiled(method: Callable[..., Any], compile_kwargs: dict[str, Any]) -> Callable[..., Any]:
