@@ -16,11 +16,16 @@ for every new product shape): each way, rounded and with rows as they are, train
 batches no earlier step had, the dataset's rows in order, as in a training run (the
 default reuses one set of batches, whose kernels are then compiled).
 
+``--compile`` times padding-free steps with the decoder layers eager and compiled
+(``compile: true``), alternating in one process once both are warm, and prints the
+compiled layers' warm-up: the first steps' time beyond what eager ones take.
+
 Examples::
 
     python benchmarks/padding_free.py
     python benchmarks/padding_free.py --methods lora --dtypes fp32,bf16 --rounds 5
     python benchmarks/padding_free.py --cold --methods lora,full --dtypes bf16
+    python benchmarks/padding_free.py --compile --methods lora --dtypes fp32 --rounds 4
 """
 
 from __future__ import annotations
@@ -57,8 +62,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cold", action="store_true",
                         help="new batches for every way and round, rounded row counts against "
                         "rows as they are")  # fmt: skip
+    parser.add_argument("--compile", action="store_true",
+                        help="padding-free steps, decoder layers eager against compiled")  # fmt: skip
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.cold and args.compile:
+        parser.error("--cold and --compile measure different things: choose one")
     args.methods = compare._choices(parser, "methods", args.methods, compare.METHODS)
     args.dtypes = compare._choices(parser, "dtypes", args.dtypes, compare.DTYPES)
     return args
@@ -150,6 +159,41 @@ def measure_cold(method: str, dtype: str, assets: dict, args: argparse.Namespace
     return {"multiple": rounded, "length_multiple": lengths, "tokens_per_s": rates}
 
 
+def measure_compiled(method: str, dtype: str, assets: dict, args: argparse.Namespace) -> dict:
+    """Tokens/s of padding-free steps per round, decoder layers eager and compiled (as
+    ``compile: true`` compiles them), and the compiled layers' warm-up in seconds."""
+    from tunesmith.recipes import finetune
+
+    with tempfile.TemporaryDirectory(prefix="tunesmith-padding-free-") as tmp:
+        run = _setup_run(method, dtype, assets, args, Path(tmp))
+        rows = [run.loader.dataset[i] for i in range(compare.BATCH_SIZE * args.batches)]
+        batches = [run.loader.collate_fn(rows[i : i + compare.BATCH_SIZE])
+                   for i in range(0, len(rows), compare.BATCH_SIZE)]  # fmt: skip
+        layers = list(run.model.layers)
+        for layer in layers:
+            layer.compile()
+        compiled = [layer._compiled_call_impl for layer in layers]
+
+        def steps(way: str, some: list) -> float:
+            for layer, call in zip(layers, compiled, strict=True):  # None: the eager forward
+                layer._compiled_call_impl = call if way == "compiled" else None
+            start = time.perf_counter()
+            for batch in some:
+                finetune._train_step(run, [batch])
+            return time.perf_counter() - start
+
+        # two shapes compile a static and then a dynamic graph; eager's first steps
+        # allocate: the warm-up is the difference
+        warm_up = steps("compiled", batches[:3]) - steps("eager", batches[:3])
+        tokens = sum(len(row["tokens"]) for row in rows)
+        rates = {"eager": [], "compiled": []}
+        for round_index in range(args.rounds):
+            order = list(rates) if round_index % 2 == 0 else list(reversed(rates))
+            for way in order:
+                rates[way].append(tokens / steps(way, batches))
+    return {"tokens_per_s": rates, "warm_up_s": max(0.0, warm_up)}
+
+
 @contextlib.contextmanager
 def _rounding(*, on: bool):
     """The model's own rounding of the head's chunks and of documents' attention
@@ -184,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     assets = compare.build_assets(args)
     if args.cold:
         return _print_cold(assets, args)
+    if args.compile:
+        return _print_compiled(assets, args)
     print(f"{args.batches} batches of {compare.BATCH_SIZE} rows, {args.rounds} alternating "
           "rounds, medians; non-padding tokens/s")  # fmt: skip
     print(f"{'config':<12} {'padded':>8} {'padding-free':>13} {'ratio':>6} {'work':>6}  per round")
@@ -214,6 +260,22 @@ def _print_cold(assets: dict, args: argparse.Namespace) -> int:
                   + " ".join(f"{x:.2f}" for x in ratios)
                   + f"  (rows rounded to multiples of {r['multiple']}, documents' "
                   f"attention to {r['length_multiple']})", flush=True)  # fmt: skip
+    return 0
+
+
+def _print_compiled(assets: dict, args: argparse.Namespace) -> int:
+    print(f"padding-free, {args.batches} batches of {compare.BATCH_SIZE} rows, {args.rounds} "
+          "alternating rounds once warm; tokens/s (medians)")  # fmt: skip
+    print(f"{'config':<12} {'eager':>8} {'compiled':>9} {'ratio':>6}  per round")
+    for method in args.methods:
+        for dtype in args.dtypes:
+            r = measure_compiled(method, dtype, assets, args)
+            eager, compiled = r["tokens_per_s"]["eager"], r["tokens_per_s"]["compiled"]
+            ratios = [a / b for a, b in zip(compiled, eager, strict=True)]
+            print(f"{method + ' ' + dtype:<12} {statistics.median(eager):8.0f} "
+                  f"{statistics.median(compiled):9.0f} {statistics.median(ratios):5.2f}x  "
+                  + " ".join(f"{x:.2f}" for x in ratios)
+                  + f"  (compile warm-up {r['warm_up_s']:.1f} s)", flush=True)  # fmt: skip
     return 0
 
 

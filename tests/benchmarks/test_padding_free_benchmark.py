@@ -39,3 +39,27 @@ def test_padded_and_padding_free_steps_are_timed_side_by_side(tmp_path):
     with pytest.raises(subprocess.CalledProcessError):
         subprocess.run([sys.executable, str(SCRIPT), "--methods", "dpo"], check=True,
                        capture_output=True, env=env, timeout=120)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_compiled_layers_are_timed_against_eager_ones_after_their_warm_up(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--tiny", "--compile", "--batches", "2", "--rounds", "2",
+         "--methods", "lora", "--dtypes", "fp32", "--work-dir", str(tmp_path / "work")],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    row = re.search(
+        r"^lora fp32 +(\d+) +(\d+) +([\d.]+)x +([\d.]+) ([\d.]+) +\(compile warm-up ([\d.]+) s\)",
+        proc.stdout,
+        re.MULTILINE,
+    )
+    assert row, proc.stdout
+    eager, compiled, ratio, first, second, warm_up = row.groups()
+    assert int(eager) > 0 and int(compiled) > 0
+    assert float(ratio) == pytest.approx((float(first) + float(second)) / 2, abs=0.011)
+    assert float(warm_up) > 0.5  # inductor compiled the layers' graphs in the first steps
+    both = subprocess.run([sys.executable, str(SCRIPT), "--cold", "--compile"],
+                          capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    assert both.returncode == 2 and "choose one" in both.stderr
