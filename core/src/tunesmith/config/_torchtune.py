@@ -282,21 +282,23 @@ def _registry_tables() -> dict[str, dict[str, Any]]:
     return get_registry().tables
 
 
-def _family_package(path: str) -> str:
-    """``tunesmith-<family>`` for a ``torchtune.models.<package>.<builder>`` path: the
-    first word of the package name (``llama3_2`` -> ``llama``)."""
+def _family_packages(path: str) -> tuple[str, str]:
+    """The distributions that may hold a ``torchtune.models.<package>.<builder>``:
+    ``tunesmith-<package>`` and ``tunesmith-<its first word>`` (``phi3`` ->
+    ``tunesmith-phi3``, ``tunesmith-phi``), the family's name last."""
     package = path.split(".")[2] if path.count(".") >= 3 else _last(path)
     words = re.findall(r"[a-z]+", package.removeprefix("code_"))
-    return f"tunesmith-{words[0] if words else package}"
+    return f"tunesmith-{package}", f"tunesmith-{words[0] if words else package}"
 
 
 def _unknown_model(path: str, name: str, models: Mapping[str, Any]) -> str:
     from tunesmith.errors import did_you_mean
     from tunesmith.registry import get_registry
 
-    package = _family_package(path)
     auto = "or write model: {_component_: auto} (the architecture checkpointer.checkpoint_dir's config.json describes)"
     installed = {p.distribution for p in get_registry().plugins.values()}
+    candidates = _family_packages(path)
+    package = next((c for c in candidates if c in installed), candidates[-1])
     if package in installed:
         close = did_you_mean(name, models)
         return (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tunesmith import CheckpointAdapter, Model, hookimpl
 from tunesmith.config import FINETUNE_KINDS, render_configs
 from tunesmith_phi3 import _builders, _convert
@@ -45,6 +47,12 @@ SIZES = {
 def register_models(register):
     for builder, repo in _builders.HF_REPOS.items():
         register(Model.for_builder(builder, family="phi3", hf_repo=repo))
+    # torchtune's builder of the 4k model (torchtune.models.phi3.phi3_mini), so that
+    # its phi3 configs translate to this plugin's model
+    mini_4k = Model.for_builder(
+        _builders.phi3_mini_4k, family="phi3", hf_repo=_builders.HF_REPOS[_builders.phi3_mini_4k]
+    )
+    register(replace(mini_4k, name="phi3_mini", description="phi3_mini_4k under torchtune's name"))
 
 
 @hookimpl

@@ -1,0 +1,113 @@
+"""torchtune's Phi-3 configs (``fixtures/torchtune/phi3``: torchtune 0.6.1's own files,
+unchanged) translate to this plugin's model and train the tiny checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import tunesmith
+from tunesmith.cli import cli
+from tunesmith.config._load import _read
+from tunesmith.config._torchtune import recipe_from_comments, translate_torchtune_config
+from tunesmith_phi3 import phi3_mini_4k
+
+CONFIGS = Path(__file__).resolve().parent / "fixtures" / "torchtune" / "phi3"
+
+
+def _translate(name: str, **changes):
+    path = CONFIGS / f"{name}.yaml"
+    raw = {**_read(path, []), **changes}
+    return translate_torchtune_config(raw, recipe=recipe_from_comments(path.read_text()))
+
+
+def test_torchtunes_phi3_mini_is_the_4k_model():
+    model = tunesmith.get_registry().get("models", "phi3_mini")
+    assert model.builder is phi3_mini_4k
+    assert (model.family, model.hf_repo) == ("phi3", "microsoft/Phi-3-mini-4k-instruct")
+
+
+@pytest.mark.parametrize(
+    ("name", "recipe", "peft"),
+    [
+        ("mini_full_low_memory", "full_finetune_single_device", None),
+        ("mini_lora_single_device", "lora_finetune_single_device", "lora"),
+        ("mini_qlora_single_device", "lora_finetune_single_device", "qlora"),
+    ],
+)
+def test_torchtunes_phi3_configs_translate_to_this_plugins_model(name, recipe, peft):
+    assert recipe_from_comments((CONFIGS / f"{name}.yaml").read_text()) == recipe
+    t = _translate(name)
+    assert t.problems == []
+    assert t.config["model"] == {"_component_": "phi3_mini"}
+    assert t.config["checkpointer"]["model_type"] == "PHI3_MINI"
+    if peft is None:
+        assert "peft" not in t.config
+    else:
+        block = t.config["peft"]
+        assert block["_component_"] == peft
+        assert block["lora_attn_modules"] == ["q_proj", "v_proj", "output_proj"]
+        assert (block["apply_lora_to_mlp"], block["lora_rank"], block["lora_alpha"]) == (
+            True,
+            8,
+            16,
+        )
+
+
+def test_an_unregistered_phi3_builder_names_the_installed_plugin():
+    t = _translate(
+        "mini_full_low_memory", model={"_component_": "torchtune.models.phi3.phi3_mini_4"}
+    )
+    [problem] = t.problems
+    assert "the installed tunesmith-phi3 registers no model 'phi3_mini_4'" in problem
+    assert "phi3_mini" in problem.split("'phi3_mini_4'", 1)[1]  # the close names
+    assert "pip install" not in problem
+
+
+@pytest.mark.slow
+def test_torchtunes_lora_config_trains_and_writes_the_fused_modules_adapter(
+    phi3_dir, alpaca_file, tmp_path
+):
+    """Pointed at the tiny checkpoint as torchtune's own configs are in the core's tests:
+    the builder swapped for the component builder (the architecture from config.json)."""
+    arch = json.loads((phi3_dir / "config.json").read_text())
+    out = tmp_path / "run"
+    overrides = [
+        "model._component_=torchtune.models.phi3.lora_phi3",
+        f"model.vocab_size={arch['vocab_size']}",
+        f"model.num_layers={arch['num_hidden_layers']}",
+        f"checkpointer.checkpoint_dir={phi3_dir}",
+        "checkpointer.checkpoint_files=[model.safetensors]",
+        f"checkpointer.output_dir={out}",
+        f"output_dir={out}",
+        f"tokenizer.path={phi3_dir / 'tokenizer.json'}",
+        "tokenizer.max_seq_len=256",
+        "dataset.source=json",
+        f"dataset.data_files={alpaca_file}",
+        "device=cpu",
+        "dtype=fp32",
+        "batch_size=2",
+        "max_steps_per_epoch=2",
+        "gradient_accumulation_steps=1",
+        "enable_activation_checkpointing=False",
+        "lr_scheduler.num_warmup_steps=0",
+    ]
+    config = CONFIGS / "mini_lora_single_device.yaml"
+    result = CliRunner().invoke(
+        cli, ["run", "lora_finetune_single_device", "--config", str(config), *overrides]
+    )
+    assert result.exit_code == 0, result.output
+    assert "model._component_: torchtune.models.phi3.lora_phi3 -> auto" in result.output
+    adapter = json.loads((out / "epoch_0" / "adapter" / "adapter_config.json").read_text())
+    # q, v and the output projection, and the MLP, as HF's fused modules (PEFT's names)
+    assert adapter["target_modules"] == ["down_proj", "gate_up_proj", "o_proj", "qkv_proj"]
+    # the config's rank 8 and alpha 16 per part: q and v as one rank-16 LoRA of qkv_proj
+    # (gate and up likewise), each part at alpha / r = 2
+    for module, rank in (("self_attn.qkv_proj", 16), ("mlp.gate_up_proj", 16),
+                         ("self_attn.o_proj", 8), ("mlp.down_proj", 8)):  # fmt: skip
+        key = f"model.layers.1.{module}"
+        r = adapter["rank_pattern"].get(key, adapter["r"])
+        assert (r, adapter["alpha_pattern"].get(key, adapter["lora_alpha"]) / r) == (rank, 2), key
