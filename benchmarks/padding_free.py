@@ -17,7 +17,7 @@ batches no earlier step had, the dataset's rows in order, as in a training run (
 default reuses one set of batches, whose kernels are then compiled).
 
 ``--compile`` times padding-free steps with the decoder layers eager and compiled
-(``compile: true``), alternating in one process once both are warm, and prints the
+(as ``compile: true`` compiles them; the loss stays eager), alternating in one process once both are warm, and prints the
 compiled layers' warm-up: the first steps' time beyond what eager ones take.
 
 Examples::
@@ -84,6 +84,12 @@ def _setup_run(method: str, dtype: str, assets: dict, args: argparse.Namespace, 
     return finetune._setup(FINETUNE_SCHEMA.with_defaults(OmegaConf.load(path)))
 
 
+def _first_groups(run, args: argparse.Namespace) -> list[list[dict]]:
+    """The dataset's first ``args.batches`` batches of rows, in order, uncollated."""
+    rows = [run.loader.dataset[i] for i in range(compare.BATCH_SIZE * args.batches)]
+    return [rows[i : i + compare.BATCH_SIZE] for i in range(0, len(rows), compare.BATCH_SIZE)]
+
+
 def measure(method: str, dtype: str, assets: dict, args: argparse.Namespace) -> dict:
     """Median seconds per round of ``args.batches`` steps, padded and padding-free."""
     from tunesmith.recipes import finetune
@@ -91,8 +97,8 @@ def measure(method: str, dtype: str, assets: dict, args: argparse.Namespace) -> 
     with tempfile.TemporaryDirectory(prefix="tunesmith-padding-free-") as tmp:
         run = _setup_run(method, dtype, assets, args, Path(tmp))
         collate = run.loader.collate_fn
-        rows = [run.loader.dataset[i] for i in range(compare.BATCH_SIZE * args.batches)]
-        groups = [rows[i : i + compare.BATCH_SIZE] for i in range(0, len(rows), compare.BATCH_SIZE)]
+        groups = _first_groups(run, args)
+        rows = [row for group in groups for row in group]
         batches = {}
         for name, free in (("padded", False), ("padding-free", True)):
             collate.padding_free = free
@@ -166,9 +172,8 @@ def measure_compiled(method: str, dtype: str, assets: dict, args: argparse.Names
 
     with tempfile.TemporaryDirectory(prefix="tunesmith-padding-free-") as tmp:
         run = _setup_run(method, dtype, assets, args, Path(tmp))
-        rows = [run.loader.dataset[i] for i in range(compare.BATCH_SIZE * args.batches)]
-        batches = [run.loader.collate_fn(rows[i : i + compare.BATCH_SIZE])
-                   for i in range(0, len(rows), compare.BATCH_SIZE)]  # fmt: skip
+        groups = _first_groups(run, args)
+        batches = [run.loader.collate_fn(group) for group in groups]
         layers = list(run.model.layers)
         for layer in layers:
             layer.compile()
@@ -185,7 +190,7 @@ def measure_compiled(method: str, dtype: str, assets: dict, args: argparse.Names
         # two shapes compile a static and then a dynamic graph; eager's first steps
         # allocate: the warm-up is the difference
         warm_up = steps("compiled", batches[:3]) - steps("eager", batches[:3])
-        tokens = sum(len(row["tokens"]) for row in rows)
+        tokens = sum(len(row["tokens"]) for group in groups for row in group)
         rates = {"eager": [], "compiled": []}
         for round_index in range(args.rounds):
             order = list(rates) if round_index % 2 == 0 else list(reversed(rates))
