@@ -246,9 +246,10 @@ def test_every_problem_is_listed_at_once():
 
 
 def test_unknown_model_names_the_plugin_to_install():
-    t = _translate("llama3_2/1B_lora", model={"_component_": "torchtune.models.phi4.phi4_14b"})
+    model = {"_component_": "torchtune.models.deepseek_v3.deepseek_v3_671b"}
+    t = _translate("llama3_2/1B_lora", model=model)
     [problem] = t.problems
-    assert "pip install tunesmith-phi" in problem and "phi4_14b" in problem
+    assert "pip install tunesmith-deepseek" in problem and "deepseek_v3_671b" in problem
 
 
 def test_torchtune_only_recipes_are_refused_naming_them(tmp_path):

@@ -1,5 +1,6 @@
 """Fixtures for tunesmith-phi3's tests: a registry with this plugin and tunesmith-lora,
-a tiny Phi-3 checkpoint with a Phi-3-style tokenizer beside it, and a small Alpaca file."""
+tiny Phi-3 and Phi-4 checkpoints with tokenizers in each one's style beside them, and a
+small Alpaca file."""
 
 from __future__ import annotations
 
@@ -33,6 +34,21 @@ PHI3_CHAT_TEMPLATE = (
 _ADDED = [("<|endoftext|>", False), ("<|assistant|>", True), ("<|system|>", True)]
 _ADDED += [("<|end|>", True), ("<|user|>", True)]
 
+#: The chat template of microsoft/phi-4's tokenizer_config.json: no newlines, <|im_sep|>
+#: between the role and the text.
+PHI4_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if (message['role'] == 'system') %}"
+    "{{'<|im_start|>system<|im_sep|>' + message['content'] + '<|im_end|>'}}"
+    "{% elif (message['role'] == 'user') %}"
+    "{{'<|im_start|>user<|im_sep|>' + message['content'] + '<|im_end|>'}}"
+    "{% elif (message['role'] == 'assistant') %}"
+    "{{'<|im_start|>assistant<|im_sep|>' + message['content'] + '<|im_end|>'}}"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant<|im_sep|>' }}{% endif %}"
+)
+_PHI4_ADDED = [(t, False) for t in ("<|im_start|>", "<|im_end|>", "<|im_sep|>", "<|dummy_85|>")]
+
 
 @pytest.fixture(autouse=True)
 def _registry():
@@ -60,8 +76,12 @@ def _corpus() -> list[str]:
     return [f"{r['instruction']} {r['input']} {r['output']}\n" for r in rows]
 
 
-def write_phi3_tokenizer(directory: Path) -> dict[str, int]:
-    """A byte-level BPE with Phi-3's special tokens and chat template, in HF format.
+def _write_byte_level_bpe(
+    directory: Path, trained: list[str], added: list[tuple[str, bool]], settings: dict
+) -> dict[str, int]:
+    """A byte-level BPE trained on the Alpaca sample, in HF format: ``trained`` special
+    tokens first, then ``added`` ones (text, whether they swallow the whitespace after
+    them), and ``tokenizer_config.json`` holding ``settings``.
 
     Returns:
         The special tokens' ids.
@@ -74,30 +94,50 @@ def write_phi3_tokenizer(directory: Path) -> dict[str, int]:
     trainer = trainers.BpeTrainer(
         vocab_size=300,
         min_frequency=2,
-        special_tokens=["<unk>", "<s>", "</s>"],
+        special_tokens=trained,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tokenizer.train_from_iterator(_corpus(), trainer)
     tokenizer.add_special_tokens(
-        [AddedToken(t, special=True, normalized=False, rstrip=strip) for t, strip in _ADDED]
+        [AddedToken(t, special=True, normalized=False, rstrip=strip) for t, strip in added]
     )
     tokenizer.save(str(directory / "tokenizer.json"))
     config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
+        "add_bos_token": False,
+        "add_eos_token": False,
+        "clean_up_tokenization_spaces": False,
+        **settings,
+    }
+    (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return {name: tokenizer.token_to_id(name) for name in [*trained, *(t for t, _ in added)]}
+
+
+def write_phi3_tokenizer(directory: Path) -> dict[str, int]:
+    """A byte-level BPE with Phi-3's special tokens and chat template, in HF format."""
+    settings = {
         "bos_token": "<s>",
         "eos_token": "<|endoftext|>",
         "pad_token": "<|endoftext|>",
         "unk_token": "<unk>",
-        "add_bos_token": False,
-        "add_eos_token": False,
-        "clean_up_tokenization_spaces": False,
         "model_max_length": 4096,
         "chat_template": PHI3_CHAT_TEMPLATE,
     }
-    (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
-    names = ["<s>", "</s>", *(t for t, _ in _ADDED)]
-    return {name: tokenizer.token_to_id(name) for name in names}
+    return _write_byte_level_bpe(directory, ["<unk>", "<s>", "</s>"], _ADDED, settings)
+
+
+def write_phi4_tokenizer(directory: Path) -> dict[str, int]:
+    """A byte-level BPE laid out as microsoft/phi-4's: ``<|endoftext|>`` begins, turns end
+    with ``<|im_end|>`` (the eos), and the chat template has no newlines."""
+    settings = {
+        "bos_token": "<|endoftext|>",
+        "eos_token": "<|im_end|>",
+        "pad_token": "<|dummy_85|>",
+        "model_max_length": 16384,
+        "chat_template": PHI4_CHAT_TEMPLATE,
+    }
+    return _write_byte_level_bpe(directory, ["<|endoftext|>"], _PHI4_ADDED, settings)
 
 
 @pytest.fixture(scope="session")
@@ -123,6 +163,29 @@ def phi3_dir(tmp_path_factory) -> Path:
         write_tiny_checkpoint(directory, config, seed=3)
     stops = [ids[t] for t in ("<|endoftext|>", "<|assistant|>", "<|end|>")]
     generation = {"bos_token_id": ids["<s>"], "eos_token_id": stops, "pad_token_id": stops[0]}
+    (directory / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+    return directory
+
+
+@pytest.fixture(scope="session")
+def phi4_dir(tmp_path_factory) -> Path:
+    """A tiny random checkpoint in Phi-4's layout (``tiny_phi3_config("phi4")``) with a
+    Phi-4-style tokenizer, generation stopping at ``<|im_end|>`` as microsoft/phi-4's does."""
+    from tunesmith.testing import plugin_registry, write_tiny_checkpoint
+    from tunesmith_phi3 import plugin, tiny_phi3_config
+
+    directory = tmp_path_factory.mktemp("phi4_base")
+    ids = write_phi4_tokenizer(directory)
+    config = tiny_phi3_config(
+        "phi4",
+        vocab_size=320,
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|dummy_85|>"],
+    )
+    with plugin_registry({"phi3": plugin}):
+        write_tiny_checkpoint(directory, config, seed=5)
+    generation = {key: config[key] for key in ("bos_token_id", "eos_token_id", "pad_token_id")}
     (directory / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
     return directory
 

@@ -166,6 +166,7 @@ def test_registrations():
         "phi3_mini_4k": "microsoft/Phi-3-mini-4k-instruct",
         "phi3_mini_128k": "microsoft/Phi-3-mini-128k-instruct",
         "phi3_mini": "microsoft/Phi-3-mini-4k-instruct",  # torchtune's name of the 4k model
+        "phi4_14b": "microsoft/phi-4",
     }
     assert all(m.family == "phi3" for m in models.values())
     assert find_adapter("phi3").family == "phi3"

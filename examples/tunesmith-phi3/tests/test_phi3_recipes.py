@@ -25,16 +25,21 @@ PREFIX = "base_model.model.model.layers.0."
 
 def test_shipped_configs_validate():
     ran = check_configs("phi3")
-    assert sorted(ran) == [
-        f"phi3/mini_{size}_{kind}_single_device"
-        for size in ("128k", "4k")
-        for kind in ("full", "lora", "qlora")
-    ]
+    phi3 = [f"phi3/mini_{size}_{kind}_single_device" for size in ("128k", "4k")
+            for kind in ("full", "lora", "qlora")]  # fmt: skip
+    phi4 = [f"phi4/14B_{kind}" for kind in ("full_distributed", "full_low_memory",
+            "lora_distributed", "lora_single_device", "qlora_single_device")]  # fmt: skip
+    assert sorted(ran) == phi3 + phi4
     registry = tunesmith.get_registry()
     for name in ran:
         config = registry.get("configs", name)
-        assert config.read_text().startswith("# Phi-3 mini")
-        assert f"tunesmith run {config.recipe} --config {name} \\" in config.read_text()
+        title = "# Phi-3 mini" if name.startswith("phi3/") else "# Phi-4 14B"
+        assert config.read_text().startswith(title)
+        assert f"tunesmith run {config.recipe}" in config.read_text()
+        assert f" --config {name} \\" in config.read_text()
+    phi4_lora = tunesmith.config.load_config("phi4/14B_lora_single_device")
+    assert phi4_lora.model._component_ == "phi4_14b"
+    assert phi4_lora.enable_activation_checkpointing is True
 
 
 def _run(kind: str, base, data, out, *extra: str):

@@ -1,12 +1,15 @@
-"""Phi-3 for tunesmith: an example of a model family published as its own distribution.
+"""Phi-3 and Phi-4 for tunesmith: an example of a model family published as its own
+distribution.
 
-Installing ``tunesmith-phi3`` registers the ``phi3_mini_4k`` and ``phi3_mini_128k``
-builders, the ``phi3`` checkpoint adapter (HF's fused ``qkv_proj``/``gate_up_proj``
-split into native q/k/v and gate/up, and fused back on save) and the shipped configs
-``phi3/mini_{4k,128k}_{lora,qlora,full}_single_device`` (``tunesmith ls``).
+Installing ``tunesmith-phi3`` registers the ``phi3_mini_4k``, ``phi3_mini_128k`` and
+``phi4_14b`` builders (and ``phi3_mini``, torchtune's name of the 4k model), the
+``phi3`` checkpoint adapter (HF's fused ``qkv_proj``/``gate_up_proj`` split into
+native q/k/v and gate/up, and fused back on save; Phi-4 checkpoints are ``phi3`` too)
+and the shipped configs ``phi3/mini_{4k,128k}_{lora,qlora,full}_single_device`` and
+``phi4/14B_*`` (``tunesmith ls``).
 """
 
-from tunesmith_phi3._builders import HF_REPOS, phi3, phi3_mini_4k, phi3_mini_128k
+from tunesmith_phi3._builders import HF_REPOS, phi3, phi3_mini_4k, phi3_mini_128k, phi4_14b
 from tunesmith_phi3._convert import (
     FUSED,
     HF_TO_NATIVE,
@@ -27,5 +30,6 @@ __all__ = [
     "phi3_args_from_hf_config",
     "phi3_mini_128k",
     "phi3_mini_4k",
+    "phi4_14b",
     "tiny_phi3_config",
 ]

@@ -3,6 +3,8 @@
 Phi-3 is a Llama-shaped decoder (RMSNorm, SwiGLU, rotate-half RoPE); what sets it
 apart lives in the checkpoint adapter (fused ``qkv_proj`` / ``gate_up_proj``) and in
 its RoPE (LongRoPE for the 128k models, partial rotary for later ``phi3`` checkpoints).
+Phi-4 is the same architecture (HF ``model_type`` ``phi3``), wider, with grouped-query
+attention and no sliding window.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 from tunesmith.modules import TransformerDecoder, build_decoder
 
-__all__ = ["HF_REPOS", "phi3", "phi3_mini_128k", "phi3_mini_4k"]
+__all__ = ["HF_REPOS", "phi3", "phi3_mini_128k", "phi3_mini_4k", "phi4_14b"]
 
 
 def phi3(
@@ -137,8 +139,28 @@ def phi3_mini_128k() -> TransformerDecoder:
     return phi3(**_MINI, max_seq_len=131_072, sliding_window=262_144, rope_scaling=scaling)
 
 
+def phi4_14b() -> TransformerDecoder:
+    """Phi-4 (microsoft/phi-4): 14.7B parameters, 10 key/value heads, 16k context.
+
+    torchtune's ``phi4_14b`` leaves RoPE's theta at Phi-3's 10,000; the checkpoint's
+    ``config.json`` says 250,000, which this builder uses (as transformers does).
+    """
+    return phi3(
+        vocab_size=100_352,
+        num_layers=40,
+        num_heads=40,
+        num_kv_heads=10,
+        embed_dim=5120,
+        intermediate_dim=17_920,
+        max_seq_len=16_384,
+        norm_eps=1e-5,
+        rope_base=250_000.0,
+    )
+
+
 #: Each model builder and the Hugging Face repository whose weights it loads.
 HF_REPOS = {
     phi3_mini_4k: "microsoft/Phi-3-mini-4k-instruct",
     phi3_mini_128k: "microsoft/Phi-3-mini-128k-instruct",
+    phi4_14b: "microsoft/phi-4",
 }

@@ -159,6 +159,15 @@ _VARIANTS: dict[str, dict[str, Any]] = {
             "long_factor": [1.1, 1.5, 3.7, 9.1, 21.9, 39.9, 59.3, 64.8],
         },
     },
+    # Phi-4: no sliding window, Phi-4's RoPE theta, 4 query heads per key/value head.
+    "phi4": {
+        "num_key_value_heads": 1,
+        "max_position_embeddings": 256,
+        "original_max_position_embeddings": 256,
+        "sliding_window": None,
+        "rope_scaling": None,
+        "rope_theta": 250_000.0,
+    },
 }
 
 
@@ -166,8 +175,9 @@ def tiny_phi3_config(variant: str = "mini_4k", **overrides: Any) -> dict[str, An
     """A tiny Phi-3 ``config.json`` dict (head_dim 16, 2 layers, vocab 512).
 
     Args:
-        variant: ``"mini_4k"`` (plain RoPE, sliding window 12) or ``"mini_128k"``
-            (LongRoPE with ``original_max_position_embeddings`` 16).
+        variant: ``"mini_4k"`` (plain RoPE, sliding window 12), ``"mini_128k"``
+            (LongRoPE with ``original_max_position_embeddings`` 16) or ``"phi4"``
+            (Phi-4's layout: no sliding window, RoPE theta 250,000, one key/value head).
         **overrides: Replace any config key (``vocab_size=...``).
 
     Raises:

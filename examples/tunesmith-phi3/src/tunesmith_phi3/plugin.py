@@ -1,30 +1,25 @@
-"""The hook implementations that register Phi-3 with tunesmith."""
+"""The hook implementations that register Phi-3 and Phi-4 with tunesmith."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
 from tunesmith import CheckpointAdapter, Model, hookimpl
-from tunesmith.config import FINETUNE_KINDS, render_configs
+from tunesmith.config import FINETUNE_KINDS, render_config_table
 from tunesmith_phi3 import _builders, _convert
 
 TUNESMITH_PLUGIN_API = 2  # uses fused modules, aliases, tiny_config, rendered configs
 
 #: Recipe kind (one of the core's config templates) -> the recipe its configs run.
-RECIPES = {
-    kind: FINETUNE_KINDS[kind]
-    for kind in ("full_single_device", "lora_single_device", "qlora_single_device")
-}
+RECIPES = {**FINETUNE_KINDS, "full_low_memory": "full_finetune_single_device"}
+_SINGLE_DEVICE = ("full_single_device", "lora_single_device", "qlora_single_device")
 
 _AUTO_NOTE = (
     "model: auto builds Phi-3 from the download's own config.json: the repository's "
     "revisions differ in their LongRoPE factors (phi3_mini_128k has the first release's)."
 )
 
-#: Config size -> template variables of the core's templates. q/k/v and gate/up are one
-#: fused module each in HF: a LoRA of them is written as one LoRA of qkv_proj and of
-#: gate_up_proj, which PEFT and vLLM load.
-SIZES = {
+_PHI3 = {
     "mini_4k": dict(
         title="Phi-3 mini 4k",
         model="phi3_mini_4k",
@@ -41,6 +36,30 @@ SIZES = {
         weights_note=_AUTO_NOTE,
     ),
 }
+_PHI4 = {
+    # 14.7B: activations checkpointed on one device for LoRA too, as torchtune's configs do
+    "14B": dict(
+        title="Phi-4 14B",
+        model="phi4_14b",
+        repo=_builders.HF_REPOS[_builders.phi4_14b],
+        max_seq_len=4096,
+        batch_size=2,
+        checkpoint_lora=True,
+    ),
+}
+
+#: Config prefix -> size -> template variables of the core's templates (torchtune's
+#: config names). q/k/v and gate/up are one fused module each in HF: a LoRA of them is
+#: written as one LoRA of qkv_proj and of gate_up_proj, which PEFT and vLLM load.
+SIZES = {"phi3": _PHI3, "phi4": _PHI4}
+
+#: Size -> the kinds it ships: 14B full fine-tuning needs FSDP2 or the low-memory config.
+KINDS = {
+    "mini_4k": _SINGLE_DEVICE,
+    "mini_128k": _SINGLE_DEVICE,
+    "14B": ("full_low_memory", "full_distributed", "lora_single_device", "lora_distributed",
+            "qlora_single_device"),
+}  # fmt: skip
 
 
 @hookimpl
@@ -64,9 +83,12 @@ def register_checkpoint_adapters(register):
             hf_to_native=_convert.HF_TO_NATIVE,
             fused=_convert.FUSED,
             build_from_hf_config=_convert.build_from_hf_config,
-            aliases=("PHI3_MINI",),  # torchtune's checkpointer model_type
+            aliases=("PHI3_MINI", "PHI4"),  # torchtune's checkpointer model_types
             tiny_config=_convert.tiny_phi3_config,
-            description="Phi-3 (mini 4k, mini 128k LongRoPE): HF safetensors with fused qkv/gate_up",
+            description=(
+                "Phi-3 (mini 4k, mini 128k LongRoPE) and Phi-4: HF safetensors with fused "
+                "qkv/gate_up"
+            ),
         )
     )
 
@@ -75,5 +97,6 @@ def register_checkpoint_adapters(register):
 def register_recipes(register):
     # The LoRA recipes come with tunesmith-lora, a dependency of this distribution.
     requires = {kind: "tunesmith-lora" for kind in RECIPES if "lora" in kind}
-    for config in render_configs(family="phi3", sizes=SIZES, recipes=RECIPES, requires=requires):
+    configs = render_config_table(SIZES, recipes=RECIPES, requires=requires, kinds=KINDS)
+    for config in configs:
         register(config)
