@@ -1,5 +1,6 @@
-"""torchtune's Phi-3 configs (``fixtures/torchtune/phi3``: torchtune 0.6.1's own files,
-unchanged) translate to this plugin's model and train the tiny checkpoint."""
+"""torchtune's Phi-3 and Phi-4 configs (``fixtures/torchtune/phi3``, ``.../phi4``:
+torchtune 0.6.1's own files, unchanged) translate to this plugin's models and train the
+tiny checkpoints."""
 
 from __future__ import annotations
 
@@ -15,13 +16,51 @@ from tunesmith.config._load import _read
 from tunesmith.config._torchtune import recipe_from_comments, translate_torchtune_config
 from tunesmith_phi3 import phi3_mini_4k
 
-CONFIGS = Path(__file__).resolve().parent / "fixtures" / "torchtune" / "phi3"
+TORCHTUNE = Path(__file__).resolve().parent / "fixtures" / "torchtune"
+CONFIGS = TORCHTUNE / "phi3"
 
 
-def _translate(name: str, **changes):
-    path = CONFIGS / f"{name}.yaml"
+def _translate(name: str, family: str = "phi3", **changes):
+    path = TORCHTUNE / family / f"{name}.yaml"
     raw = {**_read(path, []), **changes}
     return translate_torchtune_config(raw, recipe=recipe_from_comments(path.read_text()))
+
+
+def _train_lora(config: Path, checkpoint_dir: Path, data: Path, out: Path, *extra: str):
+    """``tunesmith run lora_finetune_single_device`` on one of torchtune's LoRA configs,
+    pointed at a tiny checkpoint as torchtune's own configs are in the core's tests: the
+    builder swapped for the component builder (the architecture from config.json)."""
+    arch = json.loads((checkpoint_dir / "config.json").read_text())
+    overrides = [
+        "model._component_=torchtune.models.phi3.lora_phi3",
+        f"model.vocab_size={arch['vocab_size']}",
+        f"model.num_layers={arch['num_hidden_layers']}",
+        f"checkpointer.checkpoint_dir={checkpoint_dir}",
+        "checkpointer.checkpoint_files=[model.safetensors]",
+        f"checkpointer.output_dir={out}",
+        f"output_dir={out}",
+        "tokenizer.max_seq_len=256",
+        "dataset.source=json",
+        f"dataset.data_files={data}",
+        "device=cpu",
+        "dtype=fp32",
+        "batch_size=2",
+        "max_steps_per_epoch=2",
+        "gradient_accumulation_steps=1",
+        "enable_activation_checkpointing=False",
+        "lr_scheduler.num_warmup_steps=0",
+        *extra,
+    ]
+    result = CliRunner().invoke(
+        cli, ["run", "lora_finetune_single_device", "--config", str(config), *overrides]
+    )
+    assert result.exit_code == 0, result.output
+    assert "model._component_: torchtune.models.phi3.lora_phi3 -> auto" in result.output
+    adapter = out / "epoch_0" / "adapter"
+    # q, v and the output projection, and the MLP, as HF's fused modules (PEFT's names)
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["target_modules"] == ["down_proj", "gate_up_proj", "o_proj", "qkv_proj"]
+    return result.output, adapter
 
 
 def test_torchtunes_phi3_mini_is_the_4k_model():
@@ -71,39 +110,10 @@ def test_an_unregistered_phi3_builder_names_the_installed_plugin():
 def test_torchtunes_lora_config_trains_and_writes_the_fused_modules_adapter(
     phi3_dir, alpaca_file, tmp_path
 ):
-    """Pointed at the tiny checkpoint as torchtune's own configs are in the core's tests:
-    the builder swapped for the component builder (the architecture from config.json)."""
-    arch = json.loads((phi3_dir / "config.json").read_text())
-    out = tmp_path / "run"
-    overrides = [
-        "model._component_=torchtune.models.phi3.lora_phi3",
-        f"model.vocab_size={arch['vocab_size']}",
-        f"model.num_layers={arch['num_hidden_layers']}",
-        f"checkpointer.checkpoint_dir={phi3_dir}",
-        "checkpointer.checkpoint_files=[model.safetensors]",
-        f"checkpointer.output_dir={out}",
-        f"output_dir={out}",
-        f"tokenizer.path={phi3_dir / 'tokenizer.json'}",
-        "tokenizer.max_seq_len=256",
-        "dataset.source=json",
-        f"dataset.data_files={alpaca_file}",
-        "device=cpu",
-        "dtype=fp32",
-        "batch_size=2",
-        "max_steps_per_epoch=2",
-        "gradient_accumulation_steps=1",
-        "enable_activation_checkpointing=False",
-        "lr_scheduler.num_warmup_steps=0",
-    ]
     config = CONFIGS / "mini_lora_single_device.yaml"
-    result = CliRunner().invoke(
-        cli, ["run", "lora_finetune_single_device", "--config", str(config), *overrides]
-    )
-    assert result.exit_code == 0, result.output
-    assert "model._component_: torchtune.models.phi3.lora_phi3 -> auto" in result.output
-    adapter = json.loads((out / "epoch_0" / "adapter" / "adapter_config.json").read_text())
-    # q, v and the output projection, and the MLP, as HF's fused modules (PEFT's names)
-    assert adapter["target_modules"] == ["down_proj", "gate_up_proj", "o_proj", "qkv_proj"]
+    extra = f"tokenizer.path={phi3_dir / 'tokenizer.json'}"
+    _, adapter_dir = _train_lora(config, phi3_dir, alpaca_file, tmp_path / "run", extra)
+    adapter = json.loads((adapter_dir / "adapter_config.json").read_text())
     # the config's rank 8 and alpha 16 per part: q and v as one rank-16 LoRA of qkv_proj
     # (gate and up likewise), each part at alpha / r = 2
     for module, rank in (("self_attn.qkv_proj", 16), ("mlp.gate_up_proj", 16),
@@ -111,3 +121,58 @@ def test_torchtunes_lora_config_trains_and_writes_the_fused_modules_adapter(
         key = f"model.layers.1.{module}"
         r = adapter["rank_pattern"].get(key, adapter["r"])
         assert (r, adapter["alpha_pattern"].get(key, adapter["lora_alpha"]) / r) == (rank, 2), key
+
+
+# ---- Phi-4 ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "recipe", "peft"),
+    [
+        ("14B_full", "full_finetune_distributed", None),
+        ("14B_full_low_memory", "full_finetune_single_device", None),
+        ("14B_lora", "lora_finetune_distributed", "lora"),
+        ("14B_lora_single_device", "lora_finetune_single_device", "lora"),
+        ("14B_qlora_single_device", "lora_finetune_single_device", "qlora"),
+    ],
+)
+def test_torchtunes_phi4_configs_translate_to_phi4_14b(name, recipe, peft):
+    assert recipe_from_comments((TORCHTUNE / "phi4" / f"{name}.yaml").read_text()) == recipe
+    t = _translate(name, "phi4")
+    assert t.problems == []
+    assert t.config["model"] == {"_component_": "phi4_14b"}
+    assert t.config["checkpointer"]["model_type"] == "PHI4"
+    # phi4_tokenizer's vocab.json + merges.txt: the download's tokenizer.json instead
+    assert t.config["tokenizer"] == {"_component_": "auto", "max_seq_len": None}
+    assert any(n.startswith("tokenizer.merges_path: dropped") for n in t.notes), t.notes
+    if peft is None:
+        assert "peft" not in t.config
+    else:
+        block = t.config["peft"]
+        assert block["_component_"] == peft
+        assert block["lora_attn_modules"] == ["q_proj", "v_proj", "output_proj"]
+        assert (block["apply_lora_to_mlp"], block["lora_rank"]) == (True, 8)
+
+
+def test_torchtunes_phi4_evaluation_config_translates():
+    t = _translate("evaluation", "phi4")
+    assert t.problems == []
+    assert "model" not in t.config  # eleuther_eval builds it from the checkpoint
+    assert t.config["checkpointer"]["model_type"] == "PHI4"
+    assert t.config["tasks"] == ["truthfulqa_mc2"]
+
+
+@pytest.mark.slow
+def test_torchtunes_phi4_lora_config_trains_the_tiny_phi4(phi4_dir, alpaca_file, tmp_path):
+    """Its tokenizer block as it is (vocab.json + merges.txt elsewhere): the download's
+    tokenizer.json is read instead."""
+    from safetensors.torch import load_file
+
+    config = TORCHTUNE / "phi4" / "14B_lora_single_device.yaml"
+    output, adapter_dir = _train_lora(config, phi4_dir, alpaca_file, tmp_path / "run")
+    assert "tokenizer.vocab_path: dropped" in output
+    # one key/value head: q's 64 rows, then k's 16 and v's 16; q and v adapted, k not
+    weights = load_file(adapter_dir / "adapter_model.safetensors")
+    b = weights["base_model.model.model.layers.0.self_attn.qkv_proj.lora_B.weight"]
+    assert b.shape == (64 + 16 + 16, 16)
+    assert b[64:80].abs().max() == 0 and b[:64].abs().max() > 0 and b[80:].abs().max() > 0
