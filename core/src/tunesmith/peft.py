@@ -50,6 +50,17 @@ def find_adapter_dir(directory: str | os.PathLike) -> Path:
             return candidate
     torchtune_pt = directory if directory.is_file() else directory / TORCHTUNE_ADAPTER_NAME
     if torchtune_pt.name == TORCHTUNE_ADAPTER_NAME and torchtune_pt.is_file():
+        epoch = torchtune_pt.parent
+        if (epoch / "config.json").is_file() and any(epoch.glob("*.safetensors")):
+            # torchtune writes no PEFT files for some model types (its Phi-3 and Phi-4
+            # checkpointers), only the merged weights and its own adapter file.
+            raise CheckpointError(
+                f"{torchtune_pt} is torchtune's own adapter file (torchtune's key names, no "
+                f"lora_alpha), which tunesmith does not read, and torchtune wrote no PEFT "
+                f"adapter beside it; {epoch} holds the weights with the adapter merged in: "
+                f"load that directory as the checkpoint (checkpoint_dir={epoch}) with no "
+                "adapter"
+            )
         raise CheckpointError(
             f"{torchtune_pt} is torchtune's own adapter file (torchtune's key names, no "
             "lora_alpha), which tunesmith does not read, and no adapter_config.json is "

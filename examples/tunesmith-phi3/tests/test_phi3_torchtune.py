@@ -176,3 +176,30 @@ def test_torchtunes_phi4_lora_config_trains_the_tiny_phi4(phi4_dir, alpaca_file,
     b = weights["base_model.model.model.layers.0.self_attn.qkv_proj.lora_B.weight"]
     assert b.shape == (64 + 16 + 16, 16)
     assert b[64:80].abs().max() == 0 and b[:64].abs().max() > 0 and b[80:].abs().max() > 0
+
+
+def test_torchtunes_phi_adapter_file_points_at_the_merged_weights(phi3_dir, tmp_path):
+    """torchtune's Phi-3/Phi-4 LoRA runs write no PEFT adapter ("Saving Phi adapter weights
+    to PEFT format is not supported"), only adapter_model.pt beside the merged weights:
+    adapter= at that epoch directory names the way to load it, which works."""
+    import shutil
+
+    import torch
+
+    from tunesmith.errors import CheckpointError
+
+    epoch = tmp_path / "epoch_0"
+    shutil.copytree(phi3_dir, epoch)  # merged weights in HF format, as torchtune writes them
+    lora = {"layers.0.attn.q_proj.lora_a.weight": torch.zeros(8, 64)}
+    torch.save(lora, epoch / "adapter_model.pt")
+    for adapter in (epoch, epoch / "adapter_model.pt"):
+        with pytest.raises(CheckpointError) as info:
+            tunesmith.load_pretrained(phi3_dir, device="cpu", adapter=adapter)
+        message = str(info.value)
+        assert "\n" not in message
+        assert "torchtune wrote no PEFT adapter beside it" in message
+        assert f"load that directory as the checkpoint (checkpoint_dir={epoch})" in message
+    merged, _ = tunesmith.load_pretrained(epoch, device="cpu")
+    reference, _ = tunesmith.load_pretrained(phi3_dir, device="cpu")
+    ids = torch.tensor([[1, 5, 9]])
+    torch.testing.assert_close(merged(ids), reference(ids), atol=0, rtol=0)
