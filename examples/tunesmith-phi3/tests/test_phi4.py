@@ -37,13 +37,17 @@ PHI4_CONFIG = {
 }
 
 
-def test_conformance_on_phi4s_layout(tmp_path):
-    """Full attention, RoPE theta 250,000 and grouped-query attention (4 query heads per
-    key/value head) through the fused qkv_proj split, against Phi3ForCausalLM."""
-    ran = check_family("phi3", configs=[tiny_phi3_config("phi4")], work_dir=tmp_path)
+def test_conformance_on_phi4s_and_phi4_minis_layouts(tmp_path):
+    """Against Phi3ForCausalLM: Phi-4's full attention, RoPE theta 250,000 and
+    grouped-query attention (4 query heads per key/value head) through the fused
+    qkv_proj split; Phi-4-mini's RoPE on 12 of 16 features per head with LongRoPE, and
+    its tied embedding (``model: auto`` builds it)."""
+    configs = [tiny_phi3_config("phi4"), tiny_phi3_config("phi4_mini")]
+    ran = check_family("phi3", configs=configs, work_dir=tmp_path)
     assert not [name for name in ran if "skipped" in name], ran
     checks = {name.partition(" [")[0] for name in ran}
     assert {"round_trip", "kv_cache", "logits", "generation", "lora"} <= checks
+    assert len(ran) == 2 * len(checks)  # every check on both layouts
 
 
 def test_the_hubs_config_builds_phi4_14b():

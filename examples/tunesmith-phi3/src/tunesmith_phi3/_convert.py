@@ -168,6 +168,20 @@ _VARIANTS: dict[str, dict[str, Any]] = {
         "rope_scaling": None,
         "rope_theta": 250_000.0,
     },
+    # Phi-4-mini (model: auto): RoPE on 3/4 of each head's features, LongRoPE with a
+    # factor per rotary pair, the embedding tied to the head.
+    "phi4_mini": {
+        "max_position_embeddings": 128,
+        "original_max_position_embeddings": 16,
+        "sliding_window": None,
+        "partial_rotary_factor": 0.75,
+        "tie_word_embeddings": True,
+        "rope_scaling": {
+            "type": "longrope",
+            "short_factor": [1.0, 1.1, 1.3, 1.7, 2.0, 2.9],
+            "long_factor": [1.1, 3.7, 9.1, 21.9, 39.9, 64.8],
+        },
+    },
 }
 
 
@@ -176,8 +190,9 @@ def tiny_phi3_config(variant: str = "mini_4k", **overrides: Any) -> dict[str, An
 
     Args:
         variant: ``"mini_4k"`` (plain RoPE, sliding window 12), ``"mini_128k"``
-            (LongRoPE with ``original_max_position_embeddings`` 16) or ``"phi4"``
-            (Phi-4's layout: no sliding window, RoPE theta 250,000, one key/value head).
+            (LongRoPE with ``original_max_position_embeddings`` 16), ``"phi4"``
+            (Phi-4's layout: no sliding window, RoPE theta 250,000, one key/value head)
+            or ``"phi4_mini"`` (Phi-4-mini's: partial rotary, LongRoPE, tied embeddings).
         **overrides: Replace any config key (``vocab_size=...``).
 
     Raises:
