@@ -147,3 +147,53 @@ def test_user_workflow(phi3_dir, tmp_path):
 
     steps = ("full", "lora", "generate", "quantize", "merge", "convert")
     assert check_workflow(phi3_dir, work_dir=tmp_path, steps=steps) == list(steps)
+
+
+@pytest.mark.parametrize("dora", [False, True], ids=["lora", "dora"])
+def test_an_adapter_peft_made_of_the_fused_modules_loads_with_pefts_logits(
+    dora, phi3_dir, tmp_path
+):
+    """PEFT's own LoRA/DoRA of ``qkv_proj`` and ``gate_up_proj`` (one A shared by the
+    parts, B unstructured, rsLoRA scaling, a rank_pattern) gives PEFT's logits in
+    tunesmith, where each native part gets the shared A and its rows of B and of the
+    DoRA magnitude; saved again, PEFT reads the same adapter back."""
+    reference = transformers.AutoModelForCausalLM.from_pretrained(
+        str(phi3_dir), dtype=torch.float32
+    )
+    settings = peft.LoraConfig(
+        r=4,
+        lora_alpha=8,
+        target_modules=["qkv_proj", "gate_up_proj", "o_proj", "down_proj"],
+        rank_pattern={"model.layers.1.self_attn.qkv_proj": 6},
+        use_rslora=True,
+        use_dora=dora,
+        task_type="CAUSAL_LM",
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+        peft_model = peft.get_peft_model(reference, settings)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name or "magnitude" in name:
+                noise = torch.randn(param.shape, generator=torch.Generator().manual_seed(len(name)))
+                param.add_(noise * 0.05)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    tokens = torch.randint(0, 320, (2, 20), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        theirs = peft_model.eval()(tokens).logits
+    model, _ = tunesmith.load_pretrained(
+        phi3_dir, dtype="fp32", device="cpu", adapter=tmp_path / "adapter"
+    )
+    with torch.no_grad():
+        ours = model(tokens)
+    assert (ours - _our_logits(phi3_dir, tokens)).abs().max() > 1e-3  # the adapter matters
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+
+    from tunesmith.checkpoint import find_adapter
+    from tunesmith_lora import save_adapter
+
+    again = save_adapter(
+        model, tmp_path / "again", adapter=find_adapter("phi3"),
+        base_model_name_or_path=str(phi3_dir),
+    )  # fmt: skip
+    torch.testing.assert_close(_hf_logits(phi3_dir, tokens, adapter=again), theirs, atol=1e-5, rtol=0)
