@@ -25,11 +25,14 @@ PREFIX = "base_model.model.model.layers.0."
 
 def test_shipped_configs_validate():
     ran = check_configs("phi3")
-    phi3 = [f"phi3/mini_{size}_{kind}_single_device" for size in ("128k", "4k")
-            for kind in ("full", "lora", "qlora")]  # fmt: skip
-    phi4 = [f"phi4/14B_{kind}" for kind in ("full_distributed", "full_low_memory",
-            "lora_distributed", "lora_single_device", "qlora_single_device")]  # fmt: skip
-    assert sorted(ran) == phi3 + phi4
+    # torchtune's kinds under torchtune's names for phi3/mini (the 4k model) and phi4/14B
+    torchtunes = ("full_distributed", "full_low_memory", "lora_distributed",
+                  "lora_single_device", "qlora_single_device")  # fmt: skip
+    phi3 = [f"phi3/mini_{kind}" for kind in torchtunes]
+    phi3 += [f"phi3/mini_{size}_{kind}_single_device" for size in ("128k", "4k")
+             for kind in ("full", "lora", "qlora")]  # fmt: skip
+    phi4 = [f"phi4/14B_{kind}" for kind in torchtunes]
+    assert sorted(ran) == sorted(phi3 + phi4)
     registry = tunesmith.get_registry()
     for name in ran:
         config = registry.get("configs", name)
@@ -40,6 +43,25 @@ def test_shipped_configs_validate():
     phi4_lora = tunesmith.config.load_config("phi4/14B_lora_single_device")
     assert phi4_lora.model._component_ == "phi4_14b"
     assert phi4_lora.enable_activation_checkpointing is True
+
+
+@pytest.mark.parametrize(
+    ("name", "shipped", "model"),
+    [
+        ("phi3/mini_lora_single_device", "phi3/mini_lora_single_device", "phi3_mini"),
+        ("phi3/mini_full", "phi3/mini_full_distributed", "phi3_mini"),
+        ("phi3/mini_lora", "phi3/mini_lora_distributed", "phi3_mini"),
+        ("phi4/14B_full", "phi4/14B_full_distributed", "phi4_14b"),
+        ("phi4/14B_qlora_single_device", "phi4/14B_qlora_single_device", "phi4_14b"),
+    ],
+)
+def test_torchtunes_config_names_name_the_shipped_configs(name, shipped, model):
+    """``--config phi3/mini_lora_single_device`` (torchtune's name, as its docs write it)
+    runs the shipped config of the same model and method."""
+    from tunesmith.config import find_config
+
+    assert find_config(name) == find_config(shipped)
+    assert tunesmith.config.load_config(name).model._component_ == model
 
 
 def _run(kind: str, base, data, out, *extra: str):

@@ -13,20 +13,20 @@ TUNESMITH_PLUGIN_API = 2  # uses fused modules, aliases, tiny_config, rendered c
 #: Recipe kind (one of the core's config templates) -> the recipe its configs run.
 RECIPES = {**FINETUNE_KINDS, "full_low_memory": "full_finetune_single_device"}
 _SINGLE_DEVICE = ("full_single_device", "lora_single_device", "qlora_single_device")
+# The kinds torchtune ships for phi3/mini and phi4/14B, under its names.
+_TORCHTUNES = ("full_low_memory", "full_distributed", "lora_single_device", "lora_distributed",
+               "qlora_single_device")  # fmt: skip
 
 _AUTO_NOTE = (
     "model: auto builds Phi-3 from the download's own config.json: the repository's "
     "revisions differ in their LongRoPE factors (phi3_mini_128k has the first release's)."
 )
 
+_MINI_4K = dict(repo=_builders.HF_REPOS[_builders.phi3_mini_4k], max_seq_len=4096, batch_size=2)
 _PHI3 = {
-    "mini_4k": dict(
-        title="Phi-3 mini 4k",
-        model="phi3_mini_4k",
-        repo=_builders.HF_REPOS[_builders.phi3_mini_4k],
-        max_seq_len=4096,
-        batch_size=2,
-    ),
+    "mini_4k": dict(title="Phi-3 mini 4k", model="phi3_mini_4k", **_MINI_4K),
+    # torchtune's names of the same model's configs (phi3/mini_lora_single_device, ...)
+    "mini": dict(title="Phi-3 mini 4k (torchtune's phi3/mini names)", model="phi3_mini", **_MINI_4K),
     "mini_128k": dict(
         title="Phi-3 mini 128k",
         model="auto",
@@ -53,13 +53,10 @@ _PHI4 = {
 #: written as one LoRA of qkv_proj and of gate_up_proj, which PEFT and vLLM load.
 SIZES = {"phi3": _PHI3, "phi4": _PHI4}
 
-#: Size -> the kinds it ships: 14B full fine-tuning needs FSDP2 or the low-memory config.
-KINDS = {
-    "mini_4k": _SINGLE_DEVICE,
-    "mini_128k": _SINGLE_DEVICE,
-    "14B": ("full_low_memory", "full_distributed", "lora_single_device", "lora_distributed",
-            "qlora_single_device"),
-}  # fmt: skip
+#: Size -> the kinds it ships: torchtune's for its names (mini, 14B; 14B full fine-tuning
+#: needs FSDP2 or the low-memory config), one device's for the others.
+KINDS = {"mini_4k": _SINGLE_DEVICE, "mini_128k": _SINGLE_DEVICE, "mini": _TORCHTUNES,
+         "14B": _TORCHTUNES}  # fmt: skip
 
 
 @hookimpl
