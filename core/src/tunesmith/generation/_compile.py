@@ -13,6 +13,14 @@ __all__ = ["cache_length", "compile_for_generation", "is_compiled_for_generation
 
 _COMPILED = "_tunesmith_compiled_for_generation"
 _SMALLEST_CACHE = 128
+#: Every KV cache's fill level (``KVCache.size``) dynamic from the first compile (else
+#: the first step compiles for its own level, and the second again with it dynamic). A
+#: torch without ``dynamic_sources`` (or without its regular expressions) compiles twice.
+_DYNAMIC_FILL_LEVEL = (
+    {"dynamic_sources": r".*\._modules\['kv_cache'\]\.size$"}
+    if hasattr(torch.compiler.config, "dynamic_sources")
+    else {}
+)
 
 
 def compile_for_generation(model: nn.Module, **compile_kwargs: Any) -> nn.Module:
@@ -25,8 +33,9 @@ def compile_for_generation(model: nn.Module, **compile_kwargs: Any) -> nn.Module
     the KV cache length, and :func:`generate_tokens` rounds a compiled model's cache
     up to a power of two (at least 128 slots) so that prompts of other lengths reuse
     it. The caches' fill level (an int on each attention module) is traced as a
-    symbol, or every step would compile anew. The first step compiles (tens of seconds
-    on a CPU); outputs equal eager decoding's.
+    symbol from the first compile, or every step would compile anew. The first step
+    compiles (tens of seconds on a CPU with a cold inductor cache); outputs equal eager
+    decoding's.
 
     On the CPU, inductor writes the graphs' wrapper in C++ (``cpp_wrapper``) unless
     ``compile_kwargs`` choose otherwise: a one-token step spends ~0.5 ms in the
@@ -90,7 +99,10 @@ def _compiled(method: Callable[..., Any], compile_kwargs: dict[str, Any]) -> Cal
         # strides, and a graph specialised on one call's would not serve the next.
         x, *args = (_standard_strides(a) for a in (x, *args))
         kwargs = {name: _standard_strides(value) for name, value in kwargs.items()}
-        with torch._dynamo.config.patch(allow_unspec_int_on_nn_module=True):
+        with (
+            torch._dynamo.config.patch(allow_unspec_int_on_nn_module=True),
+            torch.compiler.config.patch(**_DYNAMIC_FILL_LEVEL),
+        ):
             return compiled(x, *args, **kwargs)
 
     return call
