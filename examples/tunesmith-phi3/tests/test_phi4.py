@@ -90,3 +90,13 @@ def test_tokenizer_and_chat_format(phi4_dir):
     check_tokenizer(tokenizer)
     ran = check_chat_template(tokenizer, phi4_dir)
     assert ran and not [name for name in ran if "skipped" in name], ran
+
+
+def test_user_workflow_on_a_phi4_download(phi4_dir, tmp_path):
+    """The CLI workflow on the tiny Phi-4: full and LoRA fine-tuning, generation and the
+    chat (Phi-4's template, stopping at ``<|im_end|>``), int8 quantization,
+    merge-adapter and convert."""
+    from tunesmith.testing import check_workflow
+
+    steps = ("full", "lora", "generate", "quantize", "merge", "convert")
+    assert check_workflow(phi4_dir, work_dir=tmp_path, steps=steps) == list(steps)
