@@ -17,7 +17,6 @@ from tunesmith.config._torchtune import recipe_from_comments, translate_torchtun
 from tunesmith_phi3 import phi3_mini_4k
 
 TORCHTUNE = Path(__file__).resolve().parent / "fixtures" / "torchtune"
-CONFIGS = TORCHTUNE / "phi3"
 
 
 def _translate(name: str, family: str = "phi3", **changes):
@@ -69,31 +68,45 @@ def test_torchtunes_phi3_mini_is_the_4k_model():
     assert (model.family, model.hf_repo) == ("phi3", "microsoft/Phi-3-mini-4k-instruct")
 
 
+#: torchtune's config folder -> the model, checkpointer model_type and a dropped key.
+_EXPECTED = {
+    "phi3": ("phi3_mini", "PHI3_MINI", "tokenizer.path"),
+    "phi4": ("phi4_14b", "PHI4", "tokenizer.merges_path"),
+}
+
+
 @pytest.mark.parametrize(
-    ("name", "recipe", "peft"),
+    ("family", "name", "recipe", "peft"),
     [
-        ("mini_full_low_memory", "full_finetune_single_device", None),
-        ("mini_lora_single_device", "lora_finetune_single_device", "lora"),
-        ("mini_qlora_single_device", "lora_finetune_single_device", "qlora"),
+        ("phi3", "mini_full_low_memory", "full_finetune_single_device", None),
+        ("phi3", "mini_lora_single_device", "lora_finetune_single_device", "lora"),
+        ("phi3", "mini_qlora_single_device", "lora_finetune_single_device", "qlora"),
+        ("phi4", "14B_full", "full_finetune_distributed", None),
+        ("phi4", "14B_full_low_memory", "full_finetune_single_device", None),
+        ("phi4", "14B_lora", "lora_finetune_distributed", "lora"),
+        ("phi4", "14B_lora_single_device", "lora_finetune_single_device", "lora"),
+        ("phi4", "14B_qlora_single_device", "lora_finetune_single_device", "qlora"),
     ],
 )
-def test_torchtunes_phi3_configs_translate_to_this_plugins_model(name, recipe, peft):
-    assert recipe_from_comments((CONFIGS / f"{name}.yaml").read_text()) == recipe
-    t = _translate(name)
+def test_torchtunes_configs_translate_to_this_plugins_models(family, name, recipe, peft):
+    """phi3_mini_tokenizer's tokenizer.model and phi4_tokenizer's vocab.json + merges.txt
+    become the download's tokenizer.json (``tokenizer: auto``)."""
+    model, model_type, dropped = _EXPECTED[family]
+    assert recipe_from_comments((TORCHTUNE / family / f"{name}.yaml").read_text()) == recipe
+    t = _translate(name, family)
     assert t.problems == []
-    assert t.config["model"] == {"_component_": "phi3_mini"}
-    assert t.config["checkpointer"]["model_type"] == "PHI3_MINI"
+    assert t.config["model"] == {"_component_": model}
+    assert t.config["checkpointer"]["model_type"] == model_type
+    assert t.config["tokenizer"] == {"_component_": "auto", "max_seq_len": None}
+    assert any(n.startswith(f"{dropped}: dropped") for n in t.notes), t.notes
     if peft is None:
         assert "peft" not in t.config
     else:
         block = t.config["peft"]
         assert block["_component_"] == peft
         assert block["lora_attn_modules"] == ["q_proj", "v_proj", "output_proj"]
-        assert (block["apply_lora_to_mlp"], block["lora_rank"], block["lora_alpha"]) == (
-            True,
-            8,
-            16,
-        )
+        settings = (block["apply_lora_to_mlp"], block["lora_rank"], block["lora_alpha"])
+        assert settings == (True, 8, 16)
 
 
 def test_an_unregistered_phi3_builder_names_the_installed_plugin():
@@ -110,7 +123,7 @@ def test_an_unregistered_phi3_builder_names_the_installed_plugin():
 def test_torchtunes_lora_config_trains_and_writes_the_fused_modules_adapter(
     phi3_dir, alpaca_file, tmp_path
 ):
-    config = CONFIGS / "mini_lora_single_device.yaml"
+    config = TORCHTUNE / "phi3" / "mini_lora_single_device.yaml"
     extra = f"tokenizer.path={phi3_dir / 'tokenizer.json'}"
     _, adapter_dir = _train_lora(config, phi3_dir, alpaca_file, tmp_path / "run", extra)
     adapter = json.loads((adapter_dir / "adapter_config.json").read_text())
@@ -124,34 +137,6 @@ def test_torchtunes_lora_config_trains_and_writes_the_fused_modules_adapter(
 
 
 # ---- Phi-4 ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("name", "recipe", "peft"),
-    [
-        ("14B_full", "full_finetune_distributed", None),
-        ("14B_full_low_memory", "full_finetune_single_device", None),
-        ("14B_lora", "lora_finetune_distributed", "lora"),
-        ("14B_lora_single_device", "lora_finetune_single_device", "lora"),
-        ("14B_qlora_single_device", "lora_finetune_single_device", "qlora"),
-    ],
-)
-def test_torchtunes_phi4_configs_translate_to_phi4_14b(name, recipe, peft):
-    assert recipe_from_comments((TORCHTUNE / "phi4" / f"{name}.yaml").read_text()) == recipe
-    t = _translate(name, "phi4")
-    assert t.problems == []
-    assert t.config["model"] == {"_component_": "phi4_14b"}
-    assert t.config["checkpointer"]["model_type"] == "PHI4"
-    # phi4_tokenizer's vocab.json + merges.txt: the download's tokenizer.json instead
-    assert t.config["tokenizer"] == {"_component_": "auto", "max_seq_len": None}
-    assert any(n.startswith("tokenizer.merges_path: dropped") for n in t.notes), t.notes
-    if peft is None:
-        assert "peft" not in t.config
-    else:
-        block = t.config["peft"]
-        assert block["_component_"] == peft
-        assert block["lora_attn_modules"] == ["q_proj", "v_proj", "output_proj"]
-        assert (block["apply_lora_to_mlp"], block["lora_rank"]) == (True, 8)
 
 
 def test_torchtunes_phi4_evaluation_config_translates():
