@@ -54,18 +54,20 @@ def find_adapter_dir(directory: str | os.PathLike) -> Path:
         if (epoch / "config.json").is_file() and any(epoch.glob("*.safetensors")):
             # torchtune writes no PEFT files for some model types (its Phi-3 and Phi-4
             # checkpointers), only the merged weights and its own adapter file.
-            raise CheckpointError(
-                f"{torchtune_pt} is torchtune's own adapter file (torchtune's key names, no "
-                f"lora_alpha), which tunesmith does not read, and torchtune wrote no PEFT "
-                f"adapter beside it; {epoch} holds the weights with the adapter merged in: "
-                f"load that directory as the checkpoint (checkpoint_dir={epoch}) with no "
-                "adapter"
+            fix = (
+                f"torchtune wrote no PEFT adapter beside it; {epoch} holds the weights with "
+                f"the adapter merged in: load that directory as the checkpoint "
+                f"(checkpoint_dir={epoch}) with no adapter"
+            )
+        else:
+            fix = (
+                "no adapter_config.json is beside it: point adapter= at the epoch_N directory "
+                "torchtune wrote it to, whose adapter_config.json + adapter_model.safetensors "
+                "are PEFT's format"
             )
         raise CheckpointError(
             f"{torchtune_pt} is torchtune's own adapter file (torchtune's key names, no "
-            "lora_alpha), which tunesmith does not read, and no adapter_config.json is "
-            "beside it: point adapter= at the epoch_N directory torchtune wrote it to, whose "
-            "adapter_config.json + adapter_model.safetensors are PEFT's format"
+            f"lora_alpha), which tunesmith does not read, and {fix}"
         )
     raise CheckpointError(
         f"no {ADAPTER_CONFIG_NAME} in {directory} or {directory / 'adapter'}: expected a PEFT "

@@ -140,30 +140,45 @@ def write_phi4_tokenizer(directory: Path) -> dict[str, int]:
     return _write_byte_level_bpe(directory, ["<|endoftext|>"], _PHI4_ADDED, settings)
 
 
+def _write_tiny_checkpoint(
+    directory: Path, variant: str, ids: dict[str, int], *, bos: str, eos: str, pad: str, seed: int
+) -> dict:
+    """The weights and config.json of ``tiny_phi3_config(variant)`` beside a tokenizer
+    whose special tokens have ``ids``: 320 embedding rows, padded past the tokenizer's
+    300-odd tokens as the Hub's checkpoints pad theirs. Returns the config."""
+    from tunesmith.testing import plugin_registry, write_tiny_checkpoint
+    from tunesmith_phi3 import plugin, tiny_phi3_config
+
+    assert max(ids.values()) < 320
+    config = tiny_phi3_config(
+        variant,
+        vocab_size=320,
+        bos_token_id=ids[bos],
+        eos_token_id=ids[eos],
+        pad_token_id=ids[pad],
+    )
+    # Session fixtures start before the per-test registry: name the plugin explicitly.
+    with plugin_registry({"phi3": plugin}):
+        write_tiny_checkpoint(directory, config, seed=seed)
+    return config
+
+
+def _write_generation_config(directory: Path, generation: dict) -> None:
+    (directory / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+
+
 @pytest.fixture(scope="session")
 def phi3_dir(tmp_path_factory) -> Path:
     """A tiny random Phi-3 mini 4k checkpoint with its tokenizer, laid out as on the Hub:
     the embedding padded past the tokenizer (as 32064 rows for 32011 tokens), and
     generation_config.json stopping at ``<|endoftext|>``, ``<|assistant|>`` and ``<|end|>``."""
-    from tunesmith.testing import plugin_registry, write_tiny_checkpoint
-    from tunesmith_phi3 import plugin, tiny_phi3_config
-
     directory = tmp_path_factory.mktemp("phi3_base")
     ids = write_phi3_tokenizer(directory)
-    assert max(ids.values()) < 320
-    config = tiny_phi3_config(
-        "mini_4k",
-        vocab_size=320,
-        bos_token_id=ids["<s>"],
-        eos_token_id=ids["<|endoftext|>"],
-        pad_token_id=ids["<|endoftext|>"],
-    )
-    # Session fixtures start before the per-test registry: name the plugin explicitly.
-    with plugin_registry({"phi3": plugin}):
-        write_tiny_checkpoint(directory, config, seed=3)
+    specials = dict(bos="<s>", eos="<|endoftext|>", pad="<|endoftext|>")
+    _write_tiny_checkpoint(directory, "mini_4k", ids, **specials, seed=3)
     stops = [ids[t] for t in ("<|endoftext|>", "<|assistant|>", "<|end|>")]
     generation = {"bos_token_id": ids["<s>"], "eos_token_id": stops, "pad_token_id": stops[0]}
-    (directory / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+    _write_generation_config(directory, generation)
     return directory
 
 
@@ -171,22 +186,12 @@ def phi3_dir(tmp_path_factory) -> Path:
 def phi4_dir(tmp_path_factory) -> Path:
     """A tiny random checkpoint in Phi-4's layout (``tiny_phi3_config("phi4")``) with a
     Phi-4-style tokenizer, generation stopping at ``<|im_end|>`` as microsoft/phi-4's does."""
-    from tunesmith.testing import plugin_registry, write_tiny_checkpoint
-    from tunesmith_phi3 import plugin, tiny_phi3_config
-
     directory = tmp_path_factory.mktemp("phi4_base")
     ids = write_phi4_tokenizer(directory)
-    config = tiny_phi3_config(
-        "phi4",
-        vocab_size=320,
-        bos_token_id=ids["<|endoftext|>"],
-        eos_token_id=ids["<|im_end|>"],
-        pad_token_id=ids["<|dummy_85|>"],
-    )
-    with plugin_registry({"phi3": plugin}):
-        write_tiny_checkpoint(directory, config, seed=5)
-    generation = {key: config[key] for key in ("bos_token_id", "eos_token_id", "pad_token_id")}
-    (directory / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+    specials = dict(bos="<|endoftext|>", eos="<|im_end|>", pad="<|dummy_85|>")
+    config = _write_tiny_checkpoint(directory, "phi4", ids, **specials, seed=5)
+    keys = ("bos_token_id", "eos_token_id", "pad_token_id")
+    _write_generation_config(directory, {key: config[key] for key in keys})
     return directory
 
 

@@ -57,8 +57,8 @@ def _train_lora(config: Path, checkpoint_dir: Path, data: Path, out: Path, *extr
     assert "model._component_: torchtune.models.phi3.lora_phi3 -> auto" in result.output
     adapter = out / "epoch_0" / "adapter"
     # q, v and the output projection, and the MLP, as HF's fused modules (PEFT's names)
-    config = json.loads((adapter / "adapter_config.json").read_text())
-    assert config["target_modules"] == ["down_proj", "gate_up_proj", "o_proj", "qkv_proj"]
+    adapter_config = json.loads((adapter / "adapter_config.json").read_text())
+    assert adapter_config["target_modules"] == ["down_proj", "gate_up_proj", "o_proj", "qkv_proj"]
     return result.output, adapter
 
 
