@@ -52,8 +52,8 @@ def find_adapter_dir(directory: str | os.PathLike) -> Path:
     if torchtune_pt.name == TORCHTUNE_ADAPTER_NAME and torchtune_pt.is_file():
         epoch = torchtune_pt.parent
         if (epoch / "config.json").is_file() and any(epoch.glob("*.safetensors")):
-            # torchtune writes no PEFT files for some model types (its Phi-3 and Phi-4
-            # checkpointers), only the merged weights and its own adapter file.
+            # torchtune writes no PEFT files for some model types, only the merged
+            # weights and its own adapter file.
             fix = (
                 f"torchtune wrote no PEFT adapter beside it; {epoch} holds the weights with "
                 f"the adapter merged in: load that directory as the checkpoint "
