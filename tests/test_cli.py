@@ -409,6 +409,22 @@ def test_installed_script_debug_shows_the_traceback(tmp_path):
     assert "NotFoundError: unknown recipe 'no_such_recipe'" in debug.stderr
 
 
+def test_a_closed_stdout_ends_the_command_quietly():
+    """`tunesmith ls | head -3`: the reader leaves early, and the command stops without
+    an error line (it used to print "error: Broken pipe")."""
+    script = Path(sys.executable).with_name("tunesmith")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # ls writes well past the pipe's buffer into a reader that left
+    try:
+        done = subprocess.run(
+            [str(script), "ls"], stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert done.stderr == ""
+
+
 # ---------------------------------------------------------- recipe schemas ---
 
 

@@ -49,6 +49,8 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
+        except BrokenPipeError:
+            raise  # stdout's reader left (`| head`): click exits quietly on EPIPE
         except Exception as exc:
             if _debug():
                 raise
