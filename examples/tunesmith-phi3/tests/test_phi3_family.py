@@ -180,6 +180,11 @@ def test_biases_are_refused_with_the_cause():
     assert "\n" not in str(error.value)
 
 
+def test_an_activation_tunesmith_lacks_is_a_checkpoint_error():
+    with pytest.raises(CheckpointError, match="hidden_act='gelu_new'.*a Phi-3 model"):
+        phi3_args_from_hf_config(tiny_phi3_config(hidden_act="gelu_new"))
+
+
 def test_fused_tensor_that_does_not_fit_config_json(tmp_path):
     """A checkpoint whose fused rows do not match its config.json is reported, not loaded."""
     import json

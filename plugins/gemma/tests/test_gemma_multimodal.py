@@ -153,3 +153,18 @@ def test_adapter_of_older_transformers_module_names_loads(tmp_path, hub_checkpoi
     base = checkpointer.load_model().state_dict()
     delta = merged["layers.1.attn.q_proj.weight"] - base["layers.1.attn.q_proj.weight"]
     torch.testing.assert_close(delta, b @ a, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("top, text", [(False, True), (True, False)], ids=["untied", "tied"])
+def test_the_top_level_tie_decides_the_head(tmp_path, top, text):
+    """transformers 5 writes text_config.tie_word_embeddings too, but the model ties its
+    head by the top-level value: a checkpoint where the two differ loads as transformers
+    reads it (an untied one with its own head weights, a tied one without)."""
+    config = {**tiny_gemma3_config(tie_word_embeddings=text), "tie_word_embeddings": top}
+    reference = reference_checkpoint(tmp_path, config, seed=4)
+    with_head = any(k.endswith("lm_head.weight") for k in load_file(tmp_path / "model.safetensors"))
+    assert with_head is not top
+    model = Checkpointer(tmp_path).load_model().eval()
+    tokens = _tokens(3)
+    with torch.no_grad():
+        torch.testing.assert_close(model(tokens), reference(tokens).logits, atol=1e-4, rtol=0)

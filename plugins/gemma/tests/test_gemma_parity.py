@@ -69,6 +69,16 @@ def test_training_loss_and_tied_gradient_match_transformers(tmp_path):
     torch.testing.assert_close(ours_grad, their_grad, atol=1e-6, rtol=1e-4)
 
 
+def test_gemma3_ignores_attention_soft_capping_as_transformers_does(tmp_path):
+    """Gemma 3's attention never applies attn_logit_softcapping (transformers reads the
+    key and passes no cap; the released configs leave it null): set, it changes nothing."""
+    reference = reference_checkpoint(tmp_path, tiny_gemma3_text_config(attn_logit_softcapping=0.5))
+    model = Checkpointer(tmp_path).load_model().eval()
+    tokens = _tokens(2, 20, seed=6)
+    with torch.no_grad():
+        torch.testing.assert_close(model(tokens), reference(tokens).logits, atol=ATOL, rtol=0)
+
+
 def _logits(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
     # The weights reference_checkpoint gives the parity checks.
     generator = torch.Generator().manual_seed(0)

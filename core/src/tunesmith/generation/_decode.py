@@ -52,12 +52,13 @@ def check_prompts(
         if len(prompt) == 0:
             raise DataError(f"{where} is empty: give the model some text to continue")
         if max_seq_len is not None and len(prompt) + max_new_tokens > max_seq_len:
-            room = max_seq_len - max_new_tokens
+            room, left = max_seq_len - max_new_tokens, max_seq_len - len(prompt)
+            fixes = [f"shorten the prompt to at most {room} tokens"] if room > 0 else []
+            fixes += [f"lower max_new_tokens to at most {left}"] if left > 0 else []
+            fixes = fixes or [f"shorten the prompt and lower max_new_tokens to fit {max_seq_len}"]
             raise DataError(
                 f"{where} has {len(prompt)} tokens, and with max_new_tokens={max_new_tokens} that "
-                f"exceeds the model's max_seq_len of {max_seq_len}: shorten the prompt to at most "
-                f"{max(room, 0)} tokens or lower max_new_tokens to at most "
-                f"{max(max_seq_len - len(prompt), 0)}"
+                f"exceeds the model's max_seq_len of {max_seq_len}: {' or '.join(fixes)}"
             )
 
 

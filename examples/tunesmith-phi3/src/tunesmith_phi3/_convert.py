@@ -98,7 +98,7 @@ def phi3_args_from_hf_config(config: Mapping[str, Any]) -> dict[str, Any]:
         hf.decoder_args(),
         rope_dim=hf.rope_dim,
         sliding_window=hf.sliding_window,
-        activation=hf.hidden_act,
+        activation=hf.activation("Phi-3"),
     )
 
 

@@ -234,7 +234,9 @@ def gemma3_args_from_hf_config(config: Mapping[str, Any]) -> dict[str, Any]:
         query_pre_attn_scalar=float(config.get("query_pre_attn_scalar") or 256),
         sliding_window=hf.sliding_window,
         layer_types=list(hf.layer_types),
-        attn_softcap=_softcap(config, "attn_logit_softcapping", None),
+        # transformers' Gemma 3 attention reads attn_logit_softcapping but never applies
+        # it (the released configs leave it null), so a config that sets it is not capped.
+        attn_softcap=None,
         final_softcap=_softcap(config, "final_logit_softcapping", None),
     )
 
@@ -250,7 +252,9 @@ def _text_config(config: Mapping[str, Any]) -> dict[str, Any]:
             "there — re-download the checkpoint's config.json"
         )
     text = dict(text)
-    if "tie_word_embeddings" not in text and "tie_word_embeddings" in config:
+    # Gemma3ForConditionalGeneration ties its head by the top-level value (transformers 5
+    # writes text_config's too, which may differ), so the top level wins where it is set.
+    if "tie_word_embeddings" in config:
         text["tie_word_embeddings"] = config["tie_word_embeddings"]
     return text
 
