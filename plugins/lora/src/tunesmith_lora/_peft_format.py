@@ -13,12 +13,13 @@ this works for every family that maps its linear weights one to one.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -291,10 +292,45 @@ def save_peft_adapter(
 
 # ---- reading ----------------------------------------------------------------
 
+_MERGE = "merge it with PEFT's merge_and_unload and load the merged model"
+_USE_PEFT = "use it with PEFT"
+#: adapter_config.json settings under which an adapter computes something other than
+#: LoRA/DoRA on the unchanged base weights: key -> (what the setting is, the fix)
 _UNSUPPORTED = {
-    "fan_in_fan_out": (True, "fan_in_fan_out weights (GPT-2 style Conv1D)"),
-    "lora_bias": (True, "trainable LoRA biases (lora_bias)"),
+    "fan_in_fan_out": ("fan_in_fan_out weights (GPT-2 style Conv1D)", _MERGE),
+    "lora_bias": ("trainable LoRA biases (lora_bias)", _MERGE),
+    "alora_invocation_tokens": (
+        "activated LoRA (alora_invocation_tokens: it acts only from those tokens on)",
+        _USE_PEFT + " (PEFT cannot merge it either)",
+    ),
+    "layer_replication": ("layer_replication (the adapted model repeats base layers)", _MERGE),
+    "trainable_token_indices": ("trainable token embeddings (trainable_token_indices)", _MERGE),
+    "use_bdlora": ("block-diagonal LoRA (use_bdlora)", _MERGE),
+    "use_qalora": ("quantization-aware LoRA (use_qalora)", _USE_PEFT),
+    "kasa_config": ("KaSA (kasa_config)", _MERGE),
+    "monteclora_config": ("MonteCLoRA (monteclora_config)", _USE_PEFT),
+    "arrow_config": ("Arrow routing between adapters (arrow_config)", _USE_PEFT),
 }
+#: init_lora_weights methods that also rewrite the base weights the adapter is added to
+#: (PEFT recomputes them from the base model whenever it loads such an adapter).
+_BASE_CHANGING_INITS = ("pissa", "olora", "corda", "loftq", "lora_ga")
+
+
+def _unsupported_settings(config: Mapping[str, Any]) -> list[str]:
+    """One "uses X, which ...: fix" line per setting tunesmith's LoRA does not compute."""
+    problems = [
+        f"uses {what}, which tunesmith's LoRA does not compute: {fix}"
+        for key, (what, fix) in _UNSUPPORTED.items()
+        if config.get(key) not in (None, False, [], {}, "")
+    ]
+    init = config.get("init_lora_weights")
+    if isinstance(init, str) and init.lower().startswith(_BASE_CHANGING_INITS):  # pissa_niter_4
+        problems.append(
+            f"uses init_lora_weights={init!r}, which also rewrites the base model's weights "
+            f"that the adapter applies to: {_MERGE} (or convert it to a plain LoRA adapter "
+            "with PEFT's save_pretrained(..., path_initial_model_for_weight_conversion=...))"
+        )
+    return problems
 
 
 def read_peft_adapter(directory: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -327,9 +363,11 @@ def read_peft_adapter(directory: str | Path) -> tuple[dict[str, Any], dict[str, 
             f"{config_path} describes a {config.get('peft_type')!r} adapter; only LoRA and DoRA "
             "adapters (peft_type LORA) can be loaded"
         )
-    for key, (bad, what) in _UNSUPPORTED.items():
-        if config.get(key) == bad:
-            raise CheckpointError(f"{config_path} uses {what}, which tunesmith does not support")
+    problems = _unsupported_settings(config)
+    if len(problems) == 1:
+        raise CheckpointError(f"{config_path} {problems[0]}")
+    if problems:
+        raise CheckpointError(f"{config_path}:\n" + "\n".join(f"  - {p}" for p in problems))
 
     weights = directory / ADAPTER_WEIGHTS_NAME
     try:
@@ -360,20 +398,37 @@ def _alpha_for(config: dict[str, Any], hf_path: str) -> float:
     return float(config.get("lora_alpha", 8))
 
 
+class _AdapterKeys(NamedTuple):
+    """An adapter file's tensors by role, keyed by HF module path."""
+
+    loras: dict[str, dict[str, torch.Tensor]]  # {native param name: tensor} of a LoRA layer
+    whole: dict[str, dict[str, torch.Tensor]]  # {param name: tensor}: PEFT's modules_to_save
+    base_copies: dict[str, torch.Tensor]  # a LoRA layer's own base weight (see below)
+
+
 def _split_keys(
     tensors: dict[str, torch.Tensor], where: Path, saved_modules: list[str]
-) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, dict[str, torch.Tensor]]]:
-    """File keys -> ``({HF module path: {native param name: tensor}}`` of the LoRA
-    layers, ``{HF module path: {param name: tensor}}`` of whole modules saved for
-    PEFT's ``modules_to_save``, matched as PEFT matches them: by module path suffix)."""
-    modules: dict[str, dict[str, torch.Tensor]] = {}
-    whole: dict[str, dict[str, torch.Tensor]] = {}
-    unknown, biases = [], []
+) -> _AdapterKeys:
+    """Sort the file's keys (modules_to_save matched as PEFT matches them: by module path
+    suffix). PEFT's ``save_embedding_layers`` also writes the base weight of an adapted
+    ``lm_head`` or ``embed_tokens`` (``….base_layer.weight``), in case the vocabulary grew;
+    VeLoRA's projections serve its backward pass only, so they are not needed."""
+    keys = _AdapterKeys({}, {}, {})
+    modules, whole = keys.loras, keys.whole
+    unknown, biases, embeddings = [], [], []
     for key, value in tensors.items():
         body = key.removeprefix(_PREFIX)
         module, _, param = body.rpartition(".")
         if any(module == name or module.endswith("." + name) for name in saved_modules):
             whole.setdefault(module, {})[param] = value
+            continue
+        if body.endswith(".base_layer.weight"):
+            keys.base_copies[body.removesuffix(".base_layer.weight")] = value
+            continue
+        if param.startswith("lora_embedding_"):
+            embeddings.append(module)
+            continue
+        if param == "lora_velora_embed":
             continue
         if key.endswith(".bias"):  # bias="all" / "lora_only" on a model that has biases
             biases.append(key)
@@ -384,6 +439,11 @@ def _split_keys(
                 break
         else:
             unknown.append(key)
+    if embeddings:
+        raise CheckpointError(
+            f"the adapter in {where} adapts embedding layers ({', '.join(sorted(set(embeddings))[:2])}"
+            f": lora_embedding_A/B), which tunesmith's LoRA does not load: {_MERGE}"
+        )
     if biases:
         raise CheckpointError(
             f"the adapter in {where} also trains biases ({', '.join(sorted(biases)[:2])}"
@@ -403,7 +463,30 @@ def _split_keys(
                 f"the adapter in {where} has an incomplete layer {hf_path} (needs both lora_A "
                 "and lora_B): re-save the adapter"
             )
-    return modules, whole
+    return keys
+
+
+def _check_base_copies(
+    model: nn.Module, copies: dict[str, torch.Tensor], adapter: CheckpointAdapter, where: Path
+) -> None:
+    """PEFT's copies of adapted layers' base weights must be this model's own: a copy
+    that differs (a grown vocabulary, another base model) would change the base."""
+    differ = []
+    for hf_path, value in copies.items():
+        try:
+            (native,) = adapter.native_modules(_table_path(hf_path, adapter))
+            own = functools.reduce(getattr, native.split("."), model).weight
+        except (KeyError, AttributeError, ValueError):
+            differ.append(hf_path)
+            continue
+        if own.shape != value.shape or not torch.equal(own.detach().cpu(), value.to(own.dtype)):
+            differ.append(hf_path)
+    if differ:
+        raise CheckpointError(
+            f"the adapter in {where} carries base weights for {', '.join(sorted(differ)[:3])} "
+            "(PEFT's save_embedding_layers) that differ from this model's (a grown vocabulary, "
+            f"or another base model): load it onto the model it was trained on, or {_MERGE}"
+        )
 
 
 def _saved_module_targets(
@@ -477,7 +560,8 @@ def load_peft_adapter(
     directory = Path(directory)
     config, tensors = read_peft_adapter(directory)
     saved_names = config.get("modules_to_save") or []
-    by_hf, whole = _split_keys(tensors, directory, [str(n) for n in saved_names])
+    by_hf, whole, base_copies = _split_keys(tensors, directory, [str(n) for n in saved_names])
+    _check_base_copies(model, base_copies, adapter, directory)
     saved = _saved_module_targets(model, whole, adapter, directory)
     natives_of = _native_modules_of(list(by_hf), adapter)
     use_dora = bool(config.get("use_dora", False))
@@ -510,6 +594,13 @@ def load_peft_adapter(
             )
     else:
         missing = [p for p in targets if not _is_linear(model, p)]
+        tied = [p for p in missing if _is_tied_head(model, p)]
+        if tied:
+            raise CheckpointError(
+                f"the adapter in {directory} adapts {tied[0]}, the output layer, which this "
+                "model ties to its token embeddings, so tunesmith's LoRA cannot wrap it: "
+                f"{_USE_PEFT}"
+            )
         if missing:
             raise CheckpointError(
                 f"the adapter in {directory} targets {', '.join(missing[:3])}, which this model "
@@ -576,6 +667,15 @@ def _split_fused(
         | {name: split[i] for name, split in pieces.items()}
         for i, native in enumerate(natives)
     }
+
+
+def _is_tied_head(model: nn.Module, path: str) -> bool:
+    parent, _, name = path.rpartition(".")
+    try:
+        owner = model.get_submodule(parent) if parent else model
+    except AttributeError:
+        return False
+    return getattr(vars(owner).get(name), "tied_module", None) is not None
 
 
 def _is_linear(model: nn.Module, path: str) -> bool:
