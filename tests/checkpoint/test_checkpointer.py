@@ -127,6 +127,8 @@ def test_hf_rotary_buffers_are_ignored(tmp_path, fake_registry):
     native = write_fake_hf(tmp_path)
     hf = load_hf_state_dict(tmp_path)
     hf["model.layers.0.self_attn.rotary_emb.inv_freq"] = torch.ones(2)
+    hf["model.rotary_emb_local.inv_freq"] = torch.ones(2)  # Gemma 3's local layers
+    hf["model.rotary_emb.original_inv_freq"] = torch.ones(2)
     save_hf_state_dict(hf, tmp_path)
     _equal(Checkpointer(tmp_path).load_state_dict(), native)
 
