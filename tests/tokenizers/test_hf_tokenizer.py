@@ -353,3 +353,30 @@ def test_missing_files_and_missing_eos_explain_the_fix(tmp_path):
     (directory / "tokenizer_config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="not in tokenizer.json's vocabulary"):
         HFTokenizer(directory)
+
+
+_UNTRIMMED_TEMPLATE = (  # keeps each message's whitespace, as ChatML templates do
+    "{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+    "{{ m['content'] }}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+
+
+@pytest.mark.parametrize("template", [None, _UNTRIMMED_TEMPLATE], ids=["trimming", "untrimmed"])
+@pytest.mark.parametrize("prefill", ["The answer is ", "The answer is", "  The answer\n"])
+def test_a_final_assistant_message_is_continued_as_transformers_continues_it(
+    hf_dir, transformers_tok, template, prefill
+):
+    """A conversation that ends in an assistant message without eot (lm_eval's
+    gen_prefix, a prefilled answer) ends where continue_final_message ends it: after
+    the message's trailing whitespace where the template kept it."""
+    tok = HFTokenizer(hf_dir, chat_template=template)
+    messages = [Message("user", "Hi"), Message("assistant", prefill, eot=False)]
+    expected = transformers_tok.apply_chat_template(
+        _dicts(messages),
+        chat_template=template,
+        tokenize=True,
+        continue_final_message=True,
+        return_dict=False,
+    )
+    assert tok.tokenize_messages(messages)[0] == expected

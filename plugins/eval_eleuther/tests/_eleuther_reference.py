@@ -84,10 +84,11 @@ class HF:
         return total, bool(torch.equal(logprobs.argmax(-1), target))
 
     def rolling(self, text: str, window: int) -> float:
-        """log p(text | bos), each token predicted once in windows of ``window``
-        inputs: a window predicts up to ``window`` new tokens from the ``window``
-        tokens that end just before its last one."""
-        seq = self.encode(text)  # [bos, t0, t1, ...]
+        """The text as lm_eval 0.4.13's HF model encodes it (bos first), scored after
+        one more bos (its prefix token): log p(bos, t0, t1, ... | bos), each token
+        predicted once in windows of ``window`` inputs: a window predicts up to
+        ``window`` new tokens from the ``window`` tokens that end just before its last one."""
+        seq = [self.tokenizer.bos_token_id, *self.encode(text)]  # [bos, bos, t0, t1, ...]
         n_tokens = len(seq) - 1
         total, done = 0.0, 0
         while done < n_tokens:

@@ -135,3 +135,28 @@ def test_a_dataset_that_cannot_be_had_is_one_clear_error(loaded, tmp_path, datas
     message = str(caught.value)
     assert message.startswith("lm_eval could not load a task's dataset: ")
     assert reason in message and "\n" not in message
+
+
+@pytest.mark.parametrize("multiturn", [None, False, True])
+def test_chat_options_reach_lm_eval(loaded, reference, monkeypatch, multiturn):
+    """system_instruction and fewshot_as_multiturn go to lm_eval as its own CLI passes
+    them (left out, fewshot_as_multiturn keeps lm_eval's default), and the run scores."""
+    import lm_eval
+
+    real, seen = lm_eval.simple_evaluate, {}
+
+    def spy(**kwargs):
+        seen.update(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", spy)
+    model, tokenizer = loaded
+    evaluator = _local(reference, tasks=["tiny_mc"], num_fewshot=1, limit=2,
+                       apply_chat_template=True, system_instruction="Be brief.",
+                       fewshot_as_multiturn=multiturn)  # fmt: skip
+    results = evaluator.evaluate(model, tokenizer)
+    assert seen["system_instruction"] == "Be brief."
+    assert seen.get("fewshot_as_multiturn", "lm_eval's default") == (
+        "lm_eval's default" if multiturn is None else multiturn
+    )
+    assert 0.0 <= results["results"]["tiny_mc"]["acc,none"] <= 1.0

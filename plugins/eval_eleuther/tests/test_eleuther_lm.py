@@ -94,20 +94,64 @@ def test_long_context_keeps_its_end(loaded, hf):
 
 
 def test_loglikelihood_rolling_sums_every_token(loaded, hf):
-    """One window: the sum of log p(t_i | bos, t_<i) over the whole text. Short windows:
-    every token still predicted exactly once, each window as transformers scores it."""
+    """One window: the sum of log p(t_i | bos, t_<i) over the whole encoded text (bos
+    first, as lm_eval encodes it). Short windows: every token still predicted exactly
+    once, each window as transformers scores it."""
     model, tokenizer = loaded
     texts = list(PPL_TEXTS)
     lm = TunesmithLM(model, tokenizer, batch_size=2)
     got = lm.loglikelihood_rolling(_instances("loglikelihood_rolling", [(t,) for t in texts]))
     for text, logprob in zip(texts, got, strict=True):
-        assert logprob == pytest.approx(float(hf.logprobs(hf.encode(text)).sum()), abs=TOL)
+        whole = [hf.tokenizer.bos_token_id, *hf.encode(text)]
+        assert logprob == pytest.approx(float(hf.logprobs(whole).sum()), abs=TOL)
 
     lm = TunesmithLM(model, tokenizer, batch_size=2, max_seq_len=PPL_WINDOW)
     got = lm.loglikelihood_rolling(_instances("loglikelihood_rolling", [(t,) for t in texts]))
     for text, logprob in zip(texts, got, strict=True):
         assert logprob == pytest.approx(hf.rolling(text, PPL_WINDOW), abs=TOL)
     assert len(hf.encode(texts[1])) > 2 * PPL_WINDOW  # it did span several windows
+
+
+@pytest.mark.parametrize(
+    "adds_bos, dtype",
+    [(True, "fp32"), (False, "fp32"), (True, "bf16")],
+    ids=["adds-bos", "bos-never-added", "bf16"],
+)
+def test_requests_score_as_lm_evals_own_hf_model(tmp_path, checkpoint, adds_bos, dtype):
+    """The numbers of lm_eval's HF model (HFLM) on the same checkpoint, request by
+    request: contexts and continuations, an empty context, and rolling windows — with a
+    tokenizer that adds bos, one that has a bos token it never adds (HFLM then still
+    conditions on bos, not eos), and in bf16 (log-softmax in bf16, as HFLM takes it)."""
+    import json
+    import shutil
+
+    import tunesmith
+    from lm_eval.models.huggingface import HFLM
+
+    directory = tmp_path / "ckpt"
+    shutil.copytree(checkpoint, directory)
+    if not adds_bos:
+        tokenizer_json = directory / "tokenizer.json"
+        tokenizer_json.write_text(
+            json.dumps({**json.loads(tokenizer_json.read_text()), "post_processor": None})
+        )
+    theirs = HFLM(pretrained=str(directory), batch_size=2, device="cpu",
+                  dtype={"fp32": "float32", "bf16": "bfloat16"}[dtype], max_length=PPL_WINDOW)  # fmt: skip
+    model, tokenizer = tunesmith.load_pretrained(directory, dtype=dtype, device="cpu")
+    ours = TunesmithLM(model, tokenizer, batch_size=2, max_seq_len=PPL_WINDOW)
+    assert (ours.prefix_token_id, ours.tok_encode("Hello")) == (
+        theirs.prefix_token_id,
+        theirs.tok_encode("Hello"),
+    )
+    pairs = [(MC_TEMPLATE.format(q=MC_DOCS[0][0]), " Paris"), ("", "Hello world!")]
+    for request_type, args in [("loglikelihood", pairs),
+                               ("loglikelihood_rolling", [(t,) for t in PPL_TEXTS])]:  # fmt: skip
+        want = getattr(theirs, request_type)(_instances(request_type, args))
+        got = getattr(ours, request_type)(_instances(request_type, args))
+        if request_type == "loglikelihood":  # (log-prob, greedy?) pairs
+            assert [greedy for _, greedy in got] == [greedy for _, greedy in want]
+            got, want = [lp for lp, _ in got], [lp for lp, _ in want]
+        assert got == pytest.approx(want, abs=TOL)
 
 
 def test_rolling_task_perplexity_through_lm_eval(loaded, task_manager, reference):

@@ -29,6 +29,8 @@ from tunesmith.tokenizers._utils import (
 __all__ = ["TemplatedTokenizer", "TokenizerSettings", "read_tokenizer_settings"]
 
 _SPECIAL_KEYS = ("bos_token", "eos_token", "pad_token", "unk_token")
+#: What transformers' continue_final_message appends to the last message to find its end.
+_CONTINUE_TAG = "CONTINUE_FINAL_MESSAGE_TAG "
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -291,7 +293,7 @@ class TemplatedTokenizer:
             start = end
         last = messages[-1] if messages else None
         if last is not None and not last.eot and not add_generation_prompt:
-            text, char_mask = self._cut_after_content(last, text, char_mask)
+            text, char_mask = self._cut_after_content(dicts, text, char_mask)
         tokens, offsets = self._encode_with_offsets(text)
         mask = mask_from_offsets(offsets, char_mask)
         if tokens and tokens[0] == self._bos_id:
@@ -343,16 +345,27 @@ class TemplatedTokenizer:
         found = text.find(content, start, end) if content else -1
         return found if found >= 0 else start
 
-    @staticmethod
     def _cut_after_content(
-        message: Message, text: str, char_mask: list[bool]
+        self, dicts: list[dict[str, str]], text: str, char_mask: list[bool]
     ) -> tuple[str, list[bool]]:
-        content = message.content.strip()
+        """``text`` up to the end of its last message, which is continued (no eot):
+        found as transformers' ``continue_final_message`` finds it, by rendering a
+        marker after the content and cutting there (and before the whitespace ahead of
+        it where the template trimmed the marker's own: the template trims contents)."""
+        tagged = [*dicts[:-1], {**dicts[-1], "content": dicts[-1]["content"] + _CONTINUE_TAG}]
+        rendered = self._render(tagged, False)
+        at = rendered.rfind(_CONTINUE_TAG.strip())
+        if at >= 0:
+            kept = rendered[at : at + len(_CONTINUE_TAG)] == _CONTINUE_TAG
+            prefix = rendered[:at] if kept else rendered[:at].rstrip()
+            if text.startswith(prefix):
+                return text[: len(prefix)], char_mask[: len(prefix)]
+        # A template that rewrites the marker: cut after the content itself.
+        content = dicts[-1]["content"].strip()
         found = text.rfind(content) if content else -1
         if found < 0:
             return text, char_mask
-        cut = found + len(content)
-        return text[:cut], char_mask[:cut]
+        return text[: found + len(content)], char_mask[: found + len(content)]
 
     def _tokenize_plain(self, messages: list[Message]) -> tuple[list[int], list[bool]]:
         chunks: list[tuple[Sequence[int], bool]] = []

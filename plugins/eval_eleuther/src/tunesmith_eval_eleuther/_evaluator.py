@@ -90,6 +90,9 @@ class EleutherEvaluator:
             ``include_path`` evaluates local tasks only.
         max_seq_len: Longest sequence scored or generated; default the model's.
         apply_chat_template: Format prompts in the model family's chat format.
+        fewshot_as_multiturn: With the chat format, give few-shot examples as earlier
+            turns of the conversation; ``None`` keeps lm_eval's default.
+        system_instruction: A system prompt put before every prompt.
         seed: Seeds lm_eval's Python, NumPy, torch and few-shot sampling; ``None``
             keeps lm_eval's defaults.
         enable_kv_cache: Generate with the model's KV cache.
@@ -115,6 +118,8 @@ class EleutherEvaluator:
         include_defaults: bool = True,
         max_seq_len: int | None = None,
         apply_chat_template: bool = False,
+        fewshot_as_multiturn: bool | None = None,
+        system_instruction: str | None = None,
         seed: int | None = None,
         enable_kv_cache: bool = True,
     ) -> None:
@@ -140,6 +145,8 @@ class EleutherEvaluator:
         self.include_defaults = bool(include_defaults)
         self.max_seq_len = max_seq_len
         self.apply_chat_template = bool(apply_chat_template)
+        self.fewshot_as_multiturn = fewshot_as_multiturn
+        self.system_instruction = system_instruction
         self.seed = seed
         self.enable_kv_cache = bool(enable_kv_cache)
         self._manager: Any = None
@@ -229,6 +236,9 @@ class EleutherEvaluator:
             max_seq_len=self.max_seq_len,
             enable_kv_cache=self.enable_kv_cache,
         )
+        options: dict[str, Any] = {"system_instruction": self.system_instruction}
+        if self.fewshot_as_multiturn is not None:
+            options["fewshot_as_multiturn"] = self.fewshot_as_multiturn
         seeds: dict[str, int] = {}
         if self.seed is not None:
             seeds = {
@@ -248,6 +258,7 @@ class EleutherEvaluator:
                 batch_size=self.batch_size,
                 apply_chat_template=self.apply_chat_template,
                 log_samples=False,
+                **options,
                 **seeds,
             )
         except (ConnectionError, FileNotFoundError) as exc:

@@ -144,8 +144,11 @@ class TunesmithLM(TemplateLM):
 
     @property
     def prefix_token_id(self) -> int:
-        """What an empty context (and a rolling window's first token) conditions on."""
-        return self._bos[0] if self._bos else self.tokenizer.eos_id
+        """What an empty context (and a rolling window's first token) conditions on:
+        ``bos`` wherever the tokenizer has one (even if it never adds it), else ``eos``,
+        as lm_eval's HF model chooses."""
+        bos = getattr(self.tokenizer, "bos_id", None)
+        return bos if bos is not None else self.tokenizer.eos_id
 
     def tok_encode(
         self,
@@ -256,7 +259,8 @@ class TunesmithLM(TemplateLM):
             end, n = len(inp), len(continuation)
             # Position i predicts token i + 1: the continuation is predicted by the
             # last n input positions.
-            logprobs = torch.log_softmax(logits[row, end - n : end].float(), dim=-1)  # (n, vocab)
+            # In the model's dtype, as lm_eval's HF model scores (a bf16 model in bf16).
+            logprobs = torch.log_softmax(logits[row, end - n : end], dim=-1)  # (n, vocab)
             target = torch.tensor(continuation, dtype=torch.long, device=logprobs.device)
             total = logprobs.gather(-1, target[:, None]).sum()
             greedy = torch.equal(logprobs.argmax(dim=-1), target)
@@ -297,11 +301,13 @@ class TunesmithLM(TemplateLM):
     def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[float]:
         """Each text's log-probability after ``prefix_token_id``, in windows of
         ``max_seq_len`` tokens (every token is predicted once, with as much context as
-        fits)."""
+        fits). The text is encoded as :meth:`tok_encode` encodes it, ``bos`` included
+        where the model uses one, so it is scored after two: lm_eval 0.4.13's HF model
+        scores it so, and perplexities are compared with its."""
         windows: list[_Request] = []
         owners: list[int] = []
         for i, (text,) in enumerate(req.args for req in requests):
-            tokens = self.tok_encode(text, add_special_tokens=False)
+            tokens = self.tok_encode(text)
             for context, continuation in map(
                 make_disjoint_window,
                 get_rolling_token_windows(

@@ -45,6 +45,8 @@ _EVALUATOR = (
     Key("max_seq_len", (int, None), check=at_least(1), help="null: the model's own"),
     Key("max_seq_length", (int, None), check=at_least(1), help="torchtune's max_seq_len"),
     Key("apply_chat_template", bool, help="Prompts in the chat format (default false)"),
+    Key("fewshot_as_multiturn", (bool, None), help="Chat: few-shot examples as earlier turns"),
+    Key("system_instruction", (str, None), help="A system prompt before every prompt"),
     Key("include_path", (str, list, None), help="Extra task YAML directories"),
     Key("include_defaults", bool, help="false skips lm_eval's own tasks (default true)"),
     Key("seed", (int, None), help="lm_eval's seeds (default null)"),
@@ -163,7 +165,8 @@ def run(cfg: DictConfig) -> None:
     Config keys: ``checkpointer.checkpoint_dir``; ``adapter`` (a PEFT adapter directory
     applied on top); ``quantizer`` (a registered quantizer, applied before evaluating);
     ``tasks``, ``limit``, ``num_fewshot``, ``batch_size``, ``max_seq_len`` (torchtune's
-    ``max_seq_length`` too), ``apply_chat_template``, ``include_path``,
+    ``max_seq_length`` too), ``apply_chat_template``, ``fewshot_as_multiturn``,
+    ``system_instruction``, ``include_path``,
     ``include_defaults``, ``seed``, ``enable_kv_cache`` — or an ``evaluator:`` block with
     ``_component_`` and those keys; ``device``, ``dtype``; ``output_dir`` (where
     ``eleuther_eval_results.json`` is written).
