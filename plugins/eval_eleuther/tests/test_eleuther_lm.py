@@ -125,8 +125,9 @@ def test_requests_score_as_lm_evals_own_hf_model(tmp_path, checkpoint, adds_bos,
     import json
     import shutil
 
-    import tunesmith
     from lm_eval.models.huggingface import HFLM
+
+    import tunesmith
 
     directory = tmp_path / "ckpt"
     shutil.copytree(checkpoint, directory)
