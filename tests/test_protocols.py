@@ -189,7 +189,7 @@ def test_every_dataset_passes_the_kit(repo_registry, files, tmp_path):
     from tunesmith.testing import check_dataset
     from tunesmith.tokenizers import hf_tokenizer
 
-    tokenizer = hf_tokenizer(files["checkpoint"], max_seq_len=128)
+    tokenizer = hf_tokenizer(files["checkpoint"], max_seq_len=512)
     rows = [
         {"input": "What is 2 + 2?", "output": "4"},
         {"input": "Name a colour.", "output": "Red."},

@@ -589,3 +589,14 @@ def test_a_list_of_torchtune_datasets_becomes_a_list_of_tunesmith_datasets():
     assert any(
         n.startswith("dataset.1._component_: torchtune.datasets.slimorca_dataset") for n in t.notes
     )
+
+
+@pytest.mark.parametrize("given, split", [({}, True), ({"split_across_pack": False}, False)])
+def test_torchtune_text_datasets_split_across_packs_unless_told_not_to(given, split):
+    """torchtune's text_completion_dataset defaults split_across_pack to true (its SFT
+    builders to false); the translation keeps torchtune's meaning either way."""
+    node = {"_component_": "torchtune.datasets.text_completion_dataset", "source": "json",
+            "data_files": "t.json", "column": "body", "packed": True, **given}  # fmt: skip
+    t = _translate("llama3_2/1B_lora_single_device", dataset=node)
+    assert t.config["dataset"]["split_across_pack"] is split
+    assert t.config["dataset"]["column_map"] == {"text": "body"} and not t.problems

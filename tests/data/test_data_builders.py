@@ -46,6 +46,8 @@ def test_alpaca_prompt_text():
         "further context. Write a response that appropriately completes the request.\n\n"
         "### Instruction:\nAdd the numbers.\n\n### Input:\n2 and 3\n\n### Response:\n"
     )
+    # Any non-empty input takes the input template, a blank one too (as torchtune does).
+    assert "### Input:\n \n\n" in alpaca_prompt("Add the numbers.", " ")
 
 
 @pytest.mark.parametrize("name", ["a.json", "a.jsonl", "a.csv", "a.parquet"])
@@ -353,15 +355,21 @@ def test_text_completion_column_map(write, tokenizer):
 def test_truncation_to_max_seq_len(write):
     path = str(write("t.jsonl", [{"text": "x" * 50}]))
     item = text_completion(FakeTokenizer(max_seq_len=20), source=path)[0]
-    # the start is kept, and the final end token, as the tokenizers truncate
-    assert item["tokens"] == [BOS, *b("x" * 18), EOS] and item["labels"] == item["tokens"]
+    # text: the first max_seq_len - 1 tokens, no eos (the text goes on), as torchtune cuts
+    assert item["tokens"] == [BOS, *b("x" * 18)] and item["labels"] == item["tokens"]
     item = text_completion(FakeTokenizer(max_seq_len=20), source=path, max_seq_len=8)[0]
-    assert item["tokens"] == [BOS, *b("x" * 6), EOS]
+    assert item["tokens"] == [BOS, *b("x" * 6)]
     assert len(text_completion(FakeTokenizer(), source=path)[0]["tokens"]) == 52
-    sft = alpaca(FakeTokenizer(), source=str(write("a.jsonl", ALPACA_ROWS)), max_seq_len=30)[1]
+    # a conversation: the start, and the final end token, untrained (the answer goes on)
+    rows = str(write("a.jsonl", ALPACA_ROWS))
+    sft = alpaca(FakeTokenizer(), source=rows, max_seq_len=30)[1]
     assert len(sft["tokens"]) == len(sft["labels"]) == 30
     assert sft["tokens"][-1] == EOS
-    assert sft["labels"] == [IGNORE] * 29 + [EOS]  # the prompt alone fills the window
+    assert sft["labels"] == [IGNORE] * 30  # the prompt alone fills the window
+    whole = alpaca(FakeTokenizer(), source=rows, max_seq_len=None)[1]
+    cut = alpaca(FakeTokenizer(), source=rows, max_seq_len=len(whole["tokens"]) - 1)[1]
+    assert cut["tokens"] == [*whole["tokens"][:-2], EOS]
+    assert cut["labels"] == [*whole["labels"][:-2], IGNORE] and whole["labels"][-2] != IGNORE
 
 
 def test_filter_fn(write, tokenizer):
@@ -452,3 +460,22 @@ def test_fake_tokenizer_masks_and_truncation():
     assert mask == [True] * 6 + [False] * 3
     tokens, mask = tok.tokenize_messages(messages)
     assert tokens == [BOS, USER, *b("ab"), EOS, EOS] and mask == [True] * 5 + [False]
+
+
+def test_packed_builders_split_samples_across_packs_when_asked(write):
+    """split_across_pack lays samples end to end, a sample that does not fit going on
+    in the next pack (torchtune's text default), so only the last pack has padding."""
+    path = str(write("t.jsonl", [{"text": "x" * n} for n in (9, 14, 5, 20)]))
+    split = text_completion(
+        FakeTokenizer(max_seq_len=32), source=path, packed=True, split_across_pack=True
+    )
+    # bos + text + eos: 11, 16, 7, 22 tokens; the 7 goes on in the next pack; 8 padding
+    assert [p["seq_lens"].tolist() for p in split] == [[11, 16, 5], [2, 22, 8]]
+    whole = text_completion(FakeTokenizer(max_seq_len=32), source=path, packed=True)
+    assert sorted(n for p in whole for n in p["seq_lens"].tolist()[:-1]) == [7, 11, 16, 22]
+    rows = str(write("a.jsonl", ALPACA_ROWS))
+    samples = alpaca(FakeTokenizer(), source=rows, max_seq_len=40)
+    total = sum(len(samples[i]["tokens"]) for i in range(len(samples)))
+    packs = alpaca(FakeTokenizer(), source=rows, packed=True, max_seq_len=40,
+                   split_across_pack=True)  # fmt: skip
+    assert len(packs) == -(-total // 40)  # every pack full but the last

@@ -164,13 +164,14 @@ def test_add_generation_prompt_ends_with_the_assistant_header_and_is_not_truncat
     assert all(mask)
 
 
-def test_truncation_keeps_the_final_eot(hf_dir):
+def test_truncation_keeps_the_final_eot_untrained(hf_dir):
+    """A cut answer does not end at the cut: the eot stays, masked (as torchtune's eos)."""
     full, full_mask = HFTokenizer(hf_dir).tokenize_messages(CHAT)
     tok = HFTokenizer(hf_dir, max_seq_len=20)
     tokens, mask = tok.tokenize_messages(CHAT)
     assert len(tokens) == 20
     assert tokens[:19] == full[:19] and mask[:19] == full_mask[:19]
-    assert tokens[-1] == tok.eos_id and mask[-1] is False
+    assert tokens[-1] == tok.eos_id and mask[-1] is True
 
 
 def test_final_message_without_eot_is_cut_after_its_content(tok):

@@ -21,10 +21,13 @@ def test_truncate_leaves_short_sequences_alone_and_copies():
     assert truncate(tokens, mask, None) == (tokens, mask)
 
 
-def test_truncate_keeps_the_final_end_token_and_its_mask():
+def test_truncate_keeps_the_final_end_token_untrained():
     tokens = [1, 10, 11, 12, 13, 2]
     mask = [True, True, True, False, False, False]
-    assert truncate(tokens, mask, 4, end_ids={2}) == ([1, 10, 11, 2], [True, True, True, False])
+    assert truncate(tokens, mask, 4, end_ids={2}) == ([1, 10, 11, 2], [True, True, True, True])
+    labels = [-100, -100, -100, 12, 13, 2]  # labels: the caller names the ignore value
+    cut = truncate(tokens, labels, 5, end_ids={2}, masked=-100)
+    assert cut == ([1, 10, 11, 12, 2], [-100, -100, -100, 12, -100])
 
 
 def test_truncate_without_final_end_token_just_cuts():
@@ -51,7 +54,7 @@ def test_truncate_keeps_an_end_token_and_the_newline_a_template_writes_after_it(
     # ChatML ends a turn with <|im_end|> "\n" (Gemma: <end_of_turn> "\n"): both stay.
     tokens = [1, 10, 11, 12, 13, 2, 7]
     mask = [True, True, False, False, False, False, False]
-    assert truncate(tokens, mask, 4, end_ids={2}) == ([1, 10, 2, 7], [True, True, False, False])
+    assert truncate(tokens, mask, 4, end_ids={2}) == ([1, 10, 2, 7], [True, True, True, True])
     assert end_tail(tokens, {2}) == 2
     # three tokens after the last end token are content, not a template's suffix
     assert end_tail([2, 10, 11, 12], {2}) == 0

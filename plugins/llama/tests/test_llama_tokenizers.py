@@ -380,7 +380,7 @@ def test_llama2_answer_without_eot_ends_after_its_content(llama2, raw_sp):
 def test_llama2_truncation_keeps_eos(sp_file):
     full, _ = Llama2Tokenizer(sp_file).tokenize_messages(CHAT)
     tokens, mask = Llama2Tokenizer(sp_file, max_seq_len=30).tokenize_messages(CHAT)
-    assert tokens == [*full[:29], 2] and len(mask) == 30 and mask[-1] is False
+    assert tokens == [*full[:29], 2] and len(mask) == 30 and mask[-1] is True  # untrained
 
 
 def test_llama2_rejects_conversations_it_cannot_lay_out(llama2):

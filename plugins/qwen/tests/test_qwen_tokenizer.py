@@ -172,8 +172,9 @@ def test_missing_files_are_one_line_errors(tmp_path):
     assert "\n" not in str(error.value)
 
 
-def test_truncation_keeps_im_end_and_its_newline_trained(directories):
-    # The template ends an answer with <|im_end|> "\n": a cut sample still ends so.
+def test_truncation_keeps_im_end_and_its_newline_untrained(directories):
+    # The template ends an answer with <|im_end|> "\n": a cut sample still ends so, but
+    # the cut answer does not end there, so they are not trained.
     whole = QwenTokenizer(directories["qwen2_5"])
     messages = [
         Message("user", "Name a prime number.", masked=True),
@@ -186,4 +187,4 @@ def test_truncation_keeps_im_end_and_its_newline_trained(directories):
     short, mask = cut.tokenize_messages(messages)
     assert len(short) == len(tokens) - 10
     assert short[:-2] == tokens[: len(short) - 2] and short[-2:] == tokens[-2:]
-    assert mask[-2] is False  # the end of the answer is trained
+    assert mask[-2:] == [True, True] and mask[-3] is False

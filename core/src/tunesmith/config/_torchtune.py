@@ -151,13 +151,15 @@ _DATASETS: dict[str, tuple[str, dict[str, Any]]] = {
             **_SFT,
         },
     ),
-    "text_completion_dataset": ("text_completion", dict(_SFT)),
+    # torchtune splits texts across packs unless told not to.
+    "text_completion_dataset": ("text_completion", {**_SFT, "split_across_pack": True}),
     "wikitext_dataset": (
         "text_completion",
         {
             "source": "EleutherAI/wikitext_document_level",
             "name": "wikitext-103-v1",
             "column_map": {"text": "page"},
+            "split_across_pack": True,
             **_SFT,
         },
     ),
@@ -466,7 +468,7 @@ class _Translator:
         if truncation != "right":
             self.problems.append(
                 f"tokenizer.truncation_type: {truncation}: tunesmith truncates on the right "
-                "only (keeping the final end token): remove it"
+                "only (keeping the final end token, untrained): remove it"
             )
         for key, value in args.items():
             if value is None:
@@ -565,9 +567,6 @@ class _Translator:
                 self.problems.append(
                     f"{key}.add_eos: false: text_completion always ends a text with eos: remove it"
                 )
-            if "split_across_pack" in args:
-                args.pop("split_across_pack")
-                self.dropped(f"{key}.split_across_pack", "packing splits samples across packs")
         if "subset" in args:  # torchtune's name for datasets' config name
             out["name"] = args.pop("subset")
         out.update(args)

@@ -111,6 +111,7 @@ def chat(
     new_system_prompt: str | None = None,
     packed: bool = False,
     max_seq_len: int | None = None,
+    split_across_pack: bool = False,
     filter_fn: Callable[[dict[str, Any]], bool] | None = None,
     **load_kwargs: Any,
 ) -> torch.utils.data.Dataset:
@@ -134,6 +135,8 @@ def chat(
         new_system_prompt: Replace every conversation's system turns with this one.
         packed: Pack samples into ``max_seq_len``-long sequences.
         max_seq_len: Truncate samples to this length; defaults to ``tokenizer.max_seq_len``.
+        split_across_pack: With ``packed``, continue a sample that does not fit in the
+            next pack instead of keeping each whole (see :class:`PackedDataset`).
         filter_fn: Keep only rows for which it is true.
         **load_kwargs: Passed to :func:`datasets.load_dataset`.
 
@@ -166,4 +169,7 @@ def chat(
             new_system_prompt=new_system_prompt,
         )
 
-    return build_sft(rows, where, tokenizer, to_messages, packed=packed, max_seq_len=max_seq_len)
+    return build_sft(
+        rows, where, tokenizer, to_messages, packed=packed, max_seq_len=max_seq_len,
+        split_across_pack=split_across_pack,
+    )  # fmt: skip

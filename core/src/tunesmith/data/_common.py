@@ -119,6 +119,7 @@ def maybe_pack(
     *,
     packed: bool,
     max_seq_len: int | None,
+    split_across_pack: bool = False,
 ) -> torch.utils.data.Dataset:
     if not packed:
         return dataset
@@ -128,7 +129,9 @@ def maybe_pack(
         )
     from tunesmith.data._packed import PackedDataset
 
-    packed = PackedDataset(dataset, max_seq_len, padding_idx=tokenizer.pad_id)
+    packed = PackedDataset(
+        dataset, max_seq_len, padding_idx=tokenizer.pad_id, split_across_pack=split_across_pack
+    )
     packed.source_dataset = dataset  # what was packed, for checks such as lost_responses
     return packed
 
@@ -141,10 +144,14 @@ def build_sft(
     *,
     packed: bool,
     max_seq_len: int | None,
+    split_across_pack: bool = False,
 ) -> torch.utils.data.Dataset:
     """An :class:`SFTDataset` over ``rows``, packed if asked."""
     from tunesmith.data._sft import SFTDataset
 
     max_seq_len = effective_max_seq_len(tokenizer, max_seq_len)
     dataset = SFTDataset(rows, tokenizer, to_messages, max_seq_len=max_seq_len, where=where)
-    return maybe_pack(dataset, tokenizer, packed=packed, max_seq_len=max_seq_len)
+    return maybe_pack(
+        dataset, tokenizer, packed=packed, max_seq_len=max_seq_len,
+        split_across_pack=split_across_pack,
+    )  # fmt: skip

@@ -33,7 +33,7 @@ def alpaca_prompt(instruction: str, input: str = "") -> str:
     Use it at generation time to ask a model fine-tuned with :func:`alpaca` a
     question in the format it learned.
     """
-    if input.strip():
+    if input:  # any non-empty input, even blank, as torchtune and Stanford Alpaca decide
         return _ALPACA_WITH_INPUT.format(instruction=instruction, input=input)
     return _ALPACA_NO_INPUT.format(instruction=instruction)
 
@@ -48,6 +48,7 @@ def alpaca(
     train_on_input: bool = False,
     packed: bool = False,
     max_seq_len: int | None = None,
+    split_across_pack: bool = False,
     filter_fn: Callable[[dict[str, Any]], bool] | None = None,
     **load_kwargs: Any,
 ) -> torch.utils.data.Dataset:
@@ -66,6 +67,8 @@ def alpaca(
         train_on_input: Also train on the prompt's tokens (else only the answer's).
         packed: Pack samples into ``max_seq_len``-long sequences (:class:`PackedDataset`).
         max_seq_len: Truncate samples to this length; defaults to ``tokenizer.max_seq_len``.
+        split_across_pack: With ``packed``, continue a sample that does not fit in the
+            next pack instead of keeping each whole (see :class:`PackedDataset`).
         filter_fn: Keep only rows (dicts of the original columns) for which it is true.
         **load_kwargs: Passed to :func:`datasets.load_dataset`.
 
@@ -88,7 +91,10 @@ def alpaca(
             Message("assistant", cell_text(row, cols["output"])),
         ]
 
-    dataset = build_sft(rows, where, tokenizer, to_messages, packed=packed, max_seq_len=max_seq_len)
+    dataset = build_sft(
+        rows, where, tokenizer, to_messages, packed=packed, max_seq_len=max_seq_len,
+        split_across_pack=split_across_pack,
+    )  # fmt: skip
     # The format a question without input takes at inference (written into the output).
     dataset.prompt_template = PROMPT_TEMPLATES["alpaca"]
     return dataset
@@ -106,6 +112,7 @@ def instruct(
     prompt_template: str | Mapping[str, Any] | None = None,
     packed: bool = False,
     max_seq_len: int | None = None,
+    split_across_pack: bool = False,
     filter_fn: Callable[[dict[str, Any]], bool] | None = None,
     **load_kwargs: Any,
 ) -> torch.utils.data.Dataset:
@@ -128,6 +135,8 @@ def instruct(
         prompt_template: The format of the user's turn (see above); ``None``: as is.
         packed: Pack samples into ``max_seq_len``-long sequences.
         max_seq_len: Truncate samples to this length; defaults to ``tokenizer.max_seq_len``.
+        split_across_pack: With ``packed``, continue a sample that does not fit in the
+            next pack instead of keeping each whole (see :class:`PackedDataset`).
         filter_fn: Keep only rows for which it is true.
         **load_kwargs: Passed to :func:`datasets.load_dataset`.
 
@@ -152,6 +161,9 @@ def instruct(
             Message("assistant", cell_text(row, cols["output"])),
         ]
 
-    dataset = build_sft(rows, where, tokenizer, to_messages, packed=packed, max_seq_len=max_seq_len)
+    dataset = build_sft(
+        rows, where, tokenizer, to_messages, packed=packed, max_seq_len=max_seq_len,
+        split_across_pack=split_across_pack,
+    )  # fmt: skip
     dataset.prompt_template = template
     return dataset

@@ -43,7 +43,8 @@ class ModelTokenizer(Protocol):
     ``masked`` flag, except the role header written before an assistant turn (what
     ``add_generation_prompt`` appends: the model never has to predict it), which is
     always masked, as is a leading ``bos``. Otherwise ``tokenize_messages`` truncates
-    to ``max_seq_len``, keeping a final end token (eos/eot) in the last position.
+    to ``max_seq_len``, keeping a final end token (eos/eot) in the last position,
+    masked (a cut answer does not end there).
     ``encode(text, add_bos=True)`` adds ``bos`` only where the model uses one.
     Helpers shared by implementations live in :mod:`tunesmith.tokenizers`.
     """

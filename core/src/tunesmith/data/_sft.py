@@ -49,19 +49,24 @@ class _RowDataset(Dataset):
         lost = False
         tail = end_tail(tokens, self._end_ids)
         if self.max_seq_len is not None and len(tokens) > self.max_seq_len:
-            # Keep the start (prompts come first, and a cut answer still teaches its
-            # prefix) and, like the tokenizers do, the final end token, so the model
-            # keeps learning that answers stop.
             cut = self.max_seq_len - tail if tail < self.max_seq_len else self.max_seq_len
             lost = any(x != CROSS_ENTROPY_IGNORE_IDX for x in labels[: len(labels) - tail]) and all(
                 x == CROSS_ENTROPY_IGNORE_IDX for x in labels[:cut]
             )
-            tokens, labels = truncate(tokens, labels, self.max_seq_len, end_ids=self._end_ids)
+            tokens, labels = self._cut(tokens, labels)
         elif self.cut_at is not None and len(tokens) >= self.cut_at > 1:
             # The tokenizer cut it already (keeping its end token): nothing before that
             # end is trained.
             lost = all(x == CROSS_ENTROPY_IGNORE_IDX for x in labels[: len(labels) - max(tail, 1)])
         return tokens, labels, lost
+
+    def _cut(self, tokens: list[int], labels: list[int]) -> tuple[list[int], list[int]]:
+        # The start is kept (prompts come first, and a cut answer still teaches its
+        # prefix), and, as the tokenizers cut, the end token, untrained.
+        return truncate(
+            tokens, labels, self.max_seq_len, end_ids=self._end_ids,
+            masked=CROSS_ENTROPY_IGNORE_IDX,
+        )  # fmt: skip
 
     @property
     def cut_at(self) -> int | None:
@@ -88,7 +93,7 @@ class SFTDataset(_RowDataset):
         to_messages: ``row -> list[Message]``; may raise :class:`DataError` for a bad
             cell, which is re-raised naming the row.
         max_seq_len: Truncate longer samples to this many tokens (keeping a final end
-            token, as the tokenizers do).
+            token, untrained, as the tokenizers do).
         where: How messages name the data (a file path or a Hub name).
     """
 
@@ -105,9 +110,39 @@ class SFTDataset(_RowDataset):
         self._to_messages = to_messages
 
     def _tokenize(self, row: Mapping[str, Any]) -> tuple[list[int], list[int]]:
-        tokens, mask = self._tokenizer.tokenize_messages(self._to_messages(row))
+        messages = self._to_messages(row)
+        check_turns(messages)
+        tokens, mask = self._tokenizer.tokenize_messages(messages)
         labels = [CROSS_ENTROPY_IGNORE_IDX if m else t for t, m in zip(tokens, mask, strict=True)]
         return tokens, labels
+
+
+def check_turns(messages: Sequence[Message]) -> None:
+    """Refuse a conversation that is not an exchange, as torchtune's SFT datasets do:
+    fewer than two messages, a system message after the first, two user messages in a
+    row, or an assistant message that answers no user (or tool) message.
+
+    Raises:
+        DataError: naming the first such message.
+    """
+    if len(messages) < 2:
+        raise DataError(
+            f"the conversation has {len(messages)} message(s): a sample needs at least a user "
+            "message and the assistant's answer"
+        )
+    previous = None
+    for i, message in enumerate(messages):
+        problem = None
+        if message.role == "system" and i > 0:
+            problem = "is a system message after the first: put the system message first"
+        elif message.role == "user" and previous == "user":
+            problem = "is a second user message in a row: join the two, or answer the first"
+        elif message.role == "assistant" and previous not in ("user", "tool", "ipython"):
+            after = f"a {previous} message" if previous else "nothing"
+            problem = f"is an assistant message that answers no user message (it follows {after})"
+        if problem:
+            raise DataError(f"message {i} {problem}")
+        previous = message.role
 
 
 class TextCompletionDataset(_RowDataset):
@@ -117,8 +152,8 @@ class TextCompletionDataset(_RowDataset):
         rows: Indexable rows.
         tokenizer: Encodes the text.
         column: The column holding the text.
-        max_seq_len: Truncate longer samples to this many tokens (keeping a final end
-            token, as the tokenizers do).
+        max_seq_len: A longer text is cut to its first ``max_seq_len - 1`` tokens, with
+            no eos, as torchtune's ``text_completion_dataset`` cuts (the text goes on).
         where: How messages name the data.
     """
 
@@ -138,11 +173,16 @@ class TextCompletionDataset(_RowDataset):
         tokens = self._tokenizer.encode(cell_text(row, self._column), add_bos=True, add_eos=True)
         return tokens, list(tokens)
 
+    def _cut(self, tokens: list[int], labels: list[int]) -> tuple[list[int], list[int]]:
+        assert self.max_seq_len is not None
+        keep = max(self.max_seq_len - 1, 1)
+        return tokens[:keep], labels[:keep]
+
 
 class Truncation(NamedTuple):
     """What :func:`lost_responses` found."""
 
-    lost: int  #: samples whose every trained token (but the end token) was cut away
+    lost: int  #: samples whose every trained token was cut away
     checked: int  #: samples looked at
     total: int  #: samples in the dataset
     max_seq_len: int  #: the length they were cut to

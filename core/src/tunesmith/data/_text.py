@@ -29,6 +29,7 @@ def text_completion(
     train_on_input: bool = False,
     packed: bool = False,
     max_seq_len: int | None = None,
+    split_across_pack: bool = False,
     filter_fn: Callable[[dict[str, Any]], bool] | None = None,
     **load_kwargs: Any,
 ) -> torch.utils.data.Dataset:
@@ -46,6 +47,9 @@ def text_completion(
             nothing here since all tokens are trained.
         packed: Pack samples into ``max_seq_len``-long sequences (usual for pre-training).
         max_seq_len: Truncate samples to this length; defaults to ``tokenizer.max_seq_len``.
+        split_across_pack: With ``packed``, lay texts end to end and continue one that
+            does not fit in the next pack (torchtune's default for text) instead of
+            keeping each whole (see :class:`~tunesmith.data.PackedDataset`).
         filter_fn: Keep only rows for which it is true.
         **load_kwargs: Passed to :func:`datasets.load_dataset`.
 
@@ -63,4 +67,7 @@ def text_completion(
     dataset = TextCompletionDataset(
         rows, tokenizer, column=column, max_seq_len=max_seq_len, where=where
     )
-    return maybe_pack(dataset, tokenizer, packed=packed, max_seq_len=max_seq_len)
+    return maybe_pack(
+        dataset, tokenizer, packed=packed, max_seq_len=max_seq_len,
+        split_across_pack=split_across_pack,
+    )  # fmt: skip

@@ -28,18 +28,22 @@ def truncate(
     max_seq_len: int | None,
     *,
     end_ids: Collection[int] = (),
+    masked: Any = True,
 ) -> tuple[list[int], list[Any]]:
-    """Cut ``(tokens, mask)`` to ``max_seq_len``, keeping a final end token.
+    """Cut ``(tokens, mask)`` to ``max_seq_len``, keeping a final end token, masked.
 
     A sample that ended with an end-of-sequence or end-of-turn token (and the newline a
-    chat template may write after it) still ends with them after truncation, so the
-    model keeps learning where answers stop.
+    chat template may write after it) still ends with them after truncation, but they
+    are not trained: where the cut falls, the answer does not end (torchtune, too,
+    ends a cut sample with a masked eos).
 
     Args:
         tokens: Token ids.
         mask: Loss mask (or labels), one entry per token.
         max_seq_len: The length to cut to; ``None`` leaves the sequence whole.
         end_ids: Ids that count as a final end token (eos, eot, ...).
+        masked: The mask entry of an untrained token (``True``; for labels, the ignore
+            index).
 
     Returns:
         New ``(tokens, mask)`` lists of at most ``max_seq_len`` entries.
@@ -53,4 +57,4 @@ def truncate(
     if tail >= max_seq_len:
         tail = 0
     keep, start = max_seq_len - tail, len(tokens) - tail
-    return tokens[:keep] + tokens[start:], mask[:keep] + mask[start:]
+    return tokens[:keep] + tokens[start:], mask[:keep] + [masked] * tail

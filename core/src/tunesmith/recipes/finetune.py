@@ -216,7 +216,7 @@ def _shape_batches(cfg: DictConfig, model: nn.Module, loaders, device, dtype) ->
 
 def _check_truncation(node: DictConfig, node_key: str, dataset, strategy: Strategy) -> None:
     """Warn when max_seq_len cuts away whole responses (their prompts fill it), and refuse
-    when it does so to every sample: such a run would train nothing but end tokens."""
+    when it does so to every sample: such a run would train nothing."""
     from tunesmith.data import lost_responses
 
     found = lost_responses(dataset)
@@ -230,7 +230,7 @@ def _check_truncation(node: DictConfig, node_key: str, dataset, strategy: Strate
     if found.lost == found.checked:
         raise DataError(
             f"all {found.checked} samples of '{node_key}'{among} lose their whole response "
-            f"{cause}, so nothing but end tokens would be trained: {fix}"
+            f"{cause}, so nothing would be trained: {fix}"
         )
     if strategy.is_main:
         print(
