@@ -311,6 +311,30 @@ def test_chat_unknown_role_names_row_and_turn(write, tokenizer):
         ds[1]
 
 
+def _turns(*roles: str) -> dict:
+    return {"messages": [{"role": r, "content": f"{r} {i}"} for i, r in enumerate(roles)]}
+
+
+@pytest.mark.parametrize(
+    "roles, message",
+    [
+        (("user",), r"the conversation has 1 message\(s\): a sample needs at least a user"),
+        (("user", "user", "assistant"), r"message 1 is a second user message in a row"),
+        (("assistant", "user"), r"message 0 is an assistant message that answers no user "
+                                r"message \(it follows nothing\)"),
+        (("user", "assistant", "system"), r"message 2 is a system message after the first"),
+        (("system", "assistant"), r"message 1 .* \(it follows a system message\)"),
+    ],
+)  # fmt: skip
+def test_chat_refuses_what_is_not_an_exchange_naming_the_row(write, tokenizer, roles, message):
+    """As torchtune's SFT datasets refuse them (a one-message row trained nothing)."""
+    rows = [_turns("system", "user", "assistant", "user", "tool", "assistant"), _turns(*roles)]
+    ds = chat(tokenizer, source=str(write("c.jsonl", rows)))
+    assert any(label != IGNORE for label in ds[0]["labels"])  # a tool turn may come between
+    with pytest.raises(DataError, match=r"c\.jsonl, row 1: " + message):
+        ds[1]
+
+
 def test_chat_sharegpt_unknown_speaker(write, tokenizer):
     rows = [{"conversations": [{"from": "humn", "value": "x"}]}]
     ds = chat(tokenizer, source=str(write("c.jsonl", rows)), conversation_style="sharegpt")
