@@ -213,3 +213,48 @@ def test_adapter_needs_the_lora_plugin(tmp_path, monkeypatch):
     ):
         tunesmith.load_pretrained(source, adapter=tmp_path / "adapter")
     assert set(os.listdir(tmp_path)) == {"base", "adapter"}
+
+
+def _declared_and_stored(directory) -> tuple[str, set]:
+    config = json.loads((directory / "config.json").read_text())
+    return config["dtype"], {t.dtype for t in load_hf_state_dict(directory).values()}
+
+
+def test_written_weights_are_the_dtype_config_json_declares(tmp_path):
+    """A cast (convert --dtype, merge-adapter --dtype) and a Meta checkpoint's own dtype
+    are what config.json declares, so transformers' dtype="auto" loads them as written
+    (config.json said float32 over bf16 tensors, and always bfloat16 for Meta files)."""
+    from tunesmith._pretrained import merge_adapter
+
+    source = _checkpoint(tmp_path / "hf", variant="llama2", intermediate_size=192)
+    _meta_checkpoint(tmp_path / "meta", source)
+    meta = convert_checkpoint(tmp_path / "meta", tmp_path / "from_meta")
+    assert _declared_and_stored(meta) == ("float32", {torch.float32})
+    assert json.loads((meta / "config.json").read_text())["torch_dtype"] == "float32"
+    cast = convert_checkpoint(source, tmp_path / "bf16", dtype="bf16")
+    assert _declared_and_stored(cast) == ("bfloat16", {torch.bfloat16})
+    auto = transformers.AutoModelForCausalLM.from_pretrained(cast, dtype="auto")
+    assert auto.dtype == torch.bfloat16
+    _trained_adapter(source, tmp_path / "adapter")
+    merged = merge_adapter(source, tmp_path / "adapter", tmp_path / "merged", dtype="fp16")
+    assert _declared_and_stored(merged) == ("float16", {torch.float16})
+
+
+def test_force_never_replaces_a_directory_that_holds_an_input(tmp_path):
+    """merge-adapter W/base W/adapter W --force would have deleted the base and the
+    adapter (replacing W); it is refused, and they stay."""
+    from click.testing import CliRunner
+
+    from tunesmith.cli import cli
+
+    source = _checkpoint(tmp_path / "work" / "base")
+    _trained_adapter(source, tmp_path / "work" / "adapter")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for args in (
+        ["merge-adapter", str(source), str(tmp_path / "work" / "adapter"), str(tmp_path)],
+        ["convert", str(source), str(tmp_path / "work")],
+    ):
+        result = CliRunner().invoke(cli, [*args, "--force"])
+        assert result.exit_code == 1
+        assert "which replacing it would delete: choose a new output directory" in result.output
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before

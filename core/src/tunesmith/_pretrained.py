@@ -14,8 +14,10 @@ from tunesmith.checkpoint import (
     check_new_output,
     config_dtype,
     convert_checkpoint,
+    record_dtype,
     resolve_dtype,
     save_hf_state_dict,
+    stored_dtype,
 )
 from tunesmith.errors import CheckpointError
 from tunesmith.peft import transform_for_adapter
@@ -161,4 +163,5 @@ def merge_adapter(
     with atomic_directory(dst) as tmp:
         save_hf_state_dict(hf_state, tmp, max_shard_size=max_shard_size, dtype=store)
         ckpt.write_support_files(tmp)
+        record_dtype(tmp, store or stored_dtype(hf_state))
     return dst

@@ -593,22 +593,33 @@ class _ChildError(TunesmithError):
 # ------------------------------------------------------------- checkpoints ---
 
 
+_DTYPE = click.option(
+    "--dtype", default=None, help="Store the weights in bf16, fp16 or fp32 (default: the source's dtype)."
+)
+
+
 @cli.command()
 @click.argument("source", type=click.Path(path_type=Path))
 @click.argument("destination", type=click.Path(path_type=Path))
 @click.option("--max-shard-size", default="5GB", show_default=True, help="Largest weight file.")
+@_DTYPE
 @click.option("--force", is_flag=True, help="Replace DESTINATION if it already holds files.")
-def convert(source: Path, destination: Path, max_shard_size: str, force: bool) -> None:
+def convert(
+    source: Path, destination: Path, max_shard_size: str, dtype: str | None, force: bool
+) -> None:
     """Convert a Meta or HF checkpoint to HF safetensors in DESTINATION.
 
     \b
     Examples:
       tunesmith convert /models/Llama-3.2-1B/original /models/Llama-3.2-1B-hf
       tunesmith convert /models/big-model /models/big-model-2GB --max-shard-size 2GB
+      tunesmith convert /models/fp32-model /models/bf16-model --dtype bf16
     """
     from tunesmith._pretrained import convert_checkpoint
 
-    convert_checkpoint(source, destination, max_shard_size=max_shard_size, overwrite=force)
+    convert_checkpoint(
+        source, destination, max_shard_size=max_shard_size, dtype=dtype, overwrite=force
+    )
     click.echo(f"Wrote a Hugging Face checkpoint to {destination}")
 
 
@@ -617,9 +628,15 @@ def convert(source: Path, destination: Path, max_shard_size: str, force: bool) -
 @click.argument("adapter", type=click.Path(path_type=Path))
 @click.argument("destination", type=click.Path(path_type=Path))
 @click.option("--max-shard-size", default="5GB", show_default=True, help="Largest weight file.")
+@_DTYPE
 @click.option("--force", is_flag=True, help="Replace DESTINATION if it already holds files.")
 def merge_adapter(
-    base: Path, adapter: Path, destination: Path, max_shard_size: str, force: bool
+    base: Path,
+    adapter: Path,
+    destination: Path,
+    max_shard_size: str,
+    dtype: str | None,
+    force: bool,
 ) -> None:
     """Merge a PEFT adapter into its base model and write an HF checkpoint.
 
@@ -629,7 +646,7 @@ def merge_adapter(
     """
     from tunesmith._pretrained import merge_adapter as merge
 
-    merge(base, adapter, destination, max_shard_size=max_shard_size, overwrite=force)
+    merge(base, adapter, destination, max_shard_size=max_shard_size, dtype=dtype, overwrite=force)
     click.echo(f"Wrote the merged Hugging Face checkpoint to {destination}")
 
 

@@ -8,7 +8,7 @@ usable on their own (``tunesmith convert`` is :func:`convert_checkpoint`).
 
 from tunesmith.checkpoint._checkpointer import Checkpointer, detect_format, find_adapter
 from tunesmith.checkpoint._convert import convert_checkpoint
-from tunesmith.checkpoint._dtypes import config_dtype, resolve_dtype
+from tunesmith.checkpoint._dtypes import config_dtype, record_dtype, resolve_dtype, stored_dtype
 from tunesmith.checkpoint._files import (
     atomic_directory,
     atomic_write,
@@ -63,7 +63,9 @@ __all__ = [
     "native_to_hf_state_dict",
     "parse_size",
     "read_hf_config",
+    "record_dtype",
     "remap_keys",
     "resolve_dtype",
     "save_hf_state_dict",
+    "stored_dtype",
 ]

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from tunesmith.checkpoint._checkpointer import Checkpointer, detect_format, refuse_quantized
+from tunesmith.checkpoint._dtypes import record_dtype, resolve_dtype, stored_dtype
 from tunesmith.checkpoint._files import atomic_directory, check_new_output, copy_support_files
 from tunesmith.checkpoint._hf import load_hf_state_dict, read_hf_config, save_hf_state_dict
 
@@ -60,4 +61,7 @@ def convert_checkpoint(
             state = ckpt.to_hf(ckpt.load_state_dict())
             save_hf_state_dict(state, tmp, max_shard_size=max_shard_size, dtype=dtype)
             ckpt.write_support_files(tmp)
+        # A cast (or a Meta file's own dtype) is what config.json must declare.
+        if dtype is not None or fmt != "hf":
+            record_dtype(tmp, resolve_dtype(dtype) if dtype is not None else stored_dtype(state))
     return dst

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from tunesmith.errors import CheckpointError
 
-__all__ = ["config_dtype", "resolve_dtype"]
+__all__ = ["config_dtype", "record_dtype", "resolve_dtype", "stored_dtype"]
 
 _NAMES = {
     "bf16": torch.bfloat16,
@@ -48,3 +52,29 @@ def config_dtype(config: dict[str, Any]) -> torch.dtype | None:
         if isinstance(value, str) and value.lower().removeprefix("torch.") in _NAMES:
             return _NAMES[value.lower().removeprefix("torch.")]
     return None
+
+
+def stored_dtype(state_dict: Mapping[str, torch.Tensor]) -> torch.dtype | None:
+    """The dtype most of the floating-point tensors of ``state_dict`` have (``None``:
+    there are none)."""
+    counts = Counter(t.dtype for t in state_dict.values() if t.is_floating_point())
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def record_dtype(directory: str | Path, dtype: torch.dtype | None) -> None:
+    """Make ``directory/config.json`` declare ``dtype``, the dtype its weights were
+    written in (transformers and vLLM load a model in the declared one): ``dtype``, and
+    ``torch_dtype`` too where the file has that older key."""
+    from tunesmith.checkpoint._files import atomic_write
+
+    path = Path(directory) / "config.json"
+    if dtype is None or not path.is_file():
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    name = str(dtype).removeprefix("torch.")
+    keys = ["dtype"] + (["torch_dtype"] if "torch_dtype" in config else [])
+    if all(config.get(key) == name for key in keys):
+        return
+    config.update(dict.fromkeys(keys, name))
+    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

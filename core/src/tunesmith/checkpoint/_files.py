@@ -38,21 +38,28 @@ def check_new_output(
     Args:
         path: The directory a command is about to create (atomically).
         overwrite: Replace an existing non-empty directory (``--force``).
-        sources: Directories the command reads, which ``path`` must not be.
+        sources: Directories the command reads, which ``path`` must neither be nor
+            hold (replacing ``path`` would delete them).
 
     Returns:
         ``path`` as a ``Path``.
 
     Raises:
-        CheckpointError: ``path`` is a file, one of ``sources``, or a non-empty
-            directory and ``overwrite`` is false.
+        CheckpointError: ``path`` is a file, one of ``sources`` or a directory above
+            one, or a non-empty directory and ``overwrite`` is false.
     """
     from tunesmith.errors import CheckpointError
 
     path = Path(path).expanduser()
     for source in sources:
-        if path.resolve() == Path(source).expanduser().resolve():
+        source = Path(source).expanduser().resolve()
+        if path.resolve() == source:
             raise CheckpointError(f"{path} is also the input: choose a new output directory")
+        if path.resolve() in source.parents:
+            raise CheckpointError(
+                f"{path} holds the input {source}, which replacing it would delete: choose a "
+                "new output directory"
+            )
     if path.is_file():
         raise CheckpointError(f"{path} is a file: choose a directory path for the output")
     if path.is_dir() and any(path.iterdir()) and not overwrite:
