@@ -57,16 +57,28 @@ def untied(tmp_path_factory):
     return base, output
 
 
-def test_an_untied_head_is_quantized_and_transformers_quantizes_it_too(untied, tokens):
+def test_an_untied_head_is_left_as_transformers_own_quantization_leaves_it(untied, tokens):
+    """transformers' TorchAoConfig quantizes every linear but lm_head (and vLLM's torchao
+    layers no head): the recipe's output is the checkpoint transformers itself makes,
+    to its logits, and loads so in both."""
+    from torchao.quantization import Int8WeightOnlyConfig
     from torchao.utils import TorchAOBaseTensor
 
     base, output = untied
     model, theirs = _theirs(output, tokens)
-    # transformers leaves lm_head alone unless modules_to_not_convert says otherwise
-    assert isinstance(model.lm_head.weight, TorchAOBaseTensor)
+    assert isinstance(model.model.layers[0].mlp.down_proj.weight, TorchAOBaseTensor)
+    assert not isinstance(model.lm_head.weight, TorchAOBaseTensor)
+    config = json.loads((output / "config.json").read_text())["quantization_config"]
+    assert config["modules_to_not_convert"] == ["lm_head"]
     ours_model, ours = _ours(output, tokens)
-    assert isinstance(ours_model.output.weight, TorchAOBaseTensor)
+    assert not isinstance(ours_model.output.weight, TorchAOBaseTensor)
     torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=0)
+    own = transformers.AutoModelForCausalLM.from_pretrained(
+        base, quantization_config=transformers.TorchAoConfig(quant_type=Int8WeightOnlyConfig()),
+        dtype=torch.float32,
+    )  # fmt: skip
+    with torch.no_grad():
+        torch.testing.assert_close(own.eval()(tokens).logits, ours, atol=1e-5, rtol=0)
     _, full = _theirs(base, tokens)
     assert 0 < (ours - full).abs().max() < 0.05 * full.abs().max()
 

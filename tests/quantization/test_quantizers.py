@@ -101,16 +101,19 @@ def test_model_size_counts_a_tied_weight_once(fp32):
     )
 
 
-def test_an_untied_output_head_is_quantized(tmp_path, tokens):
+def test_an_untied_output_head_is_left_unquantized(tmp_path, tokens):
     from torchao.utils import TorchAOBaseTensor
 
     directory = write_checkpoint(tmp_path / "llama3_1", variant="llama3_1")
     model, _ = tunesmith.load_pretrained(directory, dtype="fp32", device="cpu")
+    head = model.output.weight.detach().clone()
     with torch.no_grad():
         ref = model(tokens)
         Int8WeightOnly().quantize(model, "cpu")
         out = model(tokens)
-    assert isinstance(model.output.weight, TorchAOBaseTensor)
+    assert isinstance(model.layers[0].attn.q_proj.weight, TorchAOBaseTensor)
+    assert not isinstance(model.output.weight, TorchAOBaseTensor)
+    assert torch.equal(model.output.weight, head)
     assert _relative_error(out, ref) < BOUNDS["int8_weight_only"][0]
 
 

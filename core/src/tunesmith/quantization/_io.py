@@ -227,8 +227,7 @@ def _save_hf_layout(
     config["quantization_config"] = {
         "quant_method": "torchao",
         "quant_type": {"default": config_to_dict(torchao_config)},
-        # Listed explicitly: transformers would otherwise skip the output head, which
-        # tunesmith quantizes when it is an nn.Linear of its own.
+        # The linears left as they were (an untied lm_head), named as transformers skips.
         "modules_to_not_convert": _linears_left(model, hf, checkpointer),
         "include_input_output_embeddings": False,
         "untie_embedding_weights": False,

@@ -57,8 +57,9 @@ class TorchaoQuantizer:
         return True
 
     def quantize(self, model: nn.Module, device: str | torch.device) -> nn.Module:
-        """Quantize ``model``'s ``nn.Linear`` weights in place; the model must already be
-        on ``device``.
+        """Quantize ``model``'s ``nn.Linear`` weights in place, but the output head's
+        (transformers' ``TorchAoConfig`` leaves ``lm_head`` so, and vLLM's torchao
+        layers quantize no head); the model must already be on ``device``.
 
         Returns:
             ``model``.
@@ -79,7 +80,7 @@ class TorchaoQuantizer:
             torch.device(device), next(iter(linears.values())).weight.dtype
         )
         self.check(model)
-        quantize_(model, config)
+        quantize_(model, config, filter_fn=lambda module, fqn: fqn in linears)
         return model
 
     def describe(self, device: str | torch.device) -> dict[str, Any]:
@@ -98,10 +99,19 @@ class TorchaoQuantizer:
         return f"{self.name}({args})" if args else self.name
 
 
+#: The core decoder's output head (``lm_head`` in Hugging Face names).
+_HEAD = "output"
+
+
 def _linears(model: nn.Module) -> dict[str, nn.Linear]:
+    """The ``nn.Linear`` layers a quantizer quantizes: all but the output head."""
     from torch import nn
 
-    return {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+    return {
+        name: m
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Linear) and name != _HEAD
+    }
 
 
 class Int8WeightOnly(TorchaoQuantizer):
