@@ -681,3 +681,18 @@ def test_help_ends_with_examples(runner, name, command):
 def test_version(runner):
     result = invoke(runner, "--version")
     assert result.exit_code == 0 and result.stdout.strip() == f"tunesmith, version {__version__}"
+
+
+def test_a_full_disk_a_library_reports_is_the_disk_full_line():
+    """safetensors reports a full disk as its own error, not an OSError."""
+    from tunesmith.errors import describe_error
+
+    class SafetensorError(Exception):
+        pass
+
+    message, code = describe_error(SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"))  # fmt: skip
+    assert code == 1
+    assert message == (
+        "no space left on the device while writing a file: free some space or point the "
+        "output at another disk"
+    )

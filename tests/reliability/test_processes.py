@@ -202,3 +202,29 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, base_dir, data_file, ref
         assert "no training state in" in line and "run without resume_from_checkpoint" in line
         _run_ok(*resume)
     _same_run(out, reference)
+
+
+def test_sigterm_unwinds_an_output_being_written(tmp_path):
+    """SIGTERM (kill, a scheduler ending the job) in the tunesmith command's process
+    unwinds as Ctrl-C does: the temporary directory an output was being written to is
+    removed, and the exit code is 143 (it stayed beside the destination before)."""
+    code = (
+        "import os, signal, sys, time\n"
+        "from pathlib import Path\n"
+        "from tunesmith.checkpoint import atomic_directory\n"
+        "from tunesmith.cli import Terminated, terminate_as_interrupt\n"
+        "terminate_as_interrupt()\n"
+        "try:\n"
+        "    with atomic_directory(Path(sys.argv[1])) as tmp:\n"
+        "        (tmp / 'model.safetensors').write_bytes(b'partial')\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        time.sleep(30)\n"
+        "except Terminated:\n"
+        "    sys.exit(143)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RANK"}
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "out")], env=env, timeout=60
+    )
+    assert done.returncode == 143
+    assert list(tmp_path.iterdir()) == []  # no .out.tmp-* left, no out

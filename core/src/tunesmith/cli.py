@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -59,13 +61,31 @@ class _Group(click.Group):
                 for line in getattr(exc, "messages", [message]):
                     click.echo(f"error: {line}", err=True)
             ctx.exit(code)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             if _debug():
                 raise
             click.echo(
-                "\nerror: interrupted (nothing was saved since the last checkpoint)", err=True
+                "\nerror: interrupted: what was being written was removed (earlier saves, "
+                "such as a run's finished epochs, are kept)",
+                err=True,
             )
-            ctx.exit(130)
+            ctx.exit(143 if isinstance(exc, Terminated) else 130)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so that it unwinds as Ctrl-C does."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def terminate_as_interrupt() -> None:
+    """Make SIGTERM (``kill``, a scheduler ending the job) unwind like Ctrl-C, so an
+    output being written is removed instead of left half-done beside its destination.
+    torchrun's workers (``RANK`` set) keep the handling torchrun expects."""
+    if os.environ.get("RANK") is None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def _report_to_launcher(message: str) -> bool:
@@ -856,6 +876,7 @@ def new_plugin(name: str, kind: str, output_dir: Path) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    terminate_as_interrupt()
     cli(prog_name="tunesmith")
 
 

@@ -96,6 +96,10 @@ def describe_error(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, OSError):
         return _os_error(exc), 1
     first = (str(exc).strip().splitlines() or [""])[0][:300]
+    if "No space left on device" in str(exc):  # from a library that wraps the OSError
+        import errno
+
+        return _os_error(OSError(errno.ENOSPC, "No space left on device")), 1
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
         return (
             "out of memory: lower batch_size or tokenizer.max_seq_len, or set "
