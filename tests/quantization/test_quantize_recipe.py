@@ -162,6 +162,21 @@ def test_refuses_to_replace_a_directory_it_did_not_write(base_dir, tmp_path):
     assert [p.name for p in output.iterdir()] == ["notes.txt"]
 
 
+def test_refuses_an_output_dir_that_holds_the_source(quantized, base_dir, tmp_path):
+    """An earlier quantize output holding the model to quantize would be replaced, and
+    the model with it."""
+    import shutil
+
+    earlier, _ = quantized("int8_weight_only")
+    output = tmp_path / "earlier"
+    shutil.copytree(earlier, output)
+    shutil.copytree(base_dir, output / "base")
+    result = CliRunner().invoke(cli, quantize_args(output / "base", output, "int8_weight_only"))
+    assert result.exit_code == 1
+    assert f"output_dir {output} holds the source checkpoint" in result.output
+    assert (output / "base" / "config.json").is_file()
+
+
 def test_refuses_an_already_quantized_source(quantized, tmp_path):
     output, _ = quantized("int8_weight_only")
     result = CliRunner().invoke(cli, quantize_args(output, tmp_path / "again", "int8_weight_only"))

@@ -64,6 +64,11 @@ def _output(cfg: DictConfig, source: Path) -> Path:
     output = Path(value).expanduser()
     if output.resolve() == source.resolve():
         raise ConfigError(f"output_dir is the source checkpoint {source}: choose a new directory")
+    if output.resolve() in source.resolve().parents:
+        raise ConfigError(
+            f"output_dir {output} holds the source checkpoint {source}, which replacing it "
+            "would delete: choose a new directory"
+        )
     # The output directory is replaced as a whole; only ever replace an earlier
     # quantize output, never a directory with someone's other files in it.
     if output.is_file() or (
