@@ -201,7 +201,13 @@ def test_stop_tokens_read_generation_config(tmp_path):
     assert tokens[-1] == ids["<|eot_id|>"]
 
 
-def test_special_tokens_as_added_token_dicts_and_add_bos_token_false(tmp_path):
+def test_special_tokens_as_added_token_dicts_and_add_bos_token_as_transformers_reads_it(
+    tmp_path,
+):
+    """transformers 5 drops tokenizer_config.json's add_bos_token where tokenizer.json
+    exists: its post-processor decides (here: bos first), and tunesmith follows it."""
+    from transformers import AutoTokenizer
+
     directory = write_hf_tokenizer(tmp_path)
     config = json.loads((directory / "tokenizer_config.json").read_text())
     config["bos_token"] = {"content": "<|begin_of_text|>", "special": True, "__type": "AddedToken"}
@@ -209,7 +215,9 @@ def test_special_tokens_as_added_token_dicts_and_add_bos_token_false(tmp_path):
     (directory / "tokenizer_config.json").write_text(json.dumps(config))
     tok = HFTokenizer(directory)
     assert tok.bos_id == tok.token_to_id("<|begin_of_text|>")
-    assert tok.encode("Hi", add_eos=False) == tok.encode("Hi", add_bos=False, add_eos=False)
+    assert tok.encode("Hi", add_eos=False) == AutoTokenizer.from_pretrained(directory)("Hi").input_ids
+    assert tok.encode("Hi", add_eos=False)[0] == tok.bos_id
+    assert HFTokenizer(directory, add_bos=False).encode("Hi", add_eos=False)[0] != tok.bos_id
 
 
 def test_template_sources_in_order_of_preference(tmp_path):
@@ -381,3 +389,15 @@ def test_a_final_assistant_message_is_continued_as_transformers_continues_it(
         return_dict=False,
     )
     assert tok.tokenize_messages(messages)[0] == expected
+
+
+def test_without_generation_config_the_stop_tokens_are_config_jsons_eos(tmp_path):
+    """transformers' generate stops on config.json's eos_token_id list when there is
+    no generation_config.json (Llama 3.1: <|end_of_text|>, <|eom_id|>, <|eot_id|>)."""
+    directory = write_hf_tokenizer(tmp_path)
+    ids = [HFTokenizer(directory).token_to_id(t) for t in ("<|end_of_text|>", "<|eot_id|>")]
+    (directory / "generation_config.json").unlink(missing_ok=True)
+    (directory / "config.json").write_text(json.dumps({"eos_token_id": ids}))
+    assert set(HFTokenizer(directory).stop_tokens) == set(ids)
+    (directory / "generation_config.json").write_text(json.dumps({"eos_token_id": ids[1]}))
+    assert HFTokenizer(directory).stop_tokens == [ids[1]]  # generation_config.json wins

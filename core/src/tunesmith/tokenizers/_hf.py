@@ -78,8 +78,12 @@ class HFTokenizer(TemplatedTokenizer):
                 raise CheckpointError(
                     f"cannot load {file}: {exc}; re-download it, or upgrade the tokenizers library"
                 ) from None
+        settings = read_tokenizer_settings(file.parent)
+        # transformers 5 drops tokenizer_config.json's add_bos_token where tokenizer.json
+        # exists: its post-processor alone says whether bos is added.
+        settings.config.pop("add_bos_token", None)
         self._setup(
-            read_tokenizer_settings(file.parent),
+            settings,
             vocabulary=file.name,
             max_seq_len=max_seq_len,
             chat_template=chat_template,

@@ -105,6 +105,8 @@ def read_tokenizer_settings(directory: str | Path) -> TokenizerSettings:
     generation = {}
     if (directory / "generation_config.json").is_file():
         generation = _read_json(directory / "generation_config.json")
+    elif (directory / "config.json").is_file():  # where transformers' generate looks then
+        generation = _read_json(directory / "config.json")
     eos = generation.get("eos_token_id")
     eos = [eos] if isinstance(eos, int) else list(eos or [])
     added = {}
