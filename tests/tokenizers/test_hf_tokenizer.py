@@ -401,3 +401,37 @@ def test_without_generation_config_the_stop_tokens_are_config_jsons_eos(tmp_path
     assert set(HFTokenizer(directory).stop_tokens) == set(ids)
     (directory / "generation_config.json").write_text(json.dumps({"eos_token_id": ids[1]}))
     assert HFTokenizer(directory).stop_tokens == [ids[1]]  # generation_config.json wins
+
+
+def _unigram_tokenizer(directory, corpus: list[str]):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.train_from_iterator(corpus, trainers.UnigramTrainer(
+        vocab_size=120, special_tokens=["<unk>", "<s>", "</s>"], unk_token="<unk>"))  # fmt: skip
+    directory.mkdir()
+    tok.save(str(directory / "tokenizer.json"))
+    return directory
+
+
+@pytest.mark.parametrize("model", ["unigram", "bpe"])
+def test_decode_cleans_up_spaces_where_transformers_does(tmp_path, model):
+    """clean_up_tokenization_spaces joins " ," and " 's" on decode, except for BPE
+    models (transformers refuses there: it would corrupt their text)."""
+    from transformers import AutoTokenizer
+
+    text = "Hello , world ! It 's fine ."
+    if model == "unigram":
+        directory = _unigram_tokenizer(tmp_path / "t", [text, "more words , here ."] * 20)
+    else:
+        directory = write_hf_tokenizer(tmp_path / "t")
+    config = {"eos_token": "</s>" if model == "unigram" else "<|eot_id|>",
+              "clean_up_tokenization_spaces": True}  # fmt: skip
+    (directory / "tokenizer_config.json").write_text(json.dumps(config))
+    ours, theirs = HFTokenizer(directory), AutoTokenizer.from_pretrained(directory)
+    ids = ours.encode(text, add_bos=False, add_eos=False)
+    assert ids == theirs(text, add_special_tokens=False).input_ids
+    assert ours.decode(ids) == theirs.decode(ids, skip_special_tokens=True)
+    assert ("Hello, world! It's fine." in ours.decode(ids)) is (model == "unigram")

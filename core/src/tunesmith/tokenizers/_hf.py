@@ -11,6 +11,12 @@ from tunesmith.tokenizers._templated import TemplatedTokenizer, read_tokenizer_s
 
 __all__ = ["HFTokenizer", "hf_tokenizer"]
 
+#: transformers' clean_up_tokenization: (what decoding wrote, what it becomes), in order.
+_CLEAN_UP = (
+    (" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+    (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"),
+)  # fmt: skip
+
 
 class HFTokenizer(TemplatedTokenizer):
     """Any checkpoint's ``tokenizer.json`` (``tokenizers`` library) plus its config.
@@ -82,6 +88,17 @@ class HFTokenizer(TemplatedTokenizer):
         # transformers 5 drops tokenizer_config.json's add_bos_token where tokenizer.json
         # exists: its post-processor alone says whether bos is added.
         settings.config.pop("add_bos_token", None)
+        # transformers' decode joins spaces before punctuation when the config asks, but
+        # never for a BPE model (unless forced), where it would corrupt the text.
+        config = settings.config
+        self._clean_up_spaces = bool(config.get("clean_up_tokenization_spaces")) and (
+            type(self._tok.model).__name__ != "BPE"
+            or bool(
+                config.get(
+                    "clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output"
+                )
+            )
+        )
         self._setup(
             settings,
             vocabulary=file.name,
@@ -111,7 +128,11 @@ class HFTokenizer(TemplatedTokenizer):
         return self._tok.token_to_id(token)
 
     def decode(self, ids: Sequence[int], *, skip_special_tokens: bool = True) -> str:
-        return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
+        text = self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
+        if self._clean_up_spaces:
+            for spaced, joined in _CLEAN_UP:
+                text = text.replace(spaced, joined)
+        return text
 
     def __repr__(self) -> str:
         return f"HFTokenizer({str(self.path)!r}, vocab_size={self.vocab_size})"
