@@ -223,8 +223,6 @@ def test_sigterm_unwinds_an_output_being_written(tmp_path):
         "    sys.exit(143)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "RANK"}
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path / "out")], env=env, timeout=60
-    )
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")], env=env, timeout=60)
     assert done.returncode == 143
     assert list(tmp_path.iterdir()) == []  # no .out.tmp-* left, no out

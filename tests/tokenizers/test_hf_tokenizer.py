@@ -215,7 +215,9 @@ def test_special_tokens_as_added_token_dicts_and_add_bos_token_as_transformers_r
     (directory / "tokenizer_config.json").write_text(json.dumps(config))
     tok = HFTokenizer(directory)
     assert tok.bos_id == tok.token_to_id("<|begin_of_text|>")
-    assert tok.encode("Hi", add_eos=False) == AutoTokenizer.from_pretrained(directory)("Hi").input_ids
+    assert (
+        tok.encode("Hi", add_eos=False) == AutoTokenizer.from_pretrained(directory)("Hi").input_ids
+    )
     assert tok.encode("Hi", add_eos=False)[0] == tok.bos_id
     assert HFTokenizer(directory, add_bos=False).encode("Hi", add_eos=False)[0] != tok.bos_id
 

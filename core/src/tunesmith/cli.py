@@ -614,7 +614,9 @@ class _ChildError(TunesmithError):
 
 
 _DTYPE = click.option(
-    "--dtype", default=None, help="Store the weights in bf16, fp16 or fp32 (default: the source's dtype)."
+    "--dtype",
+    default=None,
+    help="Store the weights in bf16, fp16 or fp32 (default: the source's dtype).",
 )
 
 

@@ -218,4 +218,6 @@ def test_an_adapter_peft_made_of_the_fused_modules_loads_with_pefts_logits(
         model, tmp_path / "again", adapter=find_adapter("phi3"),
         base_model_name_or_path=str(phi3_dir),
     )  # fmt: skip
-    torch.testing.assert_close(_hf_logits(phi3_dir, tokens, adapter=again), theirs, atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        _hf_logits(phi3_dir, tokens, adapter=again), theirs, atol=1e-5, rtol=0
+    )

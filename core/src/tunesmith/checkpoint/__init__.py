@@ -8,7 +8,13 @@ usable on their own (``tunesmith convert`` is :func:`convert_checkpoint`).
 
 from tunesmith.checkpoint._checkpointer import Checkpointer, detect_format, find_adapter
 from tunesmith.checkpoint._convert import convert_checkpoint
-from tunesmith.checkpoint._dtypes import config_dtype, record_dtype, resolve_dtype, stored_dtype
+from tunesmith.checkpoint._dtypes import (
+    config_dtype,
+    declare_dtype,
+    record_dtype,
+    resolve_dtype,
+    stored_dtype,
+)
 from tunesmith.checkpoint._files import (
     atomic_directory,
     atomic_write,
@@ -47,6 +53,7 @@ __all__ = [
     "config_dtype",
     "convert_checkpoint",
     "copy_support_files",
+    "declare_dtype",
     "detect_format",
     "detect_key_layout",
     "find_adapter",

@@ -12,7 +12,7 @@ import torch
 
 from tunesmith.errors import CheckpointError
 
-__all__ = ["config_dtype", "record_dtype", "resolve_dtype", "stored_dtype"]
+__all__ = ["config_dtype", "declare_dtype", "record_dtype", "resolve_dtype", "stored_dtype"]
 
 _NAMES = {
     "bf16": torch.bfloat16,
@@ -61,20 +61,31 @@ def stored_dtype(state_dict: Mapping[str, torch.Tensor]) -> torch.dtype | None:
     return counts.most_common(1)[0][0] if counts else None
 
 
+def declare_dtype(config: dict[str, Any], dtype: torch.dtype) -> bool:
+    """Make a ``config.json`` dict declare ``dtype`` (transformers and vLLM load a model
+    in the declared one): ``dtype``, and ``torch_dtype`` too where it has that older key.
+
+    Returns:
+        Whether ``config`` changed.
+    """
+    name = str(dtype).removeprefix("torch.")
+    keys = ["dtype"] + (["torch_dtype"] if "torch_dtype" in config else [])
+    if all(config.get(key) == name for key in keys):
+        return False
+    config.update(dict.fromkeys(keys, name))
+    return True
+
+
 def record_dtype(directory: str | Path, dtype: torch.dtype | None) -> None:
     """Make ``directory/config.json`` declare ``dtype``, the dtype its weights were
-    written in (transformers and vLLM load a model in the declared one): ``dtype``, and
-    ``torch_dtype`` too where the file has that older key."""
+    written in (see :func:`declare_dtype`)."""
     from tunesmith.checkpoint._files import atomic_write
 
     path = Path(directory) / "config.json"
     if dtype is None or not path.is_file():
         return
     config = json.loads(path.read_text(encoding="utf-8"))
-    name = str(dtype).removeprefix("torch.")
-    keys = ["dtype"] + (["torch_dtype"] if "torch_dtype" in config else [])
-    if all(config.get(key) == name for key in keys):
+    if not declare_dtype(config, dtype):
         return
-    config.update(dict.fromkeys(keys, name))
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

@@ -41,6 +41,7 @@ from tunesmith.checkpoint import (
     Checkpointer,
     atomic_write,
     config_dtype,
+    declare_dtype,
     find_adapter,
     find_hf_weight_files,
     load_hf_state_dict,
@@ -221,9 +222,7 @@ def _save_hf_layout(
         tensors, directory, metadata=metadata, max_shard_size=max_shard_size
     )
     config = read_hf_config(directory)
-    config["dtype"] = str(dtype).removeprefix("torch.")  # the dtype it computes in
-    if "torch_dtype" in config:  # the name before transformers 5
-        config["torch_dtype"] = config["dtype"]
+    declare_dtype(config, dtype)  # the dtype it computes in
     config["quantization_config"] = {
         "quant_method": "torchao",
         "quant_type": {"default": config_to_dict(torchao_config)},

@@ -108,9 +108,7 @@ def _linears(model: nn.Module) -> dict[str, nn.Linear]:
     from torch import nn
 
     return {
-        name: m
-        for name, m in model.named_modules()
-        if isinstance(m, nn.Linear) and name != _HEAD
+        name: m for name, m in model.named_modules() if isinstance(m, nn.Linear) and name != _HEAD
     }
 
 

@@ -26,7 +26,9 @@ _MINI_4K = dict(repo=_builders.HF_REPOS[_builders.phi3_mini_4k], max_seq_len=409
 _PHI3 = {
     "mini_4k": dict(title="Phi-3 mini 4k", model="phi3_mini_4k", **_MINI_4K),
     # torchtune's names of the same model's configs (phi3/mini_lora_single_device, ...)
-    "mini": dict(title="Phi-3 mini 4k (torchtune's phi3/mini names)", model="phi3_mini", **_MINI_4K),
+    "mini": dict(
+        title="Phi-3 mini 4k (torchtune's phi3/mini names)", model="phi3_mini", **_MINI_4K
+    ),
     "mini_128k": dict(
         title="Phi-3 mini 128k",
         model="auto",

@@ -440,9 +440,10 @@ def _split_keys(
         else:
             unknown.append(key)
     if embeddings:
+        names = ", ".join(sorted(set(embeddings))[:2])
         raise CheckpointError(
-            f"the adapter in {where} adapts embedding layers ({', '.join(sorted(set(embeddings))[:2])}"
-            f": lora_embedding_A/B), which tunesmith's LoRA does not load: {_MERGE}"
+            f"the adapter in {where} adapts embedding layers ({names}: lora_embedding_A/B), "
+            f"which tunesmith's LoRA does not load: {_MERGE}"
         )
     if biases:
         raise CheckpointError(
