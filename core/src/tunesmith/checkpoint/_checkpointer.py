@@ -31,7 +31,7 @@ from tunesmith.errors import CheckpointError
 __all__ = ["Checkpointer", "detect_format", "find_adapter"]
 
 #: HF keys that are recomputed buffers, not weights (stored by older transformers):
-#: rotary frequencies, from config.json (Gemma 3 has a second set, rotary_emb_local).
+#: rotary frequencies, from config.json (some families store a second set, rotary_emb_local).
 HF_IGNORED_KEYS = (r"rotary_emb\w*\.(original_)?inv_freq$",)
 RECIPE_STATE_DIR = "recipe_state"
 #: Keys of the ``recipe_state.pt`` torchtune's recipes write (``training.EPOCHS_KEY``,
