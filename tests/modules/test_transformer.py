@@ -16,6 +16,7 @@ from tunesmith.modules import (
     TiedLinear,
     TransformerDecoder,
     TransformerSelfAttentionLayer,
+    tied_heads,
 )
 
 DIM, HEADS, KV_HEADS, HEAD_DIM, VOCAB = 32, 4, 2, 8, 64
@@ -105,6 +106,15 @@ def test_tied_output_shares_the_embedding():
     tokens = torch.tensor([[1, 2, 3]])
     with torch.no_grad():
         torch.testing.assert_close(meta(tokens), model(tokens))
+
+
+def test_tied_heads_are_found_by_path_however_deep_the_decoder_sits():
+    tied, untied = _decoder(tied=True), _decoder()
+    assert tied_heads(tied) == {"output": tied.tok_embeddings}
+    assert tied_heads(untied) == {}
+    wrapper = nn.Module()
+    wrapper.language_model = tied
+    assert tied_heads(wrapper) == {"language_model.output": tied.tok_embeddings}
 
 
 def test_embed_scale_and_final_softcap():

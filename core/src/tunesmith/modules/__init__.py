@@ -25,6 +25,7 @@ from tunesmith.modules._transformer import (
     TiedLinear,
     TransformerDecoder,
     TransformerSelfAttentionLayer,
+    tied_heads,
 )
 
 __all__ = [
@@ -42,4 +43,5 @@ __all__ = [
     "build_decoder",
     "rope_frequencies",
     "rope_inverse_frequencies",
+    "tied_heads",
 ]

@@ -8,7 +8,7 @@ from torch import nn
 from tunesmith.modules._attention import MultiHeadAttention
 from tunesmith.modules._masks import DocumentMask
 
-__all__ = ["TiedLinear", "TransformerDecoder", "TransformerSelfAttentionLayer"]
+__all__ = ["TiedLinear", "TransformerDecoder", "TransformerSelfAttentionLayer", "tied_heads"]
 
 
 def _maybe(norm: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
@@ -81,6 +81,21 @@ class TiedLinear:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.linear(x, self.tied_module.weight)
+
+
+def tied_heads(model: nn.Module) -> dict[str, nn.Module]:
+    """Each :class:`TiedLinear` head in ``model``, by its dotted path (``"output"``),
+    mapped to the embedding whose weight it reads.
+
+    A tied head is a plain attribute, not a submodule, so ``named_modules`` and
+    ``get_submodule`` never see it; code that wraps, replaces or saves layers asks here.
+    """
+    return {
+        f"{prefix}.{name}" if prefix else name: value.tied_module
+        for prefix, module in model.named_modules()
+        for name, value in vars(module).items()
+        if isinstance(value, TiedLinear)
+    }
 
 
 class TransformerDecoder(nn.Module):

@@ -27,6 +27,7 @@ from torch import nn
 from tunesmith import CheckpointAdapter
 from tunesmith.checkpoint import atomic_write
 from tunesmith.errors import CheckpointError, ConfigError
+from tunesmith.modules import tied_heads
 from tunesmith_lora._layers import LoRALinear, _dense, scale_divisor
 from tunesmith_lora._torchtune_format import fix_torchtune_adapter, is_torchtune_config
 from tunesmith_lora._wrapping import (
@@ -499,6 +500,8 @@ def _saved_module_targets(
     """Native module path -> (its module, the tensors that replace its parameters), for
     the ``modules_to_save`` of an adapter; every problem is found before anything changes."""
     out, problems = {}, []
+    # PEFT saves a copy of a tied embedding; replacing ours would change the head too.
+    tied = list(tied_heads(model).values())
     for hf_path, params in whole.items():
         try:
             natives = adapter.native_modules(_table_path(hf_path, adapter))
@@ -506,7 +509,7 @@ def _saved_module_targets(
         except (KeyError, AttributeError):
             module = None
         own = dict(module.named_parameters(recurse=False)) if module is not None else {}
-        if module is None or set(params) != set(own) or _is_tied(model, module):
+        if module is None or set(params) != set(own) or any(e is module for e in tied):
             problems.append(hf_path)
             continue
         for name, value in params.items():
@@ -521,13 +524,6 @@ def _saved_module_targets(
             "for, or merge it with PEFT's merge_and_unload and load the merged model"
         )
     return out
-
-
-def _is_tied(model: nn.Module, module: nn.Module) -> bool:
-    # PEFT saves a copy of a tied embedding; replacing ours would change the head too.
-    return any(
-        getattr(v, "tied_module", None) is module for m in model.modules() for v in vars(m).values()
-    )
 
 
 @torch.no_grad()
@@ -595,7 +591,7 @@ def load_peft_adapter(
             )
     else:
         missing = [p for p in targets if not _is_linear(model, p)]
-        tied = [p for p in missing if _is_tied_head(model, p)]
+        tied = [p for p in missing if p in tied_heads(model)]
         if tied:
             raise CheckpointError(
                 f"the adapter in {directory} adapts {tied[0]}, the output layer, which this "
@@ -668,15 +664,6 @@ def _split_fused(
         | {name: split[i] for name, split in pieces.items()}
         for i, native in enumerate(natives)
     }
-
-
-def _is_tied_head(model: nn.Module, path: str) -> bool:
-    parent, _, name = path.rpartition(".")
-    try:
-        owner = model.get_submodule(parent) if parent else model
-    except AttributeError:
-        return False
-    return getattr(vars(owner).get(name), "tied_module", None) is not None
 
 
 def _is_linear(model: nn.Module, path: str) -> bool:

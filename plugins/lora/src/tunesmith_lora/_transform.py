@@ -17,6 +17,7 @@ from torch import nn
 
 from tunesmith import CheckpointAdapter
 from tunesmith.errors import CheckpointError, ConfigError, did_you_mean
+from tunesmith.modules import tied_heads
 from tunesmith_lora._wrapping import (
     _replace,
     freeze_non_adapter_params,
@@ -186,16 +187,14 @@ class LoRATransform:
                 )
             wanted += mlp
         if self.apply_lora_to_output:
-            # A tied head is not an nn.Linear: another module type, or a plain callable
-            # attribute (core's TiedLinear) that is not registered as a submodule at all.
+            # A tied head is not an nn.Linear: another module type, or core's TiedLinear,
+            # a plain attribute that is not registered as a submodule at all.
             tied = [
                 type(m).__name__
                 for n, m in model.named_modules()
                 if n.rpartition(".")[2] == OUTPUT_MODULE and not isinstance(m, nn.Linear)
             ] + [
-                type(vars(m)[OUTPUT_MODULE]).__name__
-                for m in model.modules()
-                if vars(m).get(OUTPUT_MODULE) is not None
+                "TiedLinear" for path in tied_heads(model) if path.rpartition(".")[2] == OUTPUT_MODULE
             ]
             if OUTPUT_MODULE in leaves:
                 wanted.append(OUTPUT_MODULE)
