@@ -194,7 +194,9 @@ class LoRATransform:
                 for n, m in model.named_modules()
                 if n.rpartition(".")[2] == OUTPUT_MODULE and not isinstance(m, nn.Linear)
             ] + [
-                "TiedLinear" for path in tied_heads(model) if path.rpartition(".")[2] == OUTPUT_MODULE
+                "TiedLinear"
+                for path in tied_heads(model)
+                if path.rpartition(".")[2] == OUTPUT_MODULE
             ]
             if OUTPUT_MODULE in leaves:
                 wanted.append(OUTPUT_MODULE)
