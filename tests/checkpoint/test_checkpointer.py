@@ -168,11 +168,29 @@ def test_save_epoch_round_trip(tmp_path, fake_registry):
         "tokenizer.json",
     }
     assert (epoch_dir / "original" / "tokenizer.model").read_bytes() == b"tok"
-    assert json.loads((epoch_dir / "config.json").read_text()) == CONFIG
+    # The source's config, declaring the dtype written (its weights are fp32, it says bf16).
+    declared = {**CONFIG, "torch_dtype": "float32", "dtype": "float32"}
+    assert json.loads((epoch_dir / "config.json").read_text()) == declared
     # HF names on disk, same tensors back through a new checkpointer.
     assert "model.layers.0.self_attn.q_proj.weight" in load_hf_state_dict(epoch_dir)
     _equal(Checkpointer(epoch_dir).load_state_dict(), native)
     assert os.listdir(tmp_path / "out") == ["epoch_0"]
+
+
+def test_save_epoch_declares_the_dtype_it_writes_so_transformers_loads_that(
+    tmp_path, fake_registry
+):
+    native = write_fake_hf(tmp_path / "ckpt")  # fp32 weights under "torch_dtype": "bfloat16"
+    ckpt = Checkpointer(tmp_path / "ckpt", tmp_path / "out")
+    for dtype, name in ((None, "float32"), ("bf16", "bfloat16")):
+        config = json.loads((ckpt.save_epoch(0, native, dtype=dtype) / "config.json").read_text())
+        assert (config["dtype"], config["torch_dtype"]) == (name, name)
+    assert {t.dtype for t in load_hf_state_dict(tmp_path / "out" / "epoch_0").values()} == {
+        torch.bfloat16
+    }
+    # An adapter-only save leaves the base's config as it was.
+    config = json.loads((ckpt.save_epoch(1, None) / "config.json").read_text())
+    assert config["torch_dtype"] == "bfloat16" and "dtype" not in config
 
 
 def test_save_epoch_replaces_and_failure_keeps_old(tmp_path, fake_registry):

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from tunesmith._components import CheckpointAdapter
+from tunesmith.checkpoint._dtypes import record_dtype, resolve_dtype, stored_dtype
 from tunesmith.checkpoint._files import atomic_directory, atomic_write, copy_support_files
 from tunesmith.checkpoint._hf import (
     _read_json,
@@ -385,8 +386,9 @@ class Checkpointer:
         """Write ``output_dir/epoch_{epoch}/`` atomically, in Hugging Face format.
 
         It holds the full weights (``model*.safetensors`` + index), the source's support
-        files, and whatever ``extra`` writes. It appears complete or not at all; an
-        existing ``epoch_{epoch}`` is replaced.
+        files (``config.json`` declaring the dtype the weights were written in, as
+        transformers' ``save_pretrained`` does), and whatever ``extra`` writes. It
+        appears complete or not at all; an existing ``epoch_{epoch}`` is replaced.
 
         Args:
             epoch: The epoch number in the directory name.
@@ -406,6 +408,8 @@ class Checkpointer:
             if hf_state is not None:
                 save_hf_state_dict(hf_state, tmp, max_shard_size=max_shard_size, dtype=dtype)
             self.write_support_files(tmp)
+            if hf_state is not None:
+                record_dtype(tmp, resolve_dtype(dtype) if dtype else stored_dtype(hf_state))
             if extra is not None:
                 extra(tmp)
         return target
