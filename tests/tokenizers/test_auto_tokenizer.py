@@ -149,3 +149,41 @@ def test_nothing_matching_names_the_directory_the_files_and_the_fix(tmp_path):
 def test_a_missing_directory_is_reported(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist: point tokenizer.path"):
         auto_tokenizer(tmp_path / "nope")
+
+
+def test_chat_template_kwargs_reach_the_template_and_auto_refuses_them_where_none_is(tmp_path):
+    from tunesmith import ConfigError
+    from tunesmith.builtins.tokenizers import auto
+    from tunesmith.data import Message
+
+    directory = write_hf_tokenizer(tmp_path / "hf")
+    (directory / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                **json.loads((directory / "tokenizer_config.json").read_text()),
+                "chat_template": "{{ greeting | default('Hi') }}:"
+                "{% for m in messages %}{{ m.content }}{% endfor %}",
+            }
+        )
+    )
+    said = Message("user", "ab")
+    plain, tuned = auto(directory), auto(directory, chat_template_kwargs={"greeting": "Yo"})
+    assert tuned.chat_template_kwargs == {"greeting": "Yo"} and plain.chat_template_kwargs == {}
+    for tokenizer, text in ((plain, "Hi:ab"), (tuned, "Yo:ab")):
+        tokens, _ = tokenizer.tokenize_messages([said], add_generation_prompt=True)
+        assert tokenizer.decode(tokens, skip_special_tokens=False).endswith(text)
+    with pytest.raises(ConfigError, match=r"sets add_generation_prompt, which tunesmith passes"):
+        HFTokenizer(directory, chat_template_kwargs={"add_generation_prompt": True})
+    with pytest.raises(ConfigError, match=r"chat_template_kwargs must map template variable"):
+        HFTokenizer(directory, chat_template_kwargs=["enable_thinking"])
+    (tmp_path / "original").mkdir()
+    (tmp_path / "original" / "tok.model").write_text("x")
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "fam_model"}))
+    with pytest.raises(ConfigError) as err:
+        auto(tmp_path, chat_template_kwargs={"enable_thinking": False})
+    assert str(err.value) == (
+        f"tokenizer.chat_template_kwargs: _Built, the tokenizer of {tmp_path}, lays "
+        "conversations out itself, not through a chat template: remove chat_template_kwargs, "
+        "or set tokenizer._component_=hf_tokenizer, which renders the chat template of "
+        "tokenizer_config.json"
+    )

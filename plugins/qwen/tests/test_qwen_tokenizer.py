@@ -102,6 +102,30 @@ def test_qwen3_thinking_turns_render_as_the_template_does(directories, turns, tr
     )  # fmt: skip
 
 
+@pytest.mark.parametrize("thinking", [False, True])
+def test_qwen3_enable_thinking_renders_as_transformers_and_through_auto(directories, thinking):
+    # enable_thinking=False writes an empty <think> block after the generation prompt.
+    directory = directories["qwen3"]
+    reference = transformers.AutoTokenizer.from_pretrained(directory)
+    turns = [("user", "What is 2+2?"), ("assistant", "Four."), ("user", "And 3+3?")]
+    messages = [Message(role, text) for role, text in turns]
+    wanted = reference.apply_chat_template(
+        [{"role": r, "content": t} for r, t in turns], add_generation_prompt=True,
+        enable_thinking=thinking, tokenize=True, return_dict=False,
+    )  # fmt: skip
+    kwargs = {"enable_thinking": thinking}
+    for tokenizer in (
+        QwenTokenizer(directory, chat_template_kwargs=kwargs),
+        auto_tokenizer(directory, chat_template_kwargs=kwargs),
+    ):
+        prompt, _ = tokenizer.tokenize_messages(messages, add_generation_prompt=True)
+        assert prompt == list(wanted)
+        text = tokenizer.decode(prompt, skip_special_tokens=False)
+        assert text.endswith("<think>\n\n</think>\n\n") is not thinking
+    default, _ = QwenTokenizer(directory).tokenize_messages(messages, add_generation_prompt=True)
+    assert (default == prompt) is thinking  # the template's default: thinking
+
+
 def _trained(tokenizer, tokens, mask):
     spans, current = [], []
     for token, masked in zip(tokens, mask, strict=True):

@@ -20,6 +20,7 @@ from tunesmith.tokenizers._sentencepiece import SentencePieceTokenizer, sentence
 from tunesmith.tokenizers._templated import (
     TemplatedTokenizer,
     TokenizerSettings,
+    check_chat_template_kwargs,
     read_tokenizer_settings,
 )
 from tunesmith.tokenizers._utils import (
@@ -37,6 +38,7 @@ __all__ = [
     "TemplatedTokenizer",
     "TokenizerSettings",
     "auto_tokenizer",
+    "check_chat_template_kwargs",
     "common_prefix_len",
     "find_tokenizer",
     "hf_tokenizer",

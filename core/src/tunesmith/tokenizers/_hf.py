@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +46,15 @@ class HFTokenizer(TemplatedTokenizer):
             adds it.
         extra_stop_tokens: Texts of more stop tokens than eos and ``generation_config.json``'s
             (a family's end-of-turn token); ones not in the vocabulary are left out.
+        chat_template_kwargs: More variables for the chat template, as transformers'
+            ``apply_chat_template(**kwargs)`` takes them (``{"enable_thinking": False}``).
         backend: A ``tokenizers.Tokenizer`` to use instead of reading ``tokenizer.json``
             (one a family plugin built from older files, e.g. ``vocab.json`` +
             ``merges.txt``); ``path`` is then the directory of the settings files.
 
     Raises:
         CheckpointError: a file is missing or unreadable, or no eos token is defined.
+        ConfigError: ``chat_template_kwargs`` is not a mapping of template variables.
     """
 
     def __init__(
@@ -62,6 +65,7 @@ class HFTokenizer(TemplatedTokenizer):
         chat_template: str | None = None,
         add_bos: bool | None = None,
         extra_stop_tokens: Sequence[str] = (),
+        chat_template_kwargs: Mapping[str, Any] | None = None,
         backend: Any = None,
     ) -> None:
         from tokenizers import Tokenizer as _Backend
@@ -107,6 +111,7 @@ class HFTokenizer(TemplatedTokenizer):
             add_bos=add_bos,
             default_add_bos=self._post_processor_adds_bos,
             extra_stop_tokens=extra_stop_tokens,
+            chat_template_kwargs=chat_template_kwargs,
         )
 
     def _post_processor_adds_bos(self) -> bool:

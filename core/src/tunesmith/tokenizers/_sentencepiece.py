@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +45,14 @@ class SentencePieceTokenizer(TemplatedTokenizer):
             config's ``add_bos_token``, else true when there is a bos token.
         extra_stop_tokens: Texts of more stop tokens than eos and ``generation_config.json``'s
             (a family's end-of-turn token); ones not in the vocabulary are left out.
+        chat_template_kwargs: More variables for the chat template, as transformers'
+            ``apply_chat_template(**kwargs)`` takes them (``{"enable_thinking": False}``).
 
     Raises:
         CheckpointError: the file is missing or not a sentencepiece model, or no eos
             token is defined.
+
+        ConfigError: ``chat_template_kwargs`` is not a mapping of template variables.
     """
 
     def __init__(
@@ -59,6 +63,7 @@ class SentencePieceTokenizer(TemplatedTokenizer):
         chat_template: str | None = None,
         add_bos: bool | None = None,
         extra_stop_tokens: Sequence[str] = (),
+        chat_template_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         path = Path(path).expanduser()
         file = path / "tokenizer.model" if path.is_dir() else path
@@ -95,6 +100,7 @@ class SentencePieceTokenizer(TemplatedTokenizer):
             add_bos=add_bos,
             default_add_bos=lambda: True,
             extra_stop_tokens=extra_stop_tokens,
+            chat_template_kwargs=chat_template_kwargs,
         )
 
     # ---- encoding ----------------------------------------------------------------

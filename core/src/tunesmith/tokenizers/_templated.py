@@ -11,13 +11,13 @@ through the checkpoint's chat template with per-token loss masks.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tunesmith.data._messages import Message
-from tunesmith.errors import CheckpointError, DataError
+from tunesmith.errors import CheckpointError, ConfigError, DataError
 from tunesmith.tokenizers._chat_template import ChatTemplate
 from tunesmith.tokenizers._utils import (
     common_prefix_len,
@@ -26,11 +26,42 @@ from tunesmith.tokenizers._utils import (
     truncate,
 )
 
-__all__ = ["TemplatedTokenizer", "TokenizerSettings", "read_tokenizer_settings"]
+__all__ = [
+    "TemplatedTokenizer",
+    "TokenizerSettings",
+    "check_chat_template_kwargs",
+    "read_tokenizer_settings",
+]
 
 _SPECIAL_KEYS = ("bos_token", "eos_token", "pad_token", "unk_token")
 #: What transformers' continue_final_message appends to the last message to find its end.
 _CONTINUE_TAG = "CONTINUE_FINAL_MESSAGE_TAG "
+#: Template variables tunesmith sets itself for each render.
+_RENDER_ARGUMENTS = ("messages", "add_generation_prompt")
+
+
+def check_chat_template_kwargs(value: Any) -> dict[str, Any]:
+    """``chat_template_kwargs`` as a plain dict: more variables for the chat template,
+    as transformers' ``apply_chat_template(**kwargs)`` passes them
+    (``{"enable_thinking": False}`` for Qwen 3).
+
+    Raises:
+        ConfigError: not a mapping of names, or it sets what each render sets.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise ConfigError(
+            f"chat_template_kwargs must map template variable names to values, not {value!r}: "
+            "e.g. chat_template_kwargs: {enable_thinking: false}"
+        )
+    taken = [k for k in _RENDER_ARGUMENTS if k in value]
+    if taken:
+        raise ConfigError(
+            f"chat_template_kwargs sets {', '.join(taken)}, which tunesmith passes the template "
+            "itself: remove it"
+        )
+    return dict(value)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -145,6 +176,7 @@ class TemplatedTokenizer:
     max_seq_len: int | None
     special_tokens: dict[str, str]
     chat_template: ChatTemplate | None
+    chat_template_kwargs: dict[str, Any]
     add_bos: bool
 
     # ---- for subclasses --------------------------------------------------------
@@ -159,6 +191,7 @@ class TemplatedTokenizer:
         add_bos: bool | None,
         default_add_bos: Callable[[], bool],
         extra_stop_tokens: Sequence[str] = (),
+        chat_template_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         """Resolve special-token ids, stop tokens, ``add_bos`` and the chat template.
 
@@ -173,12 +206,16 @@ class TemplatedTokenizer:
             extra_stop_tokens: Texts of more stop tokens (a family's end-of-turn token
                 that ``generation_config.json`` does not list); ones not in the
                 vocabulary are left out.
+            chat_template_kwargs: More variables for every render of the chat template
+                (see :func:`check_chat_template_kwargs`).
 
         Raises:
             CheckpointError: a special token is not in the vocabulary, or no eos.
+            ConfigError: ``chat_template_kwargs`` is not a mapping of variables.
         """
         self.max_seq_len = max_seq_len
         self.special_tokens = dict(settings.special_tokens)
+        self.chat_template_kwargs = check_chat_template_kwargs(chat_template_kwargs)
         directory = settings.directory
         self._bos_id = self._special_id("bos_token", directory, vocabulary)
         self._pad_id = self._special_id("pad_token", directory, vocabulary)
@@ -272,8 +309,10 @@ class TemplatedTokenizer:
 
     def _render(self, dicts: list[dict[str, str]], add_generation_prompt: bool) -> str:
         assert self.chat_template is not None
+        # As transformers: the special tokens, then the caller's variables over them.
+        variables = {**self.special_tokens, **self.chat_template_kwargs}
         return self.chat_template.render(
-            dicts, add_generation_prompt=add_generation_prompt, **self.special_tokens
+            dicts, add_generation_prompt=add_generation_prompt, **variables
         )
 
     def _tokenize_templated(

@@ -11,6 +11,7 @@ only ``vocab.json`` + ``merges.txt`` (transformers' ``Qwen2Tokenizer`` pipeline)
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -121,9 +122,12 @@ class QwenTokenizer(HFTokenizer):
         max_seq_len: Truncate ``tokenize_messages`` output to this many tokens.
         chat_template: A Jinja template to use instead of the checkpoint's.
         add_bos: Whether ``encode(add_bos=True)`` prepends ``bos`` (Qwen defines none).
+        chat_template_kwargs: More variables for the chat template:
+            ``{"enable_thinking": False}`` renders Qwen 3's non-thinking mode.
 
     Raises:
         CheckpointError: tokenizer files are missing or unreadable.
+        ConfigError: ``chat_template_kwargs`` is not a mapping of template variables.
     """
 
     def __init__(
@@ -133,6 +137,7 @@ class QwenTokenizer(HFTokenizer):
         max_seq_len: int | None = None,
         chat_template: str | None = None,
         add_bos: bool | None = None,
+        chat_template_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         path = Path(path).expanduser()
         directory = path if path.is_dir() else path.parent
@@ -155,6 +160,7 @@ class QwenTokenizer(HFTokenizer):
             # a fine-tuned chat turn ends.
             extra_stop_tokens=(_END_OF_TURN,),
             backend=backend,
+            chat_template_kwargs=chat_template_kwargs,
         )
         if self.chat_template is None:
             self.chat_template = ChatTemplate(CHATML_TEMPLATE, where="the ChatML template")
