@@ -160,3 +160,16 @@ def test_chat_options_reach_lm_eval(loaded, reference, monkeypatch, multiturn):
         "lm_eval's default" if multiturn is None else multiturn
     )
     assert 0.0 <= results["results"]["tiny_mc"]["acc,none"] <= 1.0
+
+
+def test_thinking_settings_reach_the_model_lm_eval_is_given(loaded, reference, monkeypatch):
+    import lm_eval
+
+    seen = {}
+    monkeypatch.setattr(lm_eval, "simple_evaluate", lambda **kwargs: seen.update(kwargs) or {})
+    model, tokenizer = loaded
+    _local(reference, tasks=["tiny_gen"], chat_template_args={"tail": "x"},
+           enable_thinking=False, think_end_token="</think>").evaluate(model, tokenizer)  # fmt: skip
+    lm = seen["model"]
+    assert lm.tokenizer.chat_template_kwargs == {"tail": "x", "enable_thinking": False}
+    assert (lm.enable_thinking, lm.think_end_token) == (False, "</think>")

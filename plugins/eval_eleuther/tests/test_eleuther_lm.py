@@ -258,3 +258,63 @@ def test_chat_template_through_lm_eval(loaded, task_manager):
     context = sample["arguments"][0][0]
     assert context.startswith("<|begin_of_text|><|start_header_id|>user<|end_header_id|>")
     assert 0.0 <= out["results"]["tiny_mc"]["acc,none"] <= 1.0
+
+
+def test_thinking_settings_render_and_cut_as_lm_evals_own_hf_model(tmp_path, checkpoint, loaded):
+    """enable_thinking and chat_template_args reach the chat template as HFLM passes them;
+    think_end_token (text or id) cuts the answer as HFLM cuts it; what HFLM refuses is
+    refused."""
+    import copy
+    import json
+    import shutil
+
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.models.utils import postprocess_generated_text
+
+    import tunesmith
+    from tunesmith import ConfigError
+    from tunesmith.testing import LLAMA3_CHAT_TEMPLATE
+
+    directory = tmp_path / "ckpt"
+    shutil.copytree(checkpoint, directory)
+    config = json.loads((directory / "tokenizer_config.json").read_text())
+    config["chat_template"] = LLAMA3_CHAT_TEMPLATE + (
+        "{% if add_generation_prompt and enable_thinking is defined and not enable_thinking %}"
+        "{{ '<think>\n\n</think>\n\n' }}{% endif %}{{ tail | default('') }}"
+    )
+    (directory / "tokenizer_config.json").write_text(json.dumps(config))
+    model, tokenizer = tunesmith.load_pretrained(directory, dtype="fp32", device="cpu")
+    history = [{"role": "user", "content": "What is 2+2?"}]
+    for settings in ({}, {"enable_thinking": False, "chat_template_args": {"tail": "Sure:"}}):
+        theirs = HFLM(pretrained=str(directory), device="cpu", dtype="float32", **settings)
+        ours = TunesmithLM(model, tokenizer, **settings)
+        assert ours.apply_chat_template(history) == theirs.apply_chat_template(history)
+    assert ours.apply_chat_template(history).endswith("<think>\n\n</think>\n\nSure:")
+    assert tokenizer.chat_template_kwargs == {}  # the caller's tokenizer is left as it was
+
+    model, tokenizer = loaded
+    prompt = GEN_PROMPTS[1]
+    ids = tokenizer.encode(
+        tunesmith.generate(model, tokenizer, prompt, chat_format=False, max_new_tokens=12),
+        add_bos=False,
+        add_eos=False,
+    )
+    full = tokenizer.decode(ids)
+    request = _instances("generate_until", [(prompt, {"until": ["never"], "max_gen_toks": 12})])
+    word = full.split()[len(full.split()) // 2]
+    cut = TunesmithLM(model, tokenizer, think_end_token=word).generate_until(request)
+    assert cut == [postprocess_generated_text(full, ["never"], word)] and cut != [full]
+    token = ids[len(ids) // 2]
+    last = max(i for i, t in enumerate(ids) if t == token)
+    cut = TunesmithLM(model, tokenizer, think_end_token=str(token)).generate_until(request)
+    assert cut == [tokenizer.decode(ids[last + 1 :]).lstrip()]
+
+    with pytest.raises(ConfigError, match=r"enable_thinking=true needs think_end_token"):
+        TunesmithLM(model, tokenizer, enable_thinking=True)
+    thinking = TunesmithLM(model, tokenizer, enable_thinking=True, think_end_token="</think>")
+    with pytest.raises(ConfigError, match=r"enable_thinking=true is for generative tasks only"):
+        thinking.loglikelihood(_instances("loglikelihood", [("2+2=", " 4")]))
+    plain = copy.copy(tokenizer)
+    plain.chat_template = None
+    with pytest.raises(ConfigError, match=r"does not render a chat template: remove them"):
+        TunesmithLM(model, plain, enable_thinking=False)

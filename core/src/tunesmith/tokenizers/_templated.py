@@ -40,10 +40,10 @@ _CONTINUE_TAG = "CONTINUE_FINAL_MESSAGE_TAG "
 _RENDER_ARGUMENTS = ("messages", "add_generation_prompt")
 
 
-def check_chat_template_kwargs(value: Any) -> dict[str, Any]:
-    """``chat_template_kwargs`` as a plain dict: more variables for the chat template,
-    as transformers' ``apply_chat_template(**kwargs)`` passes them
-    (``{"enable_thinking": False}`` for Qwen 3).
+def check_chat_template_kwargs(value: Any, key: str = "chat_template_kwargs") -> dict[str, Any]:
+    """``value`` as a plain dict of more variables for the chat template, as
+    transformers' ``apply_chat_template(**kwargs)`` passes them
+    (``{"enable_thinking": False}`` for Qwen 3); ``key`` names it in messages.
 
     Raises:
         ConfigError: not a mapping of names, or it sets what each render sets.
@@ -52,14 +52,13 @@ def check_chat_template_kwargs(value: Any) -> dict[str, Any]:
         return {}
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
         raise ConfigError(
-            f"chat_template_kwargs must map template variable names to values, not {value!r}: "
-            "e.g. chat_template_kwargs: {enable_thinking: false}"
+            f"{key} must map template variable names to values, not {value!r}: "
+            f"e.g. {key}: {{enable_thinking: false}}"
         )
     taken = [k for k in _RENDER_ARGUMENTS if k in value]
     if taken:
         raise ConfigError(
-            f"chat_template_kwargs sets {', '.join(taken)}, which tunesmith passes the template "
-            "itself: remove it"
+            f"{key} sets {', '.join(taken)}, which tunesmith passes the template itself: remove it"
         )
     return dict(value)
 

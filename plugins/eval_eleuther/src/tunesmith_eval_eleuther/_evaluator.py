@@ -93,6 +93,12 @@ class EleutherEvaluator:
         fewshot_as_multiturn: With the chat format, give few-shot examples as earlier
             turns of the conversation; ``None`` keeps lm_eval's default.
         system_instruction: A system prompt put before every prompt.
+        chat_template_args: More variables for the chat template (lm_eval's
+            ``chat_template_args`` model argument).
+        enable_thinking: The chat template's ``enable_thinking`` (Qwen 3); true needs
+            ``think_end_token`` and generative tasks, as in lm_eval.
+        think_end_token: The text or token id that ends a reasoning trace: answers are
+            what follows it.
         seed: Seeds lm_eval's Python, NumPy, torch and few-shot sampling; ``None``
             keeps lm_eval's defaults.
         enable_kv_cache: Generate with the model's KV cache.
@@ -120,6 +126,9 @@ class EleutherEvaluator:
         apply_chat_template: bool = False,
         fewshot_as_multiturn: bool | None = None,
         system_instruction: str | None = None,
+        chat_template_args: dict[str, Any] | None = None,
+        enable_thinking: bool | None = None,
+        think_end_token: str | int | None = None,
         seed: int | None = None,
         enable_kv_cache: bool = True,
     ) -> None:
@@ -147,6 +156,9 @@ class EleutherEvaluator:
         self.apply_chat_template = bool(apply_chat_template)
         self.fewshot_as_multiturn = fewshot_as_multiturn
         self.system_instruction = system_instruction
+        self.chat_template_args = chat_template_args
+        self.enable_thinking = enable_thinking
+        self.think_end_token = think_end_token
         self.seed = seed
         self.enable_kv_cache = bool(enable_kv_cache)
         self._manager: Any = None
@@ -235,6 +247,9 @@ class EleutherEvaluator:
             batch_size=self.batch_size,
             max_seq_len=self.max_seq_len,
             enable_kv_cache=self.enable_kv_cache,
+            chat_template_args=self.chat_template_args,
+            enable_thinking=self.enable_thinking,
+            think_end_token=self.think_end_token,
         )
         options: dict[str, Any] = {"system_instruction": self.system_instruction}
         if self.fewshot_as_multiturn is not None:

@@ -17,9 +17,10 @@ runs.
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -66,6 +67,31 @@ def cut_at_stop(text: str, until: Sequence[str]) -> str:
     return text[:end]
 
 
+def _with_template_args(
+    tokenizer: Any, args: Mapping[str, Any] | None, enable_thinking: bool | None
+) -> Any:
+    """A copy of ``tokenizer`` that renders its chat template with ``args`` (and
+    ``enable_thinking``) too; ``tokenizer`` itself when there are none."""
+    from tunesmith.tokenizers import check_chat_template_kwargs
+
+    extra = check_chat_template_kwargs(args, key="chat_template_args")
+    if enable_thinking is not None:
+        extra["enable_thinking"] = enable_thinking
+    if not extra:
+        return tokenizer
+    if getattr(tokenizer, "chat_template", None) is None or not hasattr(
+        tokenizer, "chat_template_kwargs"
+    ):
+        raise ConfigError(
+            f"chat_template_args / enable_thinking: {type(tokenizer).__name__} does not "
+            "render a chat template: remove them, or evaluate with a tokenizer that "
+            "renders the checkpoint's (tokenizer._component_=hf_tokenizer)"
+        )
+    copied = copy.copy(tokenizer)
+    copied.chat_template_kwargs = {**tokenizer.chat_template_kwargs, **extra}
+    return copied
+
+
 class TunesmithLM(TemplateLM):
     """An lm_eval model backed by a native tunesmith model.
 
@@ -81,9 +107,17 @@ class TunesmithLM(TemplateLM):
         max_gen_toks: Generated tokens per request when the task does not say.
         enable_kv_cache: Generate with the model's KV cache.
         name: Names the tokenizer in lm_eval's results (``tokenizer_name``).
+        chat_template_args: More variables for the tokenizer's chat template, as
+            lm_eval's HF model passes them to ``apply_chat_template``.
+        enable_thinking: Sets the chat template's ``enable_thinking`` (Qwen 3); true
+            needs ``think_end_token`` and generative tasks only, as in lm_eval.
+        think_end_token: The text or token id that ends a reasoning trace: a generated
+            answer is what follows its last occurrence.
 
     Raises:
-        ConfigError: ``batch_size`` or ``max_seq_len`` out of range.
+        ConfigError: ``batch_size`` or ``max_seq_len`` out of range; chat template
+            settings for a tokenizer without a chat template, or ``enable_thinking``
+            without ``think_end_token``.
 
     Example:
         >>> model, tokenizer = tunesmith.load_pretrained("out/epoch_0")
@@ -101,6 +135,9 @@ class TunesmithLM(TemplateLM):
         max_gen_toks: int = 256,
         enable_kv_cache: bool = True,
         name: str | None = None,
+        chat_template_args: Mapping[str, Any] | None = None,
+        enable_thinking: bool | None = None,
+        think_end_token: str | int | None = None,
     ) -> None:
         super().__init__()
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -120,7 +157,16 @@ class TunesmithLM(TemplateLM):
                 f"set max_seq_len to at most {model_len}"
             )
         self.model = model
-        self.tokenizer = tokenizer
+        self.tokenizer = _with_template_args(tokenizer, chat_template_args, enable_thinking)
+        if enable_thinking and think_end_token is None:
+            raise ConfigError(
+                "enable_thinking=true needs think_end_token, the text or id that ends the "
+                "model's reasoning (e.g. think_end_token='</think>'): the answer is scored "
+                "without its reasoning"
+            )
+        self.enable_thinking = enable_thinking
+        digits = isinstance(think_end_token, str) and think_end_token.isdigit()
+        self.think_end_token = int(think_end_token) if digits else think_end_token
         self.batch_size = batch_size
         self.max_length = max_seq_len
         self.max_gen_toks = max_gen_toks
@@ -267,6 +313,16 @@ class TunesmithLM(TemplateLM):
             scores.append((float(total), bool(greedy)))
         return scores
 
+    def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[Any]:
+        if self.enable_thinking:
+            tasks = sorted({r.task_name for r in requests if getattr(r, "task_name", None)})
+            raise ConfigError(
+                "enable_thinking=true is for generative tasks only, and "
+                f"{', '.join(tasks) or 'a task'} scores answer choices by log-likelihood: "
+                "set enable_thinking=false or evaluate generative tasks"
+            )
+        return super().loglikelihood(requests, disable_tqdm=disable_tqdm)
+
     def _loglikelihood_tokens(
         self, requests: list[_Request], disable_tqdm: bool = False, **kwargs: Any
     ) -> list[tuple[float, bool]]:
@@ -405,7 +461,17 @@ class TunesmithLM(TemplateLM):
             )
         except _AllStopped:
             pass  # every row has its answer: no need to decode up to max_gen_toks
-        return [cut_at_stop(self.tok_decode(ids), settings.until) for ids in produced]
+        return [cut_at_stop(self._answer(ids), settings.until) for ids in produced]
+
+    def _answer(self, ids: list[int]) -> str:
+        """The generated text, after the reasoning where ``think_end_token`` ends one
+        (lm_eval's HF model cuts it the same way, before the stop strings)."""
+        end = self.think_end_token
+        if isinstance(end, int):
+            ends = [i for i, token in enumerate(ids) if token == end]
+            return self.tok_decode(ids[ends[-1] + 1 :] if ends else ids).lstrip()
+        text = self.tok_decode(ids)
+        return text.split(end)[-1].lstrip() if end else text
 
     def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
         """Continue each context until a stop string, a stop token or ``max_gen_toks``."""

@@ -47,6 +47,9 @@ _EVALUATOR = (
     Key("apply_chat_template", bool, help="Prompts in the chat format (default false)"),
     Key("fewshot_as_multiturn", (bool, None), help="Chat: few-shot examples as earlier turns"),
     Key("system_instruction", (str, None), help="A system prompt before every prompt"),
+    Key("chat_template_args", (dict, None), help="More chat template variables"),
+    Key("enable_thinking", (bool, None), help="Chat template's enable_thinking (Qwen 3)"),
+    Key("think_end_token", (str, int, None), help="Ends the reasoning: answers follow it"),
     Key("include_path", (str, list, None), help="Extra task YAML directories"),
     Key("include_defaults", bool, help="false skips lm_eval's own tasks (default true)"),
     Key("seed", (int, None), help="lm_eval's seeds (default null)"),
@@ -166,8 +169,9 @@ def run(cfg: DictConfig) -> None:
     applied on top); ``quantizer`` (a registered quantizer, applied before evaluating);
     ``tasks``, ``limit``, ``num_fewshot``, ``batch_size``, ``max_seq_len`` (torchtune's
     ``max_seq_length`` too), ``apply_chat_template``, ``fewshot_as_multiturn``,
-    ``system_instruction``, ``include_path``,
-    ``include_defaults``, ``seed``, ``enable_kv_cache`` — or an ``evaluator:`` block with
+    ``system_instruction``, ``chat_template_args``, ``enable_thinking``,
+    ``think_end_token``, ``include_path``, ``include_defaults``, ``seed``,
+    ``enable_kv_cache`` — or an ``evaluator:`` block with
     ``_component_`` and those keys; ``device``, ``dtype``; ``output_dir`` (where
     ``eleuther_eval_results.json`` is written).
 
