@@ -352,6 +352,9 @@ def test_torchtune_generation_config_validates_for_generate(tmp_path):
     assert t.config["prompt_template"] == {"user": ["Q: ", " A:"]}
     assert "model" not in t.config and "output_dir" not in t.config
     assert t.config["enable_kv_cache"] is True
+    # torchtune samples with its temperature and top_k and no top-p cut, whatever the
+    # checkpoint's generation_config.json says (tunesmith's null would read it).
+    assert (t.config["temperature"], t.config["top_k"], t.config["top_p"]) == (0.6, 300, 1.0)
 
 
 # torchtune 0.6.1's own configs (unchanged) for recipes and sizes the loss fixtures do

@@ -74,6 +74,62 @@ def test_sampling_settings_reach_the_sampler(checkpoints, loaded):
     assert again.stdout == first.stdout
 
 
+SAMPLING_FILES = [
+    # generation_config.json's sampling keys -> what transformers' generate() samples with
+    ({}, (0.0, 50, None)),
+    ({"temperature": 0.6, "top_p": 0.9}, (0.0, 50, 0.9)),  # no do_sample: greedy
+    ({"do_sample": True, "temperature": 0.6, "top_p": 0.9}, (0.6, 50, 0.9)),
+    ({"do_sample": True, "temperature": 0.7, "top_k": 20, "top_p": 0.8}, (0.7, 20, 0.8)),
+    ({"do_sample": True, "top_k": 0, "top_p": 1.0}, (1.0, None, None)),
+]
+
+
+@pytest.mark.parametrize(("sampling", "expected"), SAMPLING_FILES)
+def test_null_sampling_keys_take_the_checkpoints_generation_config_as_transformers(
+    tmp_path, checkpoints, loaded, sampling, expected
+):
+    import json
+    import shutil
+
+    from transformers import GenerationConfig
+
+    from tunesmith.generation import checkpoint_sampling
+
+    directory = tmp_path / "ckpt"
+    shutil.copytree(checkpoints["llama3_2"], directory)
+    path = directory / "generation_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **sampling}))
+    file = GenerationConfig.from_pretrained(directory)
+    theirs = {  # the file over generate()'s defaults for what it leaves unset
+        key: value if (value := getattr(file, key)) is not None else default
+        for key, default in GenerationConfig._get_default_generation_params().items()
+    }
+    temperature = theirs["temperature"] if theirs["do_sample"] else 0.0
+    top_k = theirs["top_k"] or None
+    top_p = theirs["top_p"] if theirs["top_p"] < 1 else None
+    assert (temperature, top_k, top_p) == expected  # the table is transformers' reading
+    found = checkpoint_sampling(directory)
+    assert (found["temperature"], found["top_k"], found["top_p"]) == expected
+
+    model, tokenizer = loaded("llama3_2")
+    result = _run(directory, "prompt.user=Hi", "max_new_tokens=8")
+    assert result.exit_code == 0, result.output
+    temperature, top_k, top_p = expected
+    want = tunesmith.generate(model, tokenizer, "Hi", max_new_tokens=8, temperature=temperature,
+                              top_k=top_k, top_p=top_p, seed=1234)  # fmt: skip
+    assert result.stdout == want + "\n"
+    line = result.stderr.splitlines()[0]
+    assert line.startswith("greedy decoding (" if not temperature else "sampling: temperature ")
+    assert line.endswith(
+        "(temperature, top_k, top_p from generation_config.json of the checkpoint, as "
+        "transformers' generate uses it)"
+    )
+    # What is set wins; what is left null still comes from the file.
+    result = _run(directory, "prompt.user=Hi", "max_new_tokens=8", "temperature=0.5")
+    assert result.stderr.splitlines()[0].startswith("sampling: temperature 0.5")
+    assert "(top_k, top_p from generation_config.json" in result.stderr.splitlines()[0]
+
+
 def test_chat_keeps_the_conversation(checkpoints, loaded):
     model, tokenizer = loaded("llama3_2")
     result = _run(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -113,13 +114,34 @@ def test_top_k_one_is_greedy():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"temperature": -0.1}, "temperature must be >= 0"),
-        ({"top_k": 0}, "top_k must be a positive integer"),
-        ({"top_k": 2.5}, "top_k must be a positive integer"),
+        ({"temperature": -0.1}, "temperature must be a number >= 0"),
+        ({"temperature": float("nan")}, "temperature must be a number >= 0"),
+        ({"temperature": float("inf")}, "temperature must be a number >= 0"),
+        ({"temperature": "0.5"}, "temperature must be a number >= 0 (0 means greedy), not '0.5'"),
+        ({"top_k": -1}, "top_k must be a positive integer, 0 (off) or null"),
+        ({"top_k": 2.5}, "top_k must be a positive integer, 0 (off) or null"),
         ({"top_p": 0.0}, "top_p must be in (0, 1]"),
         ({"top_p": 1.5}, "top_p must be in (0, 1]"),
     ],
 )
 def test_invalid_settings_are_config_errors(kwargs, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("]", r"\]")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         sample_next_token(LOGITS, **kwargs)
+
+
+def test_top_p_at_an_exact_boundary_keeps_what_transformers_keeps():
+    # 0.5 + 0.4 + 0.1: the first token alone reaches top_p 0.5 (a cumsum minus the token
+    # rounds 0.5 down and kept the 0.4 too).
+    from transformers.generation.logits_process import TopPLogitsWarper
+
+    logits = torch.tensor([[0.5, 0.4, 0.1]]).log()
+    ours = token_probabilities(logits, top_p=0.5)
+    theirs = torch.softmax(TopPLogitsWarper(0.5)(None, logits.clone()), dim=-1)
+    assert torch.equal(ours, torch.tensor([[1.0, 0.0, 0.0]])) and torch.equal(ours, theirs)
+
+
+def test_top_k_zero_is_off_and_a_tiny_temperature_is_greedy():
+    assert torch.equal(token_probabilities(LOGITS, top_k=0), token_probabilities(LOGITS))
+    logits = torch.randn(8, 100, generator=torch.Generator().manual_seed(3)) * 30
+    for temperature in (1e-6, 1e-38, 1e-45):  # logits / t overflows fp32 below ~1e-37
+        assert torch.equal(sample_next_token(logits, temperature=temperature), logits.argmax(-1))

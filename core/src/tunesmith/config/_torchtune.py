@@ -339,6 +339,10 @@ class _Translator:
     def run(self) -> Translation:
         for key, value in self.raw.items():
             self.key(key, value)
+        if self.recipe == "generate" and "top_p" not in self.out:
+            # tunesmith's null would take the checkpoint's generation_config.json.
+            self.out["top_p"] = 1.0
+            self.note("top_p", "(none)", 1.0, "torchtune's generate samples without a top-p cut")
         self.refused_recipe()
         return Translation(self.out, self.notes, self.problems)
 

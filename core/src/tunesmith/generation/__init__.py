@@ -18,13 +18,19 @@ Example::
 
 from tunesmith.generation._compile import compile_for_generation
 from tunesmith.generation._decode import check_prompts, generate_tokens
-from tunesmith.generation._sampling import check_sampling, sample_next_token, token_probabilities
+from tunesmith.generation._sampling import (
+    check_sampling,
+    checkpoint_sampling,
+    sample_next_token,
+    token_probabilities,
+)
 from tunesmith.generation._text import TextStreamer, generate, to_messages, tokenize_prompt
 
 __all__ = [
     "TextStreamer",
     "check_prompts",
     "check_sampling",
+    "checkpoint_sampling",
     "compile_for_generation",
     "generate",
     "generate_tokens",

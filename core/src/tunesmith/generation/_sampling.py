@@ -2,25 +2,85 @@
 
 from __future__ import annotations
 
+import json
+import math
+from pathlib import Path
+from typing import Any
+
 import torch
 
 from tunesmith.errors import ConfigError
 
-__all__ = ["check_sampling", "sample_next_token", "token_probabilities"]
+__all__ = ["checkpoint_sampling", "check_sampling", "sample_next_token", "token_probabilities"]
+
+
+#: Temperatures below this decode greedily, as in vLLM: dividing logits by less
+#: overflows fp32 and leaves no distribution to sample.
+GREEDY_BELOW = 1e-5
 
 
 def check_sampling(temperature: float | None, top_k: int | None, top_p: float | None) -> None:
     """Reject sampling settings that define no distribution.
 
     Raises:
-        ConfigError: ``temperature < 0``, ``top_k < 1`` or ``top_p`` outside ``(0, 1]``.
+        ConfigError: ``temperature`` not a number ``>= 0``, ``top_k`` not an integer
+            ``>= 0`` (0: off), or ``top_p`` outside ``(0, 1]``.
     """
-    if temperature is not None and temperature < 0:
-        raise ConfigError(f"temperature must be >= 0 (0 means greedy), not {temperature}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ConfigError(f"top_k must be a positive integer or null, not {top_k!r}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ConfigError(f"top_p must be in (0, 1] or null, not {top_p}")
+    if temperature is not None and (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        or not 0 <= temperature < math.inf
+    ):
+        raise ConfigError(
+            f"temperature must be a number >= 0 (0 means greedy), not {temperature!r}"
+        )
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
+        raise ConfigError(f"top_k must be a positive integer, 0 (off) or null, not {top_k!r}")
+    if top_p is not None and (
+        isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1
+    ):
+        raise ConfigError(f"top_p must be in (0, 1] or null, not {top_p!r}")
+
+
+#: What transformers' GenerationConfig samples with where generation_config.json is silent.
+_HF_SAMPLING = {"temperature": 1.0, "top_k": 50, "top_p": 1.0}
+
+
+def checkpoint_sampling(directory: str | Path) -> dict[str, Any]:
+    """The sampling settings transformers' ``generate()`` uses for a checkpoint when it
+    is called with none: its ``generation_config.json``.
+
+    Returns:
+        ``{"temperature", "top_k", "top_p", "source"}``: temperature ``0.0`` (greedy)
+        unless the file sets ``do_sample: true``; ``top_k`` / ``top_p`` as the file
+        sets them, else GenerationConfig's defaults (50, off), ``None`` where off
+        (``top_k`` 0, ``top_p`` 1); ``source``: the file's path, ``None`` without one.
+        Values the file sets out of range are left out (the defaults apply).
+    """
+    path = Path(directory) / "generation_config.json"
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        found = None
+    if not isinstance(found, dict):
+        found = {}
+    values = dict(_HF_SAMPLING)
+    for key in values:
+        value = found.get(key)
+        try:
+            check_sampling(**{"temperature": None, "top_k": None, "top_p": None, key: value})
+        except ConfigError:
+            continue
+        if value is not None:
+            values[key] = value
+    if found.get("do_sample") is not True:
+        values["temperature"] = 0.0
+    return {
+        "temperature": float(values["temperature"]),
+        "top_k": values["top_k"] or None,
+        "top_p": values["top_p"] if values["top_p"] < 1 else None,
+        "source": path if path.is_file() else None,
+    }
 
 
 def token_probabilities(
@@ -46,7 +106,7 @@ def token_probabilities(
     Args:
         logits: ``(..., vocab)``.
         temperature: Must be ``> 0``; below 1 sharpens, above 1 flattens.
-        top_k: Keep this many tokens, or ``None`` for all.
+        top_k: Keep this many tokens, or ``None`` (or 0) for all.
         top_p: Cumulative-probability threshold in ``(0, 1]``, or ``None`` for no cut.
 
     Returns:
@@ -57,13 +117,16 @@ def token_probabilities(
             "token_probabilities needs temperature > 0; temperature 0 is greedy (argmax)"
         )
     scaled = logits.float() / temperature  # (..., vocab)
-    if top_k is not None and top_k < scaled.shape[-1]:
+    if top_k and top_k < scaled.shape[-1]:
         kth = torch.topk(scaled, top_k, dim=-1).values[..., -1:]  # (..., 1)
         scaled = scaled.masked_fill(scaled < kth, float("-inf"))
     probs = torch.softmax(scaled, dim=-1)  # (..., vocab)
     if top_p is not None and top_p < 1:
         sorted_probs, order = torch.sort(probs, dim=-1, descending=True)  # (..., vocab)
-        before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass of the tokens ranked above
+        # The mass of the tokens ranked above each one, summed (not a cumsum minus the
+        # token, which rounds: [0.5, 0.4] with top_p 0.5 would keep the 0.4).
+        cumsum = sorted_probs.cumsum(dim=-1)
+        before = torch.cat([torch.zeros_like(cumsum[..., :1]), cumsum[..., :-1]], dim=-1)
         # A token stays if the tokens above it do not yet reach top_p.
         drop_sorted = before >= top_p
         drop_sorted[..., 0] = False
@@ -83,9 +146,9 @@ def sample_next_token(
 ) -> torch.Tensor:
     """Choose the next token of every row.
 
-    ``temperature == 0`` is greedy decoding: the first token with the highest logit
-    (what ``transformers``' ``generate(do_sample=False)`` picks), whatever ``top_k``
-    and ``top_p`` say. Otherwise one token per row is drawn from
+    ``temperature == 0`` (or below :data:`GREEDY_BELOW`, as vLLM) is greedy
+    decoding: the first token with the highest logit (what ``transformers``'
+    ``generate(do_sample=False)`` picks), whatever ``top_k`` and ``top_p`` say. Otherwise one token per row is drawn from
     :func:`token_probabilities`; ``top_k=1`` therefore equals greedy (up to ties).
 
     Args:
@@ -103,7 +166,7 @@ def sample_next_token(
         ConfigError: invalid ``temperature``, ``top_k`` or ``top_p``.
     """
     check_sampling(temperature, top_k, top_p)
-    if not temperature:
+    if temperature < GREEDY_BELOW:
         return logits.argmax(dim=-1)
     probs = token_probabilities(
         logits, temperature=temperature, top_k=top_k, top_p=top_p

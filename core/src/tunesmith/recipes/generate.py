@@ -44,18 +44,40 @@ class _Settings:
 
 
 def _settings(cfg: DictConfig) -> _Settings:
-    from tunesmith.generation import check_sampling
+    """The run's settings; sampling keys left null take the checkpoint's
+    generation_config.json, as transformers' ``generate()`` and vLLM read it."""
+    from tunesmith.generation import check_sampling, checkpoint_sampling
 
+    check_sampling(cfg.temperature, cfg.top_k, cfg.top_p)
+    given = {key: cfg[key] for key in ("temperature", "top_k", "top_p")}
+    sampling = checkpoint_sampling(Path(str(cfg.checkpointer.checkpoint_dir)).expanduser())
+    chosen = {key: sampling[key] if value is None else value for key, value in given.items()}
     settings = _Settings(
         max_new_tokens=cfg.max_new_tokens,
-        temperature=float(cfg.temperature),
-        top_k=cfg.top_k,
-        top_p=cfg.top_p,
+        temperature=float(chosen["temperature"]),
+        top_k=chosen["top_k"] or None,
+        top_p=chosen["top_p"],
         seed=cfg.seed,
         enable_kv_cache=cfg.enable_kv_cache,
     )
-    check_sampling(settings.temperature, settings.top_k, settings.top_p)
+    print(_describe(settings, given, sampling["source"]), file=sys.stderr, flush=True)
     return settings
+
+
+def _describe(settings: _Settings, given: dict[str, Any], source: Path | None) -> str:
+    """The line saying how answers are decoded, and where the null keys' values came from."""
+    if settings.temperature == 0:
+        what = "greedy decoding"
+    else:
+        parts = [f"temperature {settings.temperature:g}"]
+        parts += [f"top_k {settings.top_k}"] if settings.top_k else []
+        parts += [f"top_p {settings.top_p:g}"] if settings.top_p else []
+        what = "sampling: " + ", ".join(parts)
+    unset = [key for key, value in given.items() if value is None]
+    if not unset:
+        return what
+    where = f"{source.name} of the checkpoint" if source else "no generation_config.json"
+    return f"{what} ({', '.join(unset)} from {where}, as transformers' generate uses it)"
 
 
 def _answer(
