@@ -161,12 +161,24 @@ def test_adapter_names_the_downloaded_repo_and_config_has_both_rope_layouts(lora
     )
 
 
-def test_rope_layouts_both_ways():
+def test_rope_layouts_for_transformers_4_and_5():
     five = {"rope_parameters": {"rope_theta": 5e5, "rope_type": "llama3", "factor": 8.0}}
     assert both_rope_layouts(five)["rope_theta"] == 5e5
     assert both_rope_layouts(five)["rope_scaling"] == {"rope_type": "llama3", "factor": 8.0}
     four = {"rope_theta": 1e4, "rope_scaling": None}
-    assert both_rope_layouts(four)["rope_parameters"] == {"rope_theta": 1e4, "rope_type": "default"}
+    assert both_rope_layouts(four) == four
+
+
+def test_a_gemma3_config_in_the_transformers_4_layout_still_loads_in_transformers_5():
+    # Gemma 3's -5 layout is per layer type; a flat rope_parameters made it unloadable.
+    transformers = pytest.importorskip("transformers")
+    hub = {"model_type": "gemma3_text", "rope_theta": 1e6, "rope_local_base_freq": 1e4,
+           "rope_scaling": {"rope_type": "linear", "factor": 8.0}, "hidden_size": 64,
+           "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+           "num_hidden_layers": 2, "intermediate_size": 128, "vocab_size": 100}  # fmt: skip
+    want = transformers.AutoConfig.for_model(**hub).rope_parameters
+    assert transformers.AutoConfig.for_model(**both_rope_layouts(hub)).rope_parameters == want
+    assert want["full_attention"] == {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6}
 
 
 def test_vllm_limits_are_named(tmp_path):

@@ -112,9 +112,13 @@ def dataset_name(block: Mapping[str, Any] | None) -> str:
 
 
 def both_rope_layouts(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` with its RoPE settings in transformers-4 and -5 layouts (a copy).
+    """``config`` readable by transformers 4 and 5 (a copy): a flat transformers-5
+    ``rope_parameters`` also gets the -4 keys (``rope_theta``, ``rope_scaling``).
 
-    Per-layer-type ``rope_parameters`` (Gemma 3) are left as they are.
+    A -4 layout is left as it is: transformers 5 (and vLLM on it) converts it itself,
+    per model type (Gemma 3's per-layer-type form from ``rope_local_base_freq``, ...),
+    which a flat guess here would get wrong. Per-layer-type ``rope_parameters`` are left
+    as they are too.
     """
     config = dict(config)
     params = config.get("rope_parameters")
@@ -123,14 +127,6 @@ def both_rope_layouts(config: dict[str, Any]) -> dict[str, Any]:
         kind = params.get("rope_type", "default")
         if kind != "default" and not config.get("rope_scaling"):
             config["rope_scaling"] = {k: v for k, v in params.items() if k != "rope_theta"}
-    elif "rope_theta" in config and not params:
-        scaling = dict(config.get("rope_scaling") or {})
-        kind = scaling.pop("rope_type", None) or scaling.pop("type", None) or "default"
-        config["rope_parameters"] = {
-            "rope_theta": config["rope_theta"],
-            "rope_type": kind,
-            **scaling,
-        }
     return config
 
 
