@@ -107,8 +107,9 @@ def load_pretrained(
         adapter_dir, transform = transform_for_adapter(adapter)
     model = ckpt.load_model(device=target, dtype=target_dtype)
     if adapter is not None:
+        # (in the adapter's own dtype: PEFT keeps one in float32 over a bf16 base)
         transform.load_adapter(model, adapter_dir, adapter=ckpt.adapter)
-    model.to(device=target, dtype=target_dtype)
+    model.to(device=target)
     model.eval()
 
     from tunesmith.tokenizers import auto_tokenizer

@@ -92,7 +92,9 @@ def merge_weight(
     scaling: float,
     magnitude: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``W + scaling * B A`` (DoRA: rescaled to ``magnitude`` row norms), in ``lora_a``'s dtype.
+    """``W + scaling * B A`` (DoRA: rescaled to ``magnitude`` row norms), in ``W``'s
+    compute dtype (an adapter kept in float32 over a bf16 base merges into bf16, as
+    PEFT's ``merge_and_unload``).
 
     Takes plain tensors so that a recipe can merge from a gathered (e.g. FSDP full)
     state dict as well as from a live layer. ``weight`` may be an ``NF4Tensor``; the
@@ -104,7 +106,7 @@ def merge_weight(
     if magnitude is not None:
         norm = torch.linalg.norm(merged, dim=1)
         merged = (magnitude.float() / norm).view(-1, 1) * merged
-    return merged.to(lora_a.dtype)
+    return merged.to(_dense(weight).dtype)
 
 
 class LoRALinear(nn.Module):
@@ -123,6 +125,10 @@ class LoRALinear(nn.Module):
         quantize_base: Store the frozen weight as a torchao ``NF4Tensor`` (QLoRA). A
             base whose weight already is an ``NF4Tensor`` is kept as it is. Adapters
             are created in the weight's original (compute) dtype either way.
+
+    An adapter may be cast to float32 over a bf16 or fp16 base (as PEFT keeps one by
+    default, its ``autocast_adapter_dtype``): its path then runs in float32 as PEFT's
+    does, and the layer's output is rounded to the base dtype once.
 
     Attributes:
         merged: Whether the update is currently folded into ``weight``.
@@ -218,19 +224,22 @@ class LoRALinear(nn.Module):
         combined = weight.to(delta.dtype) + delta
         return torch.linalg.norm(combined, dim=1).to(combined.dtype)
 
-    def _linear(self, x: torch.Tensor) -> torch.Tensor:
-        """``W x`` without the bias; NF4 weights go through torchao's autograd function."""
+    def _linear(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``W x (+ bias)``; NF4 weights go through torchao's autograd function."""
         if is_nf4(self.weight):
             from torchao.quantization.quantize_.workflows.nf4.nf4_tensor import linear_nf4
 
-            return linear_nf4(x, self.weight)
-        return F.linear(x, self.weight)
+            out = linear_nf4(x, self.weight)
+            return out if bias is None else out + bias
+        return F.linear(x, self.weight, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the layer: ``x`` is ``(..., in_features)``, the result ``(..., out_features)``."""
-        base = self._linear(x)
         if self.merged or self.disabled:
-            return base if self.bias is None else base + self.bias
+            return self._linear(x, self.bias)
+        if self.lora_a.weight.dtype != x.dtype:
+            return self._forward_in_adapter_dtype(x)
+        base = self._linear(x)
         dropping = self.training and isinstance(self.dropout, nn.Dropout)
         adapter_in = self.dropout(x) if dropping else x
         lora = self.lora_b(self.lora_a(adapter_in))
@@ -245,6 +254,28 @@ class LoRALinear(nn.Module):
             update = lora * self.scaling
         out = base + update
         return out if self.bias is None else out + self.bias
+
+    def _forward_in_adapter_dtype(self, x: torch.Tensor) -> torch.Tensor:
+        """PEFT's forward for an adapter in another dtype than ``x`` (float32 over a
+        bf16 base): the base layer's output, bias included, plus the adapter's term
+        computed in the adapter dtype, the sum rounded to ``x``'s dtype."""
+        result = self._linear(x, self.bias)
+        adapter_in = x.to(self.lora_a.weight.dtype)
+        dropping = self.training and isinstance(self.dropout, nn.Dropout)
+        if dropping:
+            adapter_in = self.dropout(adapter_in)
+        lora = self.lora_b(self.lora_a(adapter_in))
+        if not self.use_dora:
+            return (result + lora * self.scaling).to(result.dtype)
+        weight = self._base_weight().to(adapter_in.dtype)
+        weight_norm = self._weight_norm(weight, self._delta().detach()).detach()
+        factor = (self.magnitude / weight_norm).view(1, -1)
+        if dropping:
+            base = F.linear(adapter_in, weight)
+        else:
+            base = result if self.bias is None else result - self.bias
+        update = (factor - 1) * base + factor * lora * self.scaling
+        return (result + update).to(result.dtype)
 
     # ---- merging -----------------------------------------------------------
 

@@ -614,6 +614,9 @@ def load_peft_adapter(
             quantize_base=quantize_base,
         )
     loras = lora_modules(model)
+    if not existing:
+        for path in targets:
+            _adapter_in_float32(loras[path])
     for path, params in targets.items():
         module: LoRALinear = loras[path]
         for name, value in params.items():
@@ -631,6 +634,20 @@ def load_peft_adapter(
             param.copy_(value.to(device=param.device, dtype=param.dtype))
         module.peft_saved_module = True  # save_peft_adapter writes it back
     freeze_non_adapter_params(model)
+
+
+def _adapter_in_float32(module: LoRALinear) -> None:
+    """Keep a new layer's adapter in float32 over a bf16 or fp16 base, as PEFT's
+    ``from_pretrained`` does by default (``autocast_adapter_dtype``): the adapter's term
+    is then computed as PEFT computes it."""
+    if _dense(module.weight).dtype not in (torch.bfloat16, torch.float16):
+        return
+    module.lora_a.float()
+    module.lora_b.float()
+    if module.magnitude is not None:
+        module.magnitude = nn.Parameter(
+            module.magnitude.detach().float(), requires_grad=module.magnitude.requires_grad
+        )
 
 
 def _split_fused(
