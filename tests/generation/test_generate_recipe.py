@@ -81,7 +81,11 @@ SAMPLING_FILES = [
     ({"do_sample": True, "temperature": 0.6, "top_p": 0.9}, (0.6, 50, 0.9)),
     ({"do_sample": True, "temperature": 0.7, "top_k": 20, "top_p": 0.8}, (0.7, 20, 0.8)),
     ({"do_sample": True, "top_k": 0, "top_p": 1.0}, (1.0, None, None)),
-]
+    # Qwen 2.5's: the repetition penalty applies (to greedy decoding too), as min_p would.
+    ({"do_sample": True, "temperature": 0.7, "top_k": 20, "top_p": 0.8,
+      "repetition_penalty": 1.05}, (0.7, 20, 0.8)),
+    ({"repetition_penalty": 1.5, "min_p": 0.1}, (0.0, 50, None)),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("sampling", "expected"), SAMPLING_FILES)
@@ -110,24 +114,28 @@ def test_null_sampling_keys_take_the_checkpoints_generation_config_as_transforme
     assert (temperature, top_k, top_p) == expected  # the table is transformers' reading
     found = checkpoint_sampling(directory)
     assert (found["temperature"], found["top_k"], found["top_p"]) == expected
+    extra = {
+        "min_p": file.min_p or None,  # (no generate() default: off)
+        "repetition_penalty": theirs["repetition_penalty"] if theirs["repetition_penalty"] != 1 else None,
+    }
+    assert {key: found[key] for key in extra} == extra
 
     model, tokenizer = loaded("llama3_2")
     result = _run(directory, "prompt.user=Hi", "max_new_tokens=8")
     assert result.exit_code == 0, result.output
     temperature, top_k, top_p = expected
     want = tunesmith.generate(model, tokenizer, "Hi", max_new_tokens=8, temperature=temperature,
-                              top_k=top_k, top_p=top_p, seed=1234)  # fmt: skip
+                              top_k=top_k, top_p=top_p, seed=1234, **extra)  # fmt: skip
     assert result.stdout == want + "\n"
     line = result.stderr.splitlines()[0]
-    assert line.startswith("greedy decoding (" if not temperature else "sampling: temperature ")
-    assert line.endswith(
-        "(temperature, top_k, top_p from generation_config.json of the checkpoint, as "
-        "transformers' generate uses it)"
-    )
+    assert line.startswith("greedy decoding" if not temperature else "sampling: temperature ")
+    assert ("repetition_penalty" in line) == bool(extra["repetition_penalty"])
+    assert line.endswith("(from the checkpoint's generation_config.json, as transformers' generate)")
     # What is set wins; what is left null still comes from the file.
     result = _run(directory, "prompt.user=Hi", "max_new_tokens=8", "temperature=0.5")
-    assert result.stderr.splitlines()[0].startswith("sampling: temperature 0.5")
-    assert "(top_k, top_p from generation_config.json" in result.stderr.splitlines()[0]
+    line = result.stderr.splitlines()[0]
+    assert line.startswith("sampling: temperature 0.5")
+    assert "(top_k, top_p, min_p, repetition_penalty from the checkpoint's" in line
 
 
 def test_chat_keeps_the_conversation(checkpoints, loaded):

@@ -70,3 +70,46 @@ def test_padding_token_value_does_not_matter(loaded):
     model, _ = loaded("llama3_1")
     outs = [generate_tokens(model, PROMPTS, max_new_tokens=6, pad_id=pad) for pad in (0, 5, 299)]
     assert outs[0] == outs[1] == outs[2]
+
+
+def test_repetition_penalty_decodes_as_transformers_greedy_and_sampled(loaded, hf_loaded):
+    """transformers applies repetition_penalty to greedy decoding too; tunesmith does the
+    same, token for token, and its min_p / penalty maths equal transformers' processors."""
+    from transformers.generation.logits_process import (
+        MinPLogitsWarper,
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+    )
+
+    from tunesmith.generation import penalize_repeats, token_probabilities
+
+    model, tokenizer = loaded("llama3_2")
+    hf = hf_loaded("llama3_2")
+    eos = tokenizer.eos_id
+    changed = 0
+    for prompt in PROMPTS:
+        ids = torch.tensor([prompt])
+        with torch.no_grad():
+            want = hf.generate(ids, max_new_tokens=NEW, do_sample=False, repetition_penalty=8.0,
+                               pad_token_id=eos, eos_token_id=eos)[0, len(prompt):].tolist()  # fmt: skip
+        plain = generate_tokens(model, [prompt], max_new_tokens=NEW, stop_tokens=[eos])[0]
+        got = generate_tokens(
+            model, [prompt], max_new_tokens=NEW, stop_tokens=[eos], repetition_penalty=8.0
+        )[0]
+        assert got == (want[: want.index(eos) + 1] if eos in want else want)
+        changed += got != plain
+    assert changed  # the penalty changes what is chosen
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 40, generator=generator) * 3
+    seen = torch.randint(0, 40, (3, 9), generator=generator)
+    real = torch.ones_like(seen, dtype=torch.bool)
+    theirs = RepetitionPenaltyLogitsProcessor(1.3)(seen, logits.clone())
+    torch.testing.assert_close(penalize_repeats(logits, seen, real, 1.3), theirs, rtol=0, atol=0)
+    real[:, :4] = False  # padding is no token: only the rest is penalized
+    only_rest = RepetitionPenaltyLogitsProcessor(1.3)(seen[:, 4:], logits.clone())
+    torch.testing.assert_close(penalize_repeats(logits, seen, real, 1.3), only_rest, rtol=0, atol=0)
+    warped = MinPLogitsWarper(0.2)(None, TemperatureLogitsWarper(0.7)(None, logits.clone()))
+    torch.testing.assert_close(
+        token_probabilities(logits, temperature=0.7, min_p=0.2), torch.softmax(warped, dim=-1)
+    )

@@ -318,3 +318,21 @@ def test_thinking_settings_render_and_cut_as_lm_evals_own_hf_model(tmp_path, che
     plain.chat_template = None
     with pytest.raises(ConfigError, match=r"does not render a chat template: remove them"):
         TunesmithLM(model, plain, enable_thinking=False)
+
+
+def test_a_tasks_repetition_penalty_applies_as_in_lm_evals_hf_model(loaded):
+    """HFLM hands generation_kwargs to transformers' generate, which applies
+    repetition_penalty greedy or not; so does TunesmithLM."""
+    import tunesmith
+
+    model, tokenizer = loaded
+    prompt = GEN_PROMPTS[1]
+    kwargs = {"until": ["never"], "max_gen_toks": 8, "repetition_penalty": 8.0}
+    [got] = TunesmithLM(model, tokenizer).generate_until(
+        _instances("generate_until", [(prompt, kwargs)])
+    )
+    want = tunesmith.generate(
+        model, tokenizer, prompt, chat_format=False, max_new_tokens=8, repetition_penalty=8.0
+    )
+    plain = tunesmith.generate(model, tokenizer, prompt, chat_format=False, max_new_tokens=8)
+    assert got == want != plain

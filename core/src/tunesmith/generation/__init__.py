@@ -3,7 +3,7 @@
 Three layers, each usable on its own:
 
 - :func:`sample_next_token` / :func:`token_probabilities`: logits -> a token
-  (greedy, temperature, top-k, top-p);
+  (greedy, temperature, top-k, top-p, min-p; :func:`penalize_repeats` before them);
 - :func:`generate_tokens`: token-id prompts -> generated ids, batched with left
   padding, with or without the model's KV cache (:func:`compile_for_generation`
   makes it faster after a one-off compilation);
@@ -21,6 +21,7 @@ from tunesmith.generation._decode import check_prompts, generate_tokens
 from tunesmith.generation._sampling import (
     check_sampling,
     checkpoint_sampling,
+    penalize_repeats,
     sample_next_token,
     token_probabilities,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "compile_for_generation",
     "generate",
     "generate_tokens",
+    "penalize_repeats",
     "sample_next_token",
     "to_messages",
     "token_probabilities",

@@ -12,7 +12,7 @@ from torch import nn
 from tunesmith.errors import ConfigError, DataError
 from tunesmith.generation._compile import cache_length
 from tunesmith.generation._matmul import decoding_products
-from tunesmith.generation._sampling import check_sampling, sample_next_token
+from tunesmith.generation._sampling import check_sampling, penalize_repeats, sample_next_token
 
 __all__ = ["check_prompts", "generate_tokens"]
 
@@ -105,6 +105,8 @@ def generate_tokens(
     temperature: float = 0.0,
     top_k: int | None = None,
     top_p: float | None = None,
+    min_p: float | None = None,
+    repetition_penalty: float | None = None,
     seed: int | None = None,
     enable_kv_cache: bool = True,
     on_token: Callable[[int, int], None] | None = None,
@@ -134,6 +136,10 @@ def generate_tokens(
         temperature: ``0`` for greedy decoding, else the sampling temperature.
         top_k: Sample among the ``top_k`` most likely tokens only.
         top_p: Sample from the nucleus of cumulative probability ``top_p`` only.
+        min_p: Sample only tokens with ``min_p`` times the top token's probability.
+        repetition_penalty: Penalize the tokens already in a row's prompt or output
+            (see :func:`~tunesmith.generation.penalize_repeats`), greedy or not, as
+            transformers and vLLM do; ``None`` (or 1): off.
         seed: Seed of a private random generator, for reproducible sampling;
             ``None`` uses torch's global generator.
         enable_kv_cache: Reuse keys and values of earlier tokens (fast); ``False``
@@ -148,7 +154,7 @@ def generate_tokens(
         DataError: an empty prompt, or a prompt too long for ``model.max_seq_len``.
         ConfigError: invalid sampling settings or ``max_new_tokens``.
     """
-    check_sampling(temperature, top_k, top_p)
+    check_sampling(temperature, top_k, top_p, min_p=min_p, repetition_penalty=repetition_penalty)
     check_prompts(prompts, max_new_tokens, getattr(model, "max_seq_len", None))
     if enable_kv_cache and not hasattr(model, "setup_caches"):
         raise ConfigError(
@@ -206,11 +212,15 @@ def generate_tokens(
                 logits = last_logits(
                     tokens[:, :end], mask=mask(0, end, end), input_pos=positions[:, :end]
                 )  # (b, vocab)
+            if repetition_penalty not in (None, 1):
+                seen = tokens[:, :end]
+                logits = penalize_repeats(logits, seen, valid[:, :end], repetition_penalty)
             next_ids = sample_next_token(
                 logits,
                 temperature=temperature,
                 top_k=top_k,
                 top_p=top_p,
+                min_p=min_p,
                 generator=generator,
             )  # (b,)
             next_ids = torch.where(done, torch.full_like(next_ids, pad_id), next_ids)

@@ -185,6 +185,8 @@ def generate(
     temperature: float = 0.0,
     top_k: int | None = None,
     top_p: float | None = None,
+    min_p: float | None = None,
+    repetition_penalty: float | None = None,
     seed: int | None = None,
     enable_kv_cache: bool = True,
     chat_format: bool = True,
@@ -210,6 +212,9 @@ def generate(
         top_k: Sample among the ``top_k`` most likely tokens only.
         top_p: Sample from the smallest set of tokens whose probability reaches
             ``top_p`` only.
+        min_p: Sample only tokens with ``min_p`` times the top token's probability.
+        repetition_penalty: Discourage (``> 1``) the tokens already in the prompt or
+            the answer, greedy or not, as transformers and vLLM do.
         seed: Makes sampling reproducible.
         enable_kv_cache: Use the model's KV cache (much faster for long outputs).
         chat_format: ``False`` continues a string prompt as raw text (base models).
@@ -254,6 +259,8 @@ def generate(
         temperature=temperature,
         top_k=top_k,
         top_p=top_p,
+        min_p=min_p,
+        repetition_penalty=repetition_penalty,
         seed=seed,
         enable_kv_cache=enable_kv_cache,
         on_token=on_token,

@@ -230,6 +230,22 @@ GENERATE_SCHEMA = RecipeSchema(
             check=in_range(0, 1, low_open=True),
             help="Nucleus sampling (1: off); null: generation_config.json's, else off",
         ),
+        Key(
+            "min_p",
+            (float, None),
+            None,
+            check=in_range(0, 1),
+            help="Drop tokens below min_p x the top one's probability (0: off); null: "
+            "generation_config.json's, else off",
+        ),
+        Key(
+            "repetition_penalty",
+            (float, None),
+            None,
+            check=greater_than(0),
+            help="Above 1 discourages repeating prompt or answer tokens (1: off); null: "
+            "generation_config.json's, else off",
+        ),
         _SEED,
         Key("enable_kv_cache", bool, True, help="Cache keys and values while decoding"),
         Key(

@@ -31,6 +31,8 @@ from tunesmith.recipes import GENERATE_KEYS, GENERATE_SCHEMA, load_for_inference
 __all__ = ["GENERATE_KEYS", "GENERATE_SCHEMA", "run"]
 
 _EXIT_WORDS = {"exit", "quit", "/exit", "/quit"}
+#: The keys that, left null, take the checkpoint's generation_config.json.
+_SAMPLING_KEYS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,8 @@ class _Settings:
     temperature: float
     top_k: int | None
     top_p: float | None
+    min_p: float | None
+    repetition_penalty: float | None
     seed: int | None
     enable_kv_cache: bool
 
@@ -48,8 +52,8 @@ def _settings(cfg: DictConfig) -> _Settings:
     generation_config.json, as transformers' ``generate()`` and vLLM read it."""
     from tunesmith.generation import check_sampling, checkpoint_sampling
 
-    check_sampling(cfg.temperature, cfg.top_k, cfg.top_p)
-    given = {key: cfg[key] for key in ("temperature", "top_k", "top_p")}
+    given = {key: cfg[key] for key in _SAMPLING_KEYS}
+    check_sampling(**given)
     sampling = checkpoint_sampling(Path(str(cfg.checkpointer.checkpoint_dir)).expanduser())
     chosen = {key: sampling[key] if value is None else value for key, value in given.items()}
     settings = _Settings(
@@ -57,6 +61,10 @@ def _settings(cfg: DictConfig) -> _Settings:
         temperature=float(chosen["temperature"]),
         top_k=chosen["top_k"] or None,
         top_p=chosen["top_p"],
+        min_p=chosen["min_p"] or None,
+        repetition_penalty=chosen["repetition_penalty"]
+        if chosen["repetition_penalty"] != 1
+        else None,
         seed=cfg.seed,
         enable_kv_cache=cfg.enable_kv_cache,
     )
@@ -66,18 +74,22 @@ def _settings(cfg: DictConfig) -> _Settings:
 
 def _describe(settings: _Settings, given: dict[str, Any], source: Path | None) -> str:
     """The line saying how answers are decoded, and where the null keys' values came from."""
+    penalty = settings.repetition_penalty
     if settings.temperature == 0:
-        what = "greedy decoding"
+        what = "greedy decoding" + (f", repetition_penalty {penalty:g}" if penalty else "")
     else:
         parts = [f"temperature {settings.temperature:g}"]
-        parts += [f"top_k {settings.top_k}"] if settings.top_k else []
-        parts += [f"top_p {settings.top_p:g}"] if settings.top_p else []
+        for key in _SAMPLING_KEYS[1:]:
+            value = getattr(settings, key)
+            parts += [f"{key} {value:g}"] if value else []
         what = "sampling: " + ", ".join(parts)
     unset = [key for key, value in given.items() if value is None]
     if not unset:
         return what
-    where = f"{source.name} of the checkpoint" if source else "no generation_config.json"
-    return f"{what} ({', '.join(unset)} from {where}, as transformers' generate uses it)"
+    keys = "" if len(unset) == len(given) else f"{', '.join(unset)} "
+    if source is None:
+        return f"{what} ({keys}as transformers' generate without a generation_config.json)"
+    return f"{what} ({keys}from the checkpoint's generation_config.json, as transformers' generate)"
 
 
 def _answer(
@@ -102,6 +114,8 @@ def _answer(
         temperature=settings.temperature,
         top_k=settings.top_k,
         top_p=settings.top_p,
+        min_p=settings.min_p,
+        repetition_penalty=settings.repetition_penalty,
         seed=settings.seed,
         enable_kv_cache=settings.enable_kv_cache,
         on_token=lambda row, token: streamer.put(token),
@@ -220,7 +234,9 @@ def run(cfg: DictConfig) -> None:
     Config keys: ``checkpointer.checkpoint_dir``; ``adapter`` (a PEFT adapter directory
     such as ``output_dir/epoch_0``, applied on top); ``prompt.system``, ``prompt.user``,
     ``prompt.interactive``; ``max_new_tokens``, ``temperature`` (0 = greedy),
-    ``top_k``, ``top_p``, ``seed``, ``enable_kv_cache``, ``compile``; ``device``, ``dtype``.
+    ``top_k``, ``top_p``, ``min_p``, ``repetition_penalty`` (null: the checkpoint's
+    ``generation_config.json``), ``seed``, ``enable_kv_cache``, ``compile``; ``device``,
+    ``dtype``.
 
     Raises:
         ConfigError: no checkpoint directory, no prompt, or invalid sampling settings.

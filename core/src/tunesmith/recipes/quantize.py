@@ -178,9 +178,7 @@ def run(cfg: DictConfig) -> None:
     torchao_config = _torchao_config(quantizer, device, dtype)
     blocker = hf_layout_blocker(ckpt.adapter, torchao_config)
     if blocker is not None:
-        print(
-            f"Saving in the torch layout (model.pt, for tunesmith only): {blocker}", flush=True
-        )
+        print(f"Saving in the torch layout (model.pt, for tunesmith only): {blocker}", flush=True)
     with atomic_directory(output) as tmp:
         ckpt.write_support_files(tmp)
         files = save_quantized(

@@ -50,6 +50,8 @@ class _Generation:
     temperature: float
     top_k: int | None
     top_p: float | None
+    min_p: float | None = None
+    repetition_penalty: float | None = None
 
 
 class _AllStopped(Exception):
@@ -400,6 +402,10 @@ class TunesmithLM(TemplateLM):
         do_sample = bool(kwargs.pop("do_sample", False))
         temperature = kwargs.pop("temperature", None)
         top_k, top_p = kwargs.pop("top_k", None), kwargs.pop("top_p", None)
+        min_p = kwargs.pop("min_p", None)
+        # transformers' generate applies it whether it samples or not.
+        penalty = kwargs.pop("repetition_penalty", None)
+        penalty = None if penalty is None else float(penalty)
         new = set(kwargs) - self._ignored_gen_kwargs
         if new:
             self._ignored_gen_kwargs |= new
@@ -407,13 +413,15 @@ class TunesmithLM(TemplateLM):
                 "ignoring generation settings tunesmith does not implement: %s", sorted(new)
             )
         if not do_sample:
-            return _Generation(tuple(until), max_gen_toks, 0.0, None, None)
+            return _Generation(tuple(until), max_gen_toks, 0.0, None, None, None, penalty)
         return _Generation(
             tuple(until),
             max_gen_toks,
             1.0 if temperature is None else float(temperature),
             None if top_k is None else int(top_k),
             None if top_p is None else float(top_p),
+            None if min_p is None else float(min_p),
+            penalty,
         )
 
     def _prompt(self, context: str, max_gen_toks: int) -> list[int]:
@@ -456,6 +464,8 @@ class TunesmithLM(TemplateLM):
                 temperature=settings.temperature,
                 top_k=settings.top_k,
                 top_p=settings.top_p,
+                min_p=settings.min_p,
+                repetition_penalty=settings.repetition_penalty,
                 enable_kv_cache=self.enable_kv_cache,
                 on_token=on_token,
             )
