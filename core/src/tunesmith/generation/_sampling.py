@@ -26,9 +26,9 @@ GREEDY_BELOW = 1e-5
 
 
 def check_sampling(
-    temperature: float | None,
-    top_k: int | None,
-    top_p: float | None,
+    temperature: float | None = None,
+    top_k: int | None = None,
+    top_p: float | None = None,
     *,
     min_p: float | None = None,
     repetition_penalty: float | None = None,
@@ -120,8 +120,8 @@ def checkpoint_sampling(directory: str | Path) -> dict[str, Any]:
     for key in values:
         value = found.get(key)
         try:
-            check_sampling(**{"temperature": None, "top_k": None, "top_p": None, key: value})
-        except (ConfigError, TypeError):
+            check_sampling(**{key: value})
+        except ConfigError:
             continue
         if value is not None:
             values[key] = value
