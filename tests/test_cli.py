@@ -601,6 +601,11 @@ def test_run_distributed_launches_torchrun(runner, fake, monkeypatch, out_dir):
         ]
     ]
     assert not out_dir.exists(), "the launcher itself runs nothing"
+    # torchtune's form: torchrun's flags before the recipe (`tune run --nproc_per_node 2 ...`).
+    before = invoke(runner, "run", "--nproc_per_node", "2", "--standalone", "fake_distributed",
+                    "--config", "fake/tiny_train", "batch_size=4")  # fmt: skip
+    assert before.exit_code == 0, before.output
+    assert calls[1] == calls[0]
 
 
 def test_a_failed_worker_is_reported_once_in_one_line(runner, fake, monkeypatch):

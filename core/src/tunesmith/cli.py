@@ -528,6 +528,12 @@ def run(
       tunesmith run lora_finetune_single_device --help
     """
     registry = get_registry()
+    torchrun, overrides = _split_torchrun([recipe, *args] if recipe is not None else list(args))
+    # torchrun's flags may come before the recipe, as in torchtune's `tune run`.
+    if overrides and not overrides[0].startswith("-"):
+        recipe = overrides.pop(0)
+    elif torchrun and recipe is not None and recipe.startswith("-"):
+        recipe = None  # only torchrun's flags
     if show_help:
         click.echo(ctx.get_help())
         if recipe is not None:
@@ -537,7 +543,6 @@ def run(
         raise click.UsageError("Missing argument 'RECIPE'.", ctx)
     from tunesmith.config import load_recipe_config
 
-    torchrun, overrides = _split_torchrun(list(args))
     if chat:
         overrides.append("prompt.interactive=true")
     record = _recipe(recipe)
