@@ -125,3 +125,19 @@ def test_resume_refuses_another_seed(make_config, monkeypatch):
     assert result.exit_code != 0 and isinstance(result.exception, SystemExit), result.output
     assert "the interrupted run used seed 7, this one 8: resume with seed=7" in result.stderr
     assert not list(out.glob("epoch_*"))
+
+
+def test_an_unset_seed_resumes_with_the_interrupted_runs_as_torchtune(make_config, monkeypatch):
+    # torchtune's configs ship seed: null; the first run draws one and saves it.
+    config_a, out_a = make_config("uninterrupted", **RESUMABLE, seed=None)
+    config_b, out_b = make_config("interrupted", **RESUMABLE, seed=None)
+    with monkeypatch.context() as patch:
+        _kill_during_step(patch, 3)
+        assert run_cli("full_finetune_single_device", config_b).exit_code == 1
+    from torch import load
+
+    drawn = load(out_b / "recipe_state" / "recipe_state.pt", weights_only=True)["seed"]
+    result = run_ok("full_finetune_single_device", config_b, "resume_from_checkpoint=true")
+    assert f"seed is null: resuming with the interrupted run's seed {drawn}" in result.output
+    run_ok("full_finetune_single_device", config_a, f"seed={drawn}")
+    assert_same_weights(read_weights(out_b / "epoch_1"), read_weights(out_a / "epoch_1"))

@@ -428,8 +428,11 @@ class Checkpointer:
         path.parent.mkdir(parents=True, exist_ok=True)
         return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
-    def load_training_state(self, *, name: str = "recipe_state.pt") -> dict[str, Any]:
-        """The state written by :meth:`save_training_state`.
+    def load_training_state(
+        self, *, name: str = "recipe_state.pt", mmap: bool = False
+    ) -> dict[str, Any]:
+        """The state written by :meth:`save_training_state` (``mmap``: its tensors read
+        only when used, for a look at its small entries).
 
         Raises:
             CheckpointError: no such state in ``output_dir``.
@@ -444,7 +447,7 @@ class Checkpointer:
         # state file holds (RNG states are stored as tensors), so a planted pickle never
         # runs code.
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
         except Exception as exc:  # UnpicklingError for code; others for a damaged file
             raise CheckpointError(
                 f"{path} is not a training state tunesmith wrote ({type(exc).__name__}: "

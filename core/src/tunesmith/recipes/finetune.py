@@ -260,7 +260,6 @@ def _setup(cfg: DictConfig) -> _Run:
     if cfg.optimizer_in_bwd:
         _check_optimizer_in_bwd(cfg, strategy)
     dtype = training.resolve_dtype(cfg.dtype, device)
-    cfg.seed = training.set_seed(cfg.seed)
 
     ckpt_cfg = cfg.checkpointer
     checkpointer = Checkpointer(
@@ -269,6 +268,12 @@ def _setup(cfg: DictConfig) -> _Run:
         checkpoint_files=ckpt_cfg.get("checkpoint_files"),
         model_type=ckpt_cfg.get("model_type"),
     )
+    if cfg.seed is None and cfg.resume_from_checkpoint:
+        # As torchtune: an unset seed resumes with the interrupted run's (its data order).
+        cfg.seed = checkpointer.load_training_state(mmap=True).get("seed")
+        if strategy.is_main and cfg.seed is not None:
+            print(f"seed is null: resuming with the interrupted run's seed {cfg.seed}")
+    cfg.seed = training.set_seed(cfg.seed)
     # Data first: a bad dataset should fail before minutes of loading weights.
     tokenizer = _build_tokenizer(cfg, checkpointer)
     loader, sampler = _build_loader(cfg, "dataset", tokenizer, strategy, shuffle=cfg.shuffle)
