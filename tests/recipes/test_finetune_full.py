@@ -5,6 +5,7 @@ is a Hugging Face checkpoint transformers loads with our logits, validation,
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -213,3 +214,16 @@ def test_gradient_accumulation_equals_one_large_batch(make_config):
     want, got = read_weights(large / "epoch_0"), read_weights(accum / "epoch_0")
     for key in want:
         torch.testing.assert_close(got[key], want[key], atol=1e-5, rtol=0)
+
+
+def test_grad_norm_is_logged_before_clipping_where_clip_grad_norm_is_set(make_config):
+    # As torchtune: the total norm before clipping, each logged step; none without clipping.
+    logs = {}
+    for name, clip in (("loose", 1e9), ("tight", 0.05), ("none", None)):
+        config, out = make_config(name, clip_grad_norm=clip, max_steps_per_epoch=2, shuffle=False)
+        run_ok("full_finetune_single_device", config)
+        logs[name] = {r["step"]: r for r in read_log(out) if "loss" in r}
+    loose, tight = logs["loose"], logs["tight"]
+    assert loose[1]["grad_norm"] == pytest.approx(tight[1]["grad_norm"], rel=1e-6)
+    assert loose[1]["grad_norm"] > 0.05 and math.isfinite(loose[1]["grad_norm"])
+    assert all("grad_norm" not in r for r in logs["none"].values())

@@ -85,6 +85,7 @@ class _Run:
     step_seconds: list[float] = field(default_factory=list)  # the first steps', for compile
     epoch_report: Any = None  # what the last epoch's outputs say (_outputs.summary)
     padding_free: bool = False  # unpacked batches as one row of their samples (_Collate)
+    grad_norm: float | None = None  # the last step's, before clipping (with clip_grad_norm)
 
 
 # ------------------------------------------------------------------- setup ---
@@ -526,6 +527,7 @@ def _train_step(run: _Run, batches) -> tuple[float, int]:
     loss = (loss_total / tokens_total.clamp(min=1)).item()
     # Before the optimizer: a diverged step changes nothing, so nothing non-finite is saved.
     training.check_finite_step(loss, params, step=run.position.global_step + 1, grad_norm=norm)
+    run.grad_norm = None if norm is None else float(norm)
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
     if run.scheduler is not None:
@@ -580,6 +582,8 @@ def _after_step(run: _Run, loss: float, lr: float, meter: training.ThroughputMet
     if step % cfg.log_every_n_steps == 0:
         metrics = {"loss": loss, "lr": lr, "tokens_per_second": meter.tokens_per_second}
         metrics["epoch"] = pos.epoch
+        if run.grad_norm is not None:  # as torchtune logs it where clip_grad_norm is set
+            metrics["grad_norm"] = run.grad_norm
         if cfg.log_peak_memory_stats:
             metrics.update(training.memory_stats(run.strategy.device))
         run.logger.log_dict(metrics, step=step)
