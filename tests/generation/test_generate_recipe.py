@@ -202,6 +202,11 @@ def test_chat_reports_a_too_long_turn_and_goes_on(checkpoints):
         (["prompt.user=Hi", "top_p=2"], "'top_p' must be in (0, 1], not 2"),
         (["prompt.user=Hi", "max_new_tokens=0"], "'max_new_tokens' must be at least 1, not 0"),
         (["prompt.user=Hi", "temprature=0.5"], "did you mean 'temperature'"),
+        # checkpointer.checkpoint_files is read, as by the fine-tuning recipes
+        (
+            ["prompt.user=Hi", "+checkpointer.checkpoint_files=[bogus.safetensors]"],
+            "weight file(s) named by checkpointer.checkpoint_files are missing",
+        ),
         (
             ["prompt.user=Hi", "compile=true", "enable_kv_cache=false"],
             "compile speeds up the KV-cached one-token steps: set enable_kv_cache=true",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,8 @@ def load_pretrained(
     device: str | torch.device | None = None,
     adapter: str | os.PathLike | None = None,
     max_seq_len: int | None = None,
+    checkpoint_files: Sequence[str] | None = None,
+    model_type: str | None = None,
 ) -> tuple[torch.nn.Module, Any]:
     """Load a model and its tokenizer from a checkpoint directory, ready for inference.
 
@@ -74,6 +77,10 @@ def load_pretrained(
             ``adapter_model.safetensors``) to apply on top, by the installed PEFT method
             that declares its ``peft_type`` (``tunesmith-lora`` for LoRA and DoRA).
         max_seq_len: Truncation length for the tokenizer.
+        checkpoint_files: The weight files to read (default: all the directory's), as
+            a recipe's ``checkpointer.checkpoint_files``.
+        model_type: The family, for a directory whose ``config.json`` does not name it
+            (``checkpointer.model_type``).
 
     Returns:
         ``(model, tokenizer)``, the model in eval mode.
@@ -98,7 +105,7 @@ def load_pretrained(
         from tunesmith.quantization import load_quantized
 
         return load_quantized(checkpoint_dir, device=device, dtype=dtype, max_seq_len=max_seq_len)
-    ckpt = Checkpointer(checkpoint_dir)
+    ckpt = Checkpointer(checkpoint_dir, checkpoint_files=checkpoint_files, model_type=model_type)
     target = resolve_device(device)
     target_dtype = (
         resolve_dtype(dtype) if dtype is not None else _default_dtype(target, ckpt.hf_config)

@@ -32,8 +32,14 @@ def load_for_inference(cfg: DictConfig) -> tuple[Any, Any, Any]:
     checkpoint_dir = checkpoint_dir_of(cfg)
     device = training.resolve_device(cfg.get("device", "auto"))
     dtype = training.resolve_dtype(cfg.get("dtype", "auto"), device, training=False)
+    block = OmegaConf.to_container(cfg.checkpointer, resolve=True)
     model, tokenizer = load_pretrained(
-        checkpoint_dir, dtype=dtype, device=device, adapter=cfg.get("adapter")
+        checkpoint_dir,
+        dtype=dtype,
+        device=device,
+        adapter=cfg.get("adapter"),
+        checkpoint_files=block.get("checkpoint_files"),
+        model_type=block.get("model_type"),
     )
     node = cfg.get("tokenizer")
     if node is not None:  # replaces the checkpoint's own tokenizer (auto: the same kind)

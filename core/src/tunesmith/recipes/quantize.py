@@ -82,13 +82,20 @@ def _output(cfg: DictConfig, source: Path) -> Path:
 
 
 def _load(
-    source: Path, output: Path, adapter: Any, device: torch.device, dtype: torch.dtype
+    cfg: DictConfig, source: Path, output: Path, device: torch.device, dtype: torch.dtype
 ) -> tuple[Any, Any]:
     """``(checkpointer, model)``, the adapter (if any) merged into plain ``nn.Linear``s."""
     from tunesmith.checkpoint import Checkpointer
     from tunesmith.peft import transform_for_adapter
 
-    ckpt = Checkpointer(source, output)  # output_dir: not copied if it lies inside source
+    block = OmegaConf.to_container(cfg.checkpointer, resolve=True)
+    adapter = cfg.adapter
+    ckpt = Checkpointer(  # output_dir: not copied if it lies inside source
+        source,
+        output,
+        checkpoint_files=block.get("checkpoint_files"),
+        model_type=block.get("model_type"),
+    )
     if adapter:
         adapter_dir, transform = transform_for_adapter(adapter)
     model = ckpt.load_model(device=device, dtype=dtype)
@@ -147,7 +154,7 @@ def run(cfg: DictConfig) -> None:
     dtype_name = str(dtype).removeprefix("torch.")
 
     print(f"Loading {source} on {device} in {dtype_name}", flush=True)
-    ckpt, model = _load(source, output, cfg.adapter, device, dtype)
+    ckpt, model = _load(cfg, source, output, device, dtype)
     tensors = dict(model.named_parameters())
     before = {name: tensor_bytes([t]) for name, t in tensors.items()}
     total_before = tensor_bytes([*model.parameters(), *model.buffers()])
