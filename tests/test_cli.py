@@ -279,6 +279,13 @@ def test_cp_refuses_to_overwrite_without_force(runner, fake, config_path, tmp_pa
     assert dest.read_text() == "my edits\n"
     assert invoke(runner, "cp", "fake/tiny_train", str(dest), "--force").exit_code == 0
     assert dest.read_text() == config_path.read_text()
+    # torchtune's flags: -n keeps the file even with --force; --make-parents is the default.
+    dest.write_text("my edits\n")
+    assert invoke(runner, "cp", "-n", "--force", "fake/tiny_train", str(dest)).exit_code == 1
+    assert dest.read_text() == "my edits\n"
+    deep = tmp_path / "a" / "b" / "c.yaml"
+    assert invoke(runner, "cp", "--make-parents", "fake/tiny_train", str(deep)).exit_code == 0
+    assert deep.read_text() == config_path.read_text()
 
 
 def test_cp_recipe_copies_its_source(runner, fake, tmp_path):

@@ -258,8 +258,15 @@ def ls_(show_all: bool) -> None:
 @click.argument("source")
 @click.argument("destination", type=click.Path())
 @click.option("--force", is_flag=True, help="Overwrite an existing destination file.")
-def cp(source: str, destination: str, force: bool) -> None:
+# torchtune's `tune cp` flags, so its habits work: folders are always made, and an
+# existing file is never overwritten without --force.
+@click.option("--make-parents", is_flag=True, hidden=True)
+@click.option("--no-clobber", "-n", is_flag=True, hidden=True)
+def cp(source: str, destination: str, force: bool, make_parents: bool, no_clobber: bool) -> None:
     """Copy a shipped config (or a recipe's file) to DESTINATION to edit it.
+
+    Missing folders of DESTINATION are made (torchtune's --make-parents); an existing
+    file is kept unless --force (torchtune's -n/--no-clobber is the default here).
 
     \b
     Examples:
@@ -286,7 +293,7 @@ def cp(source: str, destination: str, force: bool) -> None:
         target = target / path.name
     if target.suffix == "" and path.suffix:
         target = target.with_suffix(path.suffix)
-    if target.exists() and not force:
+    if target.exists() and (no_clobber or not force):
         raise TunesmithError(f"{target} already exists: choose another name or pass --force")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8")
