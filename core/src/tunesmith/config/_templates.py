@@ -53,12 +53,15 @@ def render_configs(
     ``name`` (``<family>/<size>_<kind>``) and ``recipe``. For the core's templates a
     row names ``title``, ``model`` (a registered builder, or ``auto``) and ``repo``
     (its Hub repository); the other variables it may set are listed at the top of
-    ``_finetune.yaml`` (``lora_attn_modules``, ``lr_lora``, ``checkpoint_full``, ...).
+    ``_finetune.yaml`` (``lora_rank``, ``lr_lora``, ``batch_size``, ...). A row's
+    ``by_kind`` maps a kind to variables for that kind only
+    (``{"by_kind": {"lora_distributed": {"lr": "2.0e-5"}}}``).
     Templates open with the comment showing the command that runs the config.
 
     Args:
         family: Name prefix (``"qwen2_5"``).
-        sizes: Size -> template variables (``{"0.5B": {"model": "qwen2_5_0_5b", ...}}``).
+        sizes: Size -> template variables (``{"0.5B": {"model": "qwen2_5_0_5b", ...}}``),
+            ``by_kind`` among them.
         templates: A directory of the plugin's own ``<kind>.yaml`` templates, searched
             before the core's; ``None``: the core's only.
         recipes: Kind -> the recipe its configs are for (default :data:`FINETUNE_KINDS`).
@@ -80,8 +83,8 @@ def render_configs(
         for kind in (kinds or {}).get(size, tuple(recipes)):
             name = f"{family}/{size}_{kind}"
             variables = {
-                **row, "family": family, "size": size, "kind": kind, "name": name,
-                "recipe": recipes[kind],
+                **row, **row.get("by_kind", {}).get(kind, {}), "family": family,
+                "size": size, "kind": kind, "name": name, "recipe": recipes[kind],
             }  # fmt: skip
             try:
                 template = environment.get_template(f"{kind}.yaml")

@@ -22,7 +22,16 @@ _AUTO_NOTE = (
     "revisions differ in their LongRoPE factors (phi3_mini_128k has the first release's)."
 )
 
-_MINI_4K = dict(repo=_builders.HF_REPOS[_builders.phi3_mini_4k], max_seq_len=4096, batch_size=2)
+# torchtune's Phi-3 and Phi-4 configs: full fine-tuning at lr 5e-6 on the cleaned Alpaca,
+# with FSDP2 over 8 accumulated batches.
+_FULL = dict(dataset_source="yahma/alpaca-cleaned")
+_BY_KIND = {
+    "full_single_device": _FULL,
+    "full_low_memory": _FULL,
+    "full_distributed": dict(_FULL, gradient_accumulation_steps=8),
+}
+_MINI_4K = dict(repo=_builders.HF_REPOS[_builders.phi3_mini_4k], lr_full="5.0e-6",
+                by_kind=_BY_KIND)  # fmt: skip
 _PHI3 = {
     "mini_4k": dict(title="Phi-3 mini 4k", model="phi3_mini_4k", **_MINI_4K),
     # torchtune's names of the same model's configs (phi3/mini_lora_single_device, ...)
@@ -33,20 +42,18 @@ _PHI3 = {
         title="Phi-3 mini 128k",
         model="auto",
         repo=_builders.HF_REPOS[_builders.phi3_mini_128k],
-        max_seq_len=8192,
-        batch_size=2,
+        lr_full="5.0e-6",
+        by_kind=_BY_KIND,
         weights_note=_AUTO_NOTE,
     ),
 }
 _PHI4 = {
-    # 14.7B: activations checkpointed on one device for LoRA too, as torchtune's configs do
     "14B": dict(
         title="Phi-4 14B",
         model="phi4_14b",
         repo=_builders.HF_REPOS[_builders.phi4_14b],
-        max_seq_len=4096,
-        batch_size=2,
-        checkpoint_lora=True,
+        lr_full="5.0e-6",
+        by_kind=_BY_KIND,
     ),
 }
 
