@@ -1,6 +1,6 @@
 """The shipped configs: a row per released size, rendered by the core's fine-tuning
-templates (:func:`tunesmith.config.render_config_table`). (QLoRA under FSDP2 does not
-run yet: the NF4 weights do not shard, so there is no qlora_distributed kind.)"""
+templates (:func:`tunesmith.config.render_config_table`), with torchtune's settings for
+the sizes it has configs of."""
 
 from __future__ import annotations
 
