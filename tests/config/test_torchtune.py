@@ -102,6 +102,21 @@ def test_checkpointer_dataset_loss_scheduler_logger():
     assert any("recipe_checkpoint: dropped" in line for line in t.notes)
 
 
+def test_loss_keeps_its_ignore_index_and_refuses_what_would_change_it():
+    chunked = {"_component_": "torchtune.modules.loss.CEWithChunkedOutputLoss"}
+    t = _translate("llama3/8B_lora", loss={**chunked, "ignore_index": -1, "num_output_chunks": 4})
+    assert t.config["loss"] == {
+        "_component_": "tunesmith.training.ChunkedCrossEntropyLoss",
+        "ignore_index": -1,
+        "num_output_chunks": 4,
+    }
+    t = _translate("llama3/8B_lora", loss={**chunked, "label_smoothing": 0.1})
+    assert t.problems == [
+        "loss.label_smoothing: 0.1: CEWithChunkedOutputLoss takes num_output_chunks and "
+        "ignore_index only: remove it"
+    ]
+
+
 def test_dropped_keys_are_said_once_each():
     t = _translate("llama3_2/1B_full_single_device")
     assert [n for n in t.notes if n.startswith("profiler")] == [

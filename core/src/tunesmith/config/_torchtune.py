@@ -590,8 +590,14 @@ class _Translator:
             )
             return
         out: dict[str, Any] = {"_component_": "tunesmith.training.ChunkedCrossEntropyLoss"}
-        if "num_output_chunks" in node:
-            out["num_output_chunks"] = node["num_output_chunks"]
+        for key, value in node.items():
+            if key in ("num_output_chunks", "ignore_index"):
+                out[key] = value
+            elif key != "_component_":
+                self.problems.append(
+                    f"loss.{key}: {_show(value)}: {name} takes num_output_chunks and "
+                    "ignore_index only: remove it"
+                )
         self.note("loss._component_", path, out["_component_"], _LOSSES[name])
         self.out["loss"] = out
 
