@@ -109,6 +109,12 @@ def test_key_and_schema_records():
     assert key.problem(0) == "'batch_size' must be at least 1, not 0"
     assert key.problem(True) == "'batch_size' must be int, not True"
     assert SCHEMA.get("clip_grad_norm").problem(1) is None  # an int is a float
+    assert SCHEMA.get("clip_grad_norm").problem(float("inf")) is None
+    # clip_grad_norm=inf on the command line is YAML's string 'inf'
+    assert SCHEMA.get("clip_grad_norm").problem("inf") == (
+        "'clip_grad_norm' must be float or null, not 'inf' (YAML writes it .inf)"
+    )
+    assert key.problem("nan") == "'batch_size' must be int, not 'nan'"  # no float: no hint
     assert SCHEMA.get("top_p").problem(0.0) == "'top_p' must be in (0, 1], not 0.0"
     assert SCHEMA.required == {"output_dir", "optimizer"}
     assert "tasks" not in SCHEMA.defaults()

@@ -53,6 +53,14 @@ def _normalise(spec: Any) -> tuple[type, ...]:
     return tuple(type(None) if t is None else t for t in options)
 
 
+def _yaml_float_hint(value: Any) -> str:
+    """YAML's spelling of infinity and NaN, for a float written as Python writes it."""
+    if isinstance(value, str) and value.strip().lower().lstrip("+-") in ("inf", "infinity", "nan"):
+        sign = "-" if value.strip().startswith("-") else ""
+        return f" (YAML writes it {sign}.{'nan' if 'nan' in value.lower() else 'inf'})"
+    return ""
+
+
 def type_text(types: tuple[type, ...]) -> str:
     """``(int, NoneType)`` -> ``"int or null"``."""
     return " or ".join(_NAMES.get(t, getattr(t, "__name__", str(t))) for t in types) or "any"
@@ -112,7 +120,8 @@ class Key:
     def problem(self, value: Any) -> str | None:
         """What is wrong with ``value`` for this key, as one line, or ``None``."""
         if not is_instance(value, self.types):
-            return f"'{self.name}' must be {type_text(self.types)}, not {value!r}"
+            hint = _yaml_float_hint(value) if float in self.types else ""
+            return f"'{self.name}' must be {type_text(self.types)}, not {value!r}{hint}"
         if value is None or self.check is None:
             return None
         try:
