@@ -492,7 +492,7 @@ case("convert-onto-a-users-folder", "already exists and is not empty", "--force"
 case("convert-onto-its-input", "is also the input")(
     lambda c: ["convert", str(c.base_dir), str(c.base_dir)]
 )
-case("convert-a-missing-source", "does not exist")(
+case("convert-a-missing-source", "does not exist: point SOURCE at")(
     lambda c: ["convert", str(c.tmp_path / "nope"), str(c.tmp_path / "out")]
 )
 
@@ -524,6 +524,9 @@ def _adapter(c: Ctx) -> Path:
 
 case("merge-adapter-onto-a-users-folder", "already exists and is not empty", "--force")(
     lambda c: ["merge-adapter", str(c.base_dir), str(_adapter(c)), str(_user_folder(c))]
+)
+case("merge-adapter-onto-a-base-that-is-none", "is not a checkpoint", "point BASE at one")(
+    lambda c: ["merge-adapter", str(c.tmp_path), str(_adapter(c)), str(c.tmp_path / "merged")]
 )
 case("merge-adapter-without-an-adapter", "no adapter_config.json in")(
     lambda c: ["merge-adapter", str(c.base_dir), str(c.tmp_path), str(c.tmp_path / "merged")]

@@ -7,6 +7,7 @@ User errors (:class:`tunesmith.TunesmithError`) print one line and exit non-zero
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -625,6 +626,18 @@ class _ChildError(TunesmithError):
 # ------------------------------------------------------------- checkpoints ---
 
 
+@contextlib.contextmanager
+def _checkpoint_dir_given_as(argument: str):
+    """The checkpoint code's errors name the config key that holds the directory; a
+    command that takes it as ``argument`` names that instead."""
+    try:
+        yield
+    except TunesmithError as exc:
+        if exc.args and isinstance(exc.args[0], str):
+            exc.args = (exc.args[0].replace("checkpointer.checkpoint_dir", argument),) + exc.args[1:]
+        raise
+
+
 _DTYPE = click.option(
     "--dtype",
     default=None,
@@ -651,9 +664,10 @@ def convert(
     """
     from tunesmith._pretrained import convert_checkpoint
 
-    convert_checkpoint(
-        source, destination, max_shard_size=max_shard_size, dtype=dtype, overwrite=force
-    )
+    with _checkpoint_dir_given_as("SOURCE"):
+        convert_checkpoint(
+            source, destination, max_shard_size=max_shard_size, dtype=dtype, overwrite=force
+        )
     click.echo(f"Wrote a Hugging Face checkpoint to {destination}")
 
 
@@ -680,7 +694,9 @@ def merge_adapter(
     """
     from tunesmith._pretrained import merge_adapter as merge
 
-    merge(base, adapter, destination, max_shard_size=max_shard_size, dtype=dtype, overwrite=force)
+    with _checkpoint_dir_given_as("BASE"):
+        merge(base, adapter, destination, max_shard_size=max_shard_size, dtype=dtype,
+              overwrite=force)  # fmt: skip
     click.echo(f"Wrote the merged Hugging Face checkpoint to {destination}")
 
 
