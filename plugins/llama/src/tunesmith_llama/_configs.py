@@ -51,7 +51,8 @@ _ONE_DEVICE_NO_CHECKPOINTING = {
 }
 
 
-#: Config prefix -> size -> template variables.
+#: Config prefix -> size -> template variables (``by_kind``: where torchtune's config of
+#: that name differs from the core template's settings for the kind).
 SIZES = {
     "llama2": {
         "7B": _size("Llama 2 7B", "llama2_7b", "meta-llama/Llama-2-7b-hf",
