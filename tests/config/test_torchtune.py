@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -339,6 +340,21 @@ def test_cat_prints_a_shipped_config():
     result = CliRunner().invoke(cli, ["cat", "llama3_2/1B_lora_single_device"])
     assert result.exit_code == 0
     assert yaml.safe_load(result.output)["peft"]["_component_"] == "lora"
+
+
+def test_cat_sort_orders_keys_at_every_level_as_torchtunes():
+    plain = CliRunner().invoke(cli, ["cat", "llama3_2/1B_lora_single_device"])
+    result = CliRunner().invoke(cli, ["cat", "llama3_2/1B_lora_single_device", "--sort"])
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load(result.output) == yaml.safe_load(plain.output)  # the same config
+    top = [line.split(":")[0] for line in result.output.splitlines() if line[:1].isalpha()]
+    peft = re.search(r"^peft:\n((?:  .*\n)+)", result.output, re.M).group(1)
+    assert top == sorted(top) and top[0] == "batch_size"
+    assert [line.split(":")[0].strip() for line in peft.splitlines() if ":" in line] == [
+        "_component_", "apply_lora_to_mlp", "apply_lora_to_output", "lora_alpha",
+        "lora_attn_modules", "lora_dropout", "lora_rank",
+    ]  # fmt: skip
+    assert "#" not in result.output
 
 
 def test_torchtune_generation_config_validates_for_generate(tmp_path):

@@ -369,17 +369,25 @@ def _load(recipe_name: str | None, config: str, overrides: tuple[str, ...]):
 
 @cli.command()
 @click.argument("config")
-def cat(config: str) -> None:
+@click.option("--sort", is_flag=True, help="Keys in alphabetical order, at every level (no comments).")
+def cat(config: str, sort: bool) -> None:
     """Print a shipped config (or a config file) as YAML.
 
     \b
     Examples:
       tunesmith cat llama3_2/1B_lora_single_device
       tunesmith cat llama3_2/1B_lora_single_device > my_lora.yaml
+      tunesmith cat llama3_2/1B_lora_single_device --sort
     """
     from tunesmith.config import config_source
 
     text, _, _ = config_source(config)
+    if sort:
+        import yaml
+
+        from tunesmith.config._load import _YamlLoader
+
+        text = yaml.safe_dump(yaml.load(text, Loader=_YamlLoader), sort_keys=True)
     click.echo(text.rstrip("\n"))
 
 
